@@ -1,0 +1,1 @@
+//! Convergence layers for ferry: QUIC, serial modems and the impairment proxy.

@@ -1,0 +1,1 @@
+//! OCI adapter for ferry: ingest images, rebuild layers, serve a read-only registry.

@@ -1,0 +1,1 @@
+//! Discrete-event link simulator that runs the real ferry engine on a virtual clock.

@@ -1,0 +1,1 @@
+//! Cross-crate and real-process tests for ferry.
