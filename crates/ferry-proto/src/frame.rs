@@ -59,7 +59,9 @@ impl Default for FrameCodec {
 impl FrameCodec {
     /// A codec that refuses frames above `max_frame` bytes (capped at [`HARD_MAX_FRAME`]).
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame: max_frame.clamp(8, HARD_MAX_FRAME) }
+        Self {
+            max_frame: max_frame.clamp(8, HARD_MAX_FRAME),
+        }
     }
 
     pub fn max_frame(&self) -> usize {
@@ -84,7 +86,10 @@ impl FrameCodec {
         let payload = frame.encoded_len();
         let total = Self::header_len(payload) + payload;
         if total > self.max_frame {
-            return Err(FrameError::TooLarge { length: total, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                length: total,
+                max: self.max_frame,
+            });
         }
         out.reserve(total);
         out.push(WIRE_VERSION);
@@ -109,16 +114,26 @@ impl FrameCodec {
         }
         let (payload_len, len_bytes) = get_leb128(&buf[1..])?;
         let header = 1 + len_bytes;
-        let total = header.checked_add(payload_len).ok_or(FrameError::BadLength)?;
+        let total = header
+            .checked_add(payload_len)
+            .ok_or(FrameError::BadLength)?;
         if total > self.max_frame {
-            return Err(FrameError::TooLarge { length: total, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                length: total,
+                max: self.max_frame,
+            });
         }
         if buf.len() < total {
-            return Err(FrameError::Incomplete { needed: total - buf.len() });
+            return Err(FrameError::Incomplete {
+                needed: total - buf.len(),
+            });
         }
         let frame = Frame::decode(&buf[header..total])?;
         frame.validate()?;
-        Ok(Decoded { frame, consumed: total })
+        Ok(Decoded {
+            frame,
+            consumed: total,
+        })
     }
 
     /// Decodes a buffer that must hold exactly one frame (a datagram).
@@ -171,10 +186,15 @@ fn get_leb128(buf: &[u8]) -> Result<(usize, usize), FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::{frame::Body, Keepalive};
+    use crate::v1::{Keepalive, frame::Body};
 
     fn keepalive(sequence: u64) -> Frame {
-        Frame { body: Some(Body::Keepalive(Keepalive { sequence, time_ms: 7 })) }
+        Frame {
+            body: Some(Body::Keepalive(Keepalive {
+                sequence,
+                time_ms: 7,
+            })),
+        }
     }
 
     #[test]
@@ -204,26 +224,48 @@ mod tests {
         assert_eq!(first.frame, keepalive(3));
         assert_eq!(first.consumed, len);
         assert_eq!(codec.decode(&buf[len..]).unwrap().frame, keepalive(4));
-        assert_eq!(codec.decode_exact(&buf), Err(FrameError::TrailingBytes { extra: buf.len() - len }));
+        assert_eq!(
+            codec.decode_exact(&buf),
+            Err(FrameError::TrailingBytes {
+                extra: buf.len() - len
+            })
+        );
     }
 
     #[test]
     fn oversized_frame_is_refused_both_ways() {
         let codec = FrameCodec::new(16);
-        let big = Frame { body: Some(Body::Keepalive(Keepalive { sequence: u64::MAX, time_ms: u64::MAX })) };
-        assert!(matches!(codec.encode(&big), Err(FrameError::TooLarge { .. })));
+        let big = Frame {
+            body: Some(Body::Keepalive(Keepalive {
+                sequence: u64::MAX,
+                time_ms: u64::MAX,
+            })),
+        };
+        assert!(matches!(
+            codec.encode(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
         let encoded = FrameCodec::default().encode(&big).unwrap();
-        assert!(matches!(codec.decode(&encoded), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            codec.decode(&encoded),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn wrong_version_is_named() {
-        assert_eq!(FrameCodec::default().decode(&[9, 0]), Err(FrameError::UnsupportedVersion { found: 9 }));
+        assert_eq!(
+            FrameCodec::default().decode(&[9, 0]),
+            Err(FrameError::UnsupportedVersion { found: 9 })
+        );
     }
 
     #[test]
     fn empty_frame_body_is_invalid() {
         let codec = FrameCodec::default();
-        assert!(matches!(codec.decode(&[WIRE_VERSION, 0]), Err(FrameError::Invalid(_))));
+        assert!(matches!(
+            codec.decode(&[WIRE_VERSION, 0]),
+            Err(FrameError::Invalid(_))
+        ));
     }
 }

@@ -18,6 +18,6 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/ferry.v1.rs"));
 }
 
-pub use frame::{Decoded, FrameCodec, FrameError, DEFAULT_MAX_FRAME, HARD_MAX_FRAME, WIRE_VERSION};
-pub use validate::{Validate, ValidationError, ID_LEN, MANIFEST_INDEX};
-pub use version::{negotiate, Negotiated, VersionError, SUPPORTED_VERSIONS};
+pub use frame::{DEFAULT_MAX_FRAME, Decoded, FrameCodec, FrameError, HARD_MAX_FRAME, WIRE_VERSION};
+pub use validate::{ID_LEN, MANIFEST_INDEX, Validate, ValidationError};
+pub use version::{Negotiated, SUPPORTED_VERSIONS, VersionError, negotiate};

@@ -5,8 +5,8 @@
 //! engine; this module only guarantees that a frame is well-formed.
 
 use crate::v1::{
-    self, frame::Body, BundleHeader, BundleId, ChunkData, CustodySignal, Endpoint, Hello,
-    Manifest, NativeDigest, Offer, StatusReport, WantList,
+    self, BundleHeader, BundleId, ChunkData, CustodySignal, Endpoint, Hello, Manifest,
+    NativeDigest, Offer, StatusReport, WantList, frame::Body,
 };
 
 /// Width of node ids, chunk ids and manifest ids.
@@ -24,12 +24,18 @@ pub struct ValidationError {
 }
 
 fn fail<T>(field: &'static str, problem: impl Into<String>) -> Result<T, ValidationError> {
-    Err(ValidationError { field, problem: problem.into() })
+    Err(ValidationError {
+        field,
+        problem: problem.into(),
+    })
 }
 
 fn id(field: &'static str, bytes: &[u8]) -> Result<(), ValidationError> {
     if bytes.len() != ID_LEN {
-        return fail(field, format!("must be {ID_LEN} bytes, found {}", bytes.len()));
+        return fail(
+            field,
+            format!("must be {ID_LEN} bytes, found {}", bytes.len()),
+        );
     }
     Ok(())
 }
@@ -66,11 +72,17 @@ impl Validate for Hello {
         if self.min_version == 0 || self.min_version > self.max_version {
             return fail(
                 "hello.min_version",
-                format!("version range {}..={} is empty", self.min_version, self.max_version),
+                format!(
+                    "version range {}..={} is empty",
+                    self.min_version, self.max_version
+                ),
             );
         }
         if self.max_frame_size < 32 {
-            return fail("hello.max_frame_size", format!("{} is below the 32-byte minimum", self.max_frame_size));
+            return fail(
+                "hello.max_frame_size",
+                format!("{} is below the 32-byte minimum", self.max_frame_size),
+            );
         }
         Ok(())
     }
@@ -86,7 +98,9 @@ impl Validate for Endpoint {
     fn validate(&self) -> Result<(), ValidationError> {
         match required("endpoint.kind", &self.kind)? {
             v1::endpoint::Kind::Node(node) => id("endpoint.node", node),
-            v1::endpoint::Kind::Group(name) if name.is_empty() => fail("endpoint.group", "must not be empty"),
+            v1::endpoint::Kind::Group(name) if name.is_empty() => {
+                fail("endpoint.group", "must not be empty")
+            }
             v1::endpoint::Kind::Group(_) => Ok(()),
         }
     }
@@ -114,13 +128,29 @@ impl Validate for NativeDigest {
             Ok(A::Sha256) => (32, false),
             Ok(A::GitSha1) => (20, true),
             Ok(A::GitSha256) => (32, true),
-            Ok(A::Unspecified) | Err(_) => return fail("native_digest.algorithm", format!("unknown algorithm {}", self.algorithm)),
+            Ok(A::Unspecified) | Err(_) => {
+                return fail(
+                    "native_digest.algorithm",
+                    format!("unknown algorithm {}", self.algorithm),
+                );
+            }
         };
         if self.value.len() != width {
-            return fail("native_digest.value", format!("must be {width} bytes, found {}", self.value.len()));
+            return fail(
+                "native_digest.value",
+                format!("must be {width} bytes, found {}", self.value.len()),
+            );
         }
-        if git && !matches!(self.object_type.as_str(), "blob" | "tree" | "commit" | "tag") {
-            return fail("native_digest.object_type", format!("{:?} is not a Git object type", self.object_type));
+        if git
+            && !matches!(
+                self.object_type.as_str(),
+                "blob" | "tree" | "commit" | "tag"
+            )
+        {
+            return fail(
+                "native_digest.object_type",
+                format!("{:?} is not a Git object type", self.object_type),
+            );
         }
         Ok(())
     }
@@ -128,8 +158,14 @@ impl Validate for NativeDigest {
 
 impl Validate for Manifest {
     fn validate(&self) -> Result<(), ValidationError> {
-        if self.chunk_ids.len() % ID_LEN != 0 {
-            return fail("manifest.chunk_ids", format!("length {} is not a multiple of {ID_LEN}", self.chunk_ids.len()));
+        if !self.chunk_ids.len().is_multiple_of(ID_LEN) {
+            return fail(
+                "manifest.chunk_ids",
+                format!(
+                    "length {} is not a multiple of {ID_LEN}",
+                    self.chunk_ids.len()
+                ),
+            );
         }
         let count = self.chunk_ids.len() / ID_LEN;
         if count != self.chunk_lengths.len() {
@@ -143,7 +179,10 @@ impl Validate for Manifest {
         }
         let sum: u64 = self.chunk_lengths.iter().map(|&l| u64::from(l)).sum();
         if sum != self.total_length {
-            return fail("manifest.total_length", format!("is {} but the chunks add up to {sum}", self.total_length));
+            return fail(
+                "manifest.total_length",
+                format!("is {} but the chunks add up to {sum}", self.total_length),
+            );
         }
         if let Some(digest) = &self.native_digest {
             digest.validate()?;
@@ -165,13 +204,19 @@ impl Validate for WantList {
     fn validate(&self) -> Result<(), ValidationError> {
         for range in &self.ranges {
             if range.start >= range.end {
-                return fail("want.ranges", format!("range {}..{} is empty", range.start, range.end));
+                return fail(
+                    "want.ranges",
+                    format!("range {}..{} is empty", range.start, range.end),
+                );
             }
         }
         for piece in &self.pieces {
             for range in &piece.ranges {
                 if range.length == 0 || range.offset.checked_add(range.length).is_none() {
-                    return fail("want.pieces.ranges", format!("byte range {}+{} is invalid", range.offset, range.length));
+                    return fail(
+                        "want.pieces.ranges",
+                        format!("byte range {}+{} is invalid", range.offset, range.length),
+                    );
                 }
             }
         }
@@ -191,7 +236,12 @@ impl Validate for ChunkData {
         if end > u64::from(self.chunk_length) {
             return fail(
                 "chunk.data",
-                format!("piece {}+{} runs past the chunk length {}", self.offset, self.data.len(), self.chunk_length),
+                format!(
+                    "piece {}+{} runs past the chunk length {}",
+                    self.offset,
+                    self.data.len(),
+                    self.chunk_length
+                ),
             );
         }
         Ok(())
@@ -206,7 +256,10 @@ impl Validate for CustodySignal {
         for range in &self.ranges {
             id("custody.ranges.source", &range.source)?;
             if range.first > range.last {
-                return fail("custody.ranges", format!("range {}..={} is empty", range.first, range.last));
+                return fail(
+                    "custody.ranges",
+                    format!("range {}..={} is empty", range.first, range.last),
+                );
             }
         }
         if !self.accepted && self.reason == v1::RefusalReason::Unspecified as i32 {
@@ -259,7 +312,12 @@ mod tests {
 
     #[test]
     fn chunk_piece_past_its_chunk_is_invalid() {
-        let piece = ChunkData { chunk_length: 4, offset: 2, data: vec![0; 3], ..Default::default() };
+        let piece = ChunkData {
+            chunk_length: 4,
+            offset: 2,
+            data: vec![0; 3],
+            ..Default::default()
+        };
         assert_eq!(piece.validate().unwrap_err().field, "chunk.data");
     }
 
@@ -268,7 +326,11 @@ mod tests {
         let signal = CustodySignal {
             accepted: false,
             reason: 0,
-            ranges: vec![v1::SequenceRange { source: vec![1; 32], first: 1, last: 2 }],
+            ranges: vec![v1::SequenceRange {
+                source: vec![1; 32],
+                first: 1,
+                last: 2,
+            }],
         };
         assert_eq!(signal.validate().unwrap_err().field, "custody.reason");
     }

@@ -18,7 +18,9 @@ pub struct Negotiated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no common protocol version: we speak {ours_min}..={ours_max}, the peer speaks {theirs_min}..={theirs_max}")]
+#[error(
+    "no common protocol version: we speak {ours_min}..={ours_max}, the peer speaks {theirs_min}..={theirs_max}"
+)]
 pub struct VersionError {
     pub ours_min: u32,
     pub ours_max: u32,
@@ -59,12 +61,22 @@ mod tests {
     use super::*;
 
     fn hello(min: u32, max: u32, caps: &[i32]) -> Hello {
-        Hello { min_version: min, max_version: max, capabilities: caps.to_vec(), max_frame_size: 1400, ..Default::default() }
+        Hello {
+            min_version: min,
+            max_version: max,
+            capabilities: caps.to_vec(),
+            max_frame_size: 1400,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn picks_highest_common_version_and_shared_capabilities() {
-        let ours = hello(1, 3, &[Capability::Pipeline as i32, Capability::PieceRepair as i32]);
+        let ours = hello(
+            1,
+            3,
+            &[Capability::Pipeline as i32, Capability::PieceRepair as i32],
+        );
         let theirs = hello(2, 5, &[Capability::PieceRepair as i32, 999]);
         let n = negotiate(&ours, &theirs).unwrap();
         assert_eq!(n.version, 3);

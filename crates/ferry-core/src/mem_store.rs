@@ -1,0 +1,273 @@
+//! `MemStore`: the in-memory [`Store`] with exact crash semantics, for the
+//! simulator and the engine's tests.
+//!
+//! Every write lands in the live state at once and is queued as pending;
+//! `sync` applies the pending queue to the durable state. [`MemStore::crash`]
+//! throws the live state away and restarts from the durable one, which is
+//! exactly what survives a power cut under the store contract.
+//! [`MemStore::crash_partially`] models a kinder crash in which some unsynced
+//! writes reached the disk anyway: a prefix of the logged writes, and any
+//! subset of chunks. The engine must be correct under both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_chunk::{ChunkId, Manifest, ManifestId};
+
+use crate::store::{Batch, BatchOp, Cf, PutOutcome, Records, Store, StoreError, Usage};
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    chunks: BTreeMap<ChunkId, Arc<[u8]>>,
+    manifests: BTreeMap<ManifestId, Arc<[u8]>>,
+    records: BTreeMap<(Cf, Vec<u8>), Vec<u8>>,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Chunk(ChunkId, Arc<[u8]>),
+    /// A logged write: applied in order, so a crash keeps a prefix of these.
+    Logged(Logged),
+}
+
+#[derive(Debug, Clone)]
+enum Logged {
+    PutManifest(ManifestId, Arc<[u8]>),
+    DeleteManifest(ManifestId),
+    Batch(Vec<BatchOp>),
+}
+
+impl State {
+    fn apply(&mut self, pending: &Pending) {
+        match pending {
+            Pending::Chunk(id, bytes) => match self.chunks.insert(*id, bytes.clone()) {
+                None => self.bytes += bytes.len() as u64,
+                Some(old) => self.bytes = self.bytes - old.len() as u64 + bytes.len() as u64,
+            },
+            Pending::Logged(Logged::PutManifest(id, bytes)) => {
+                if self.manifests.insert(*id, bytes.clone()).is_none() {
+                    self.bytes += bytes.len() as u64;
+                }
+            }
+            Pending::Logged(Logged::DeleteManifest(id)) => {
+                if let Some(old) = self.manifests.remove(id) {
+                    self.bytes -= old.len() as u64;
+                }
+            }
+            Pending::Logged(Logged::Batch(ops)) => {
+                for op in ops {
+                    match op {
+                        BatchOp::Put(cf, k, v) => {
+                            self.bytes += (k.len() + v.len()) as u64;
+                            if let Some(old) = self.records.insert((*cf, k.clone()), v.clone()) {
+                                self.bytes -= (k.len() + old.len()) as u64;
+                            }
+                        }
+                        BatchOp::Delete(cf, k) => {
+                            if let Some(old) = self.records.remove(&(*cf, k.clone())) {
+                                self.bytes -= (k.len() + old.len()) as u64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// In-memory store; see the module docs for its crash semantics.
+#[derive(Debug, Clone, Default)]
+pub struct MemStore {
+    live: State,
+    durable: State,
+    pending: Vec<Pending>,
+    quota: Option<u64>,
+    syncs: u64,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_quota(quota: u64) -> Self {
+        Self {
+            quota: Some(quota),
+            ..Self::default()
+        }
+    }
+
+    /// A power cut: everything not synced is lost.
+    pub fn crash(&mut self) {
+        self.live = self.durable.clone();
+        self.pending.clear();
+    }
+
+    /// A crash in which some unsynced writes survived: logged writes survive
+    /// as a prefix (the log is ordered), chunks independently. `keep` is asked
+    /// once per pending write, in order; after the first logged write it
+    /// refuses, no later logged write survives.
+    pub fn crash_partially(&mut self, mut keep: impl FnMut() -> bool) {
+        let mut log_intact = true;
+        for pending in std::mem::take(&mut self.pending) {
+            let survives = match &pending {
+                Pending::Chunk(..) => keep(),
+                Pending::Logged(_) => {
+                    log_intact = log_intact && keep();
+                    log_intact
+                }
+            };
+            if survives {
+                self.durable.apply(&pending);
+            }
+        }
+        self.live = self.durable.clone();
+    }
+
+    /// Writes that a crash would lose right now.
+    pub fn unsynced_writes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How many syncs reached the "disk" (each is an fsync in a real store).
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Flips a byte of a stored chunk, live and durable, as disk corruption would.
+    pub fn corrupt_chunk(&mut self, id: ChunkId) -> bool {
+        let mut done = false;
+        for state in [&mut self.live, &mut self.durable] {
+            if let Some(bytes) = state.chunks.get_mut(&id) {
+                let mut copy = bytes.to_vec();
+                copy[0] ^= 0xff;
+                *bytes = copy.into();
+                done = true;
+            }
+        }
+        done
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
+        match self.quota {
+            Some(quota) if self.live.bytes + bytes > quota => Err(StoreError::Full {
+                needed: bytes,
+                used: self.live.bytes,
+                quota,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn push(&mut self, pending: Pending) {
+        self.live.apply(&pending);
+        self.pending.push(pending);
+    }
+}
+
+impl Store for MemStore {
+    fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+        // A corrupt copy counts as missing, so it is fetched again.
+        Ok(self
+            .live
+            .chunks
+            .get(&id)
+            .is_some_and(|bytes| id.matches(bytes)))
+    }
+
+    fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.live.chunks.get(&id) {
+            None => Ok(None),
+            Some(bytes) if ChunkId::of(bytes) == id => Ok(Some(bytes.to_vec())),
+            Some(bytes) => Err(StoreError::CorruptChunk {
+                id,
+                detail: format!("its bytes hash to {}", ChunkId::of(bytes)),
+            }),
+        }
+    }
+
+    fn put_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
+        debug_assert_eq!(ChunkId::of(data), id, "put_chunk called with a wrong id");
+        if self.has_chunk(id)? {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        // A corrupt copy, if any, is replaced: account only for new bytes.
+        if !self.live.chunks.contains_key(&id) {
+            self.reserve(data.len() as u64)?;
+        }
+        self.push(Pending::Chunk(id, data.into()));
+        Ok(PutOutcome::Stored)
+    }
+
+    fn put_manifest(&mut self, manifest: &Manifest) -> Result<ManifestId, StoreError> {
+        let bytes = manifest.encode();
+        let id = ManifestId::of_encoding(&bytes);
+        if !self.live.manifests.contains_key(&id) {
+            self.reserve(bytes.len() as u64)?;
+            self.push(Pending::Logged(Logged::PutManifest(id, bytes.into())));
+        }
+        Ok(id)
+    }
+
+    fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
+        let Some(bytes) = self.live.manifests.get(&id) else {
+            return Ok(None);
+        };
+        Manifest::decode(bytes)
+            .map(Some)
+            .map_err(|e| StoreError::CorruptManifest {
+                id,
+                detail: e.to_string(),
+            })
+    }
+
+    fn delete_manifest(&mut self, id: ManifestId) -> Result<(), StoreError> {
+        self.push(Pending::Logged(Logged::DeleteManifest(id)));
+        Ok(())
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.live.records.get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Records, StoreError> {
+        Ok(self
+            .live
+            .records
+            .range((cf, prefix.to_vec())..)
+            .take_while(|((c, k), _)| *c == cf && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if !batch.is_empty() {
+            self.push(Pending::Logged(Logged::Batch(batch.ops().to_vec())));
+        }
+        Ok(())
+    }
+
+    fn write_synced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.write(batch)?;
+        self.sync()
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for pending in std::mem::take(&mut self.pending) {
+            self.durable.apply(&pending);
+        }
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            bytes: self.live.bytes,
+            quota: self.quota,
+        }
+    }
+}

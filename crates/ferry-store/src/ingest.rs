@@ -1,0 +1,122 @@
+//! Streams bytes through the chunker into the store: the path every local
+//! source (a file, a tree, stdin, later a Git pack or an OCI blob) takes in.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use ferry_chunk::{ChunkError, ChunkId, Chunker, ManifestBuilder, ManifestError, ManifestId};
+
+use ferry_core::PutOutcome;
+
+use crate::{RocksStore, StoreError};
+
+/// Totals over one ingest session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Bytes read from all sources.
+    pub bytes: u64,
+    /// Chunks cut, counting repeats.
+    pub chunks: u64,
+    /// Distinct chunks among them.
+    pub unique_chunks: u64,
+    /// Chunks, and their bytes, that the store did not hold before.
+    pub new_chunks: u64,
+    pub new_bytes: u64,
+    /// Manifests recorded (one per source).
+    pub manifests: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot read {source_name}: {error}")]
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the manifest of {source_name}: {error}")]
+    Manifest {
+        source_name: String,
+        error: ManifestError,
+    },
+}
+
+/// What stopped the chunk sink.
+enum SinkError {
+    Store(StoreError),
+    Manifest(ManifestError),
+}
+
+/// One ingest session: any number of sources, then one sync at [`Ingest::finish`].
+pub struct Ingest<'s> {
+    store: &'s RocksStore,
+    chunker: Chunker,
+    seen: HashSet<ChunkId>,
+    stats: IngestStats,
+}
+
+impl<'s> Ingest<'s> {
+    pub fn new(store: &'s RocksStore, chunker: Chunker) -> Self {
+        Self {
+            store,
+            chunker,
+            seen: HashSet::new(),
+            stats: IngestStats::default(),
+        }
+    }
+
+    /// Chunks `reader` into the store and records its manifest. `progress` is
+    /// called with the bytes of each chunk as it is stored.
+    pub fn add(
+        &mut self,
+        source_name: &str,
+        reader: impl Read,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ManifestId, IngestError> {
+        let mut builder = ManifestBuilder::new();
+        let store = self.store;
+        let seen = &mut self.seen;
+        let stats = &mut self.stats;
+        let result = self.chunker.chunk_reader(reader, |span, bytes| {
+            let outcome = store.put_chunk(span.id, bytes).map_err(SinkError::Store)?;
+            stats.bytes += bytes.len() as u64;
+            stats.chunks += 1;
+            if seen.insert(span.id) {
+                stats.unique_chunks += 1;
+            }
+            if outcome == PutOutcome::Stored {
+                stats.new_chunks += 1;
+                stats.new_bytes += bytes.len() as u64;
+            }
+            builder.push(span, bytes).map_err(SinkError::Manifest)?;
+            progress(bytes.len() as u64);
+            Ok(())
+        });
+        match result {
+            Ok(_) => {}
+            Err(ChunkError::Read(error)) => {
+                return Err(IngestError::Read {
+                    source_name: source_name.to_string(),
+                    error,
+                });
+            }
+            Err(ChunkError::Sink(SinkError::Store(e))) => return Err(e.into()),
+            Err(ChunkError::Sink(SinkError::Manifest(error))) => {
+                return Err(IngestError::Manifest {
+                    source_name: source_name.to_string(),
+                    error,
+                });
+            }
+        }
+        let id = self.store.put_manifest(&builder.finish())?;
+        self.stats.manifests += 1;
+        Ok(id)
+    }
+
+    /// Makes everything ingested durable and returns the totals.
+    pub fn finish(self) -> Result<IngestStats, StoreError> {
+        self.store.sync()?;
+        Ok(self.stats)
+    }
+}

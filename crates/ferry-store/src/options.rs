@@ -1,0 +1,73 @@
+//! Store configuration and the RocksDB tuning behind it.
+
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
+
+use crate::Cf;
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Refuse chunk and manifest writes that would take the store's size on
+    /// disk past this many bytes. `None`: no quota.
+    pub quota_bytes: Option<u64>,
+    /// Memtable size for chunk bodies. Up to three are held in memory, so this
+    /// bounds the store's write memory.
+    pub chunk_write_buffer: usize,
+    /// Block cache shared by all column families.
+    pub block_cache: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            quota_bytes: None,
+            chunk_write_buffer: 8 << 20,
+            block_cache: 8 << 20,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub(crate) fn db_options(&self) -> Options {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_compression_type(DBCompressionType::None);
+        // Column families other than chunks flush rarely; bound the WAL they pin.
+        opts.set_max_total_wal_size(64 << 20);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_log_file_size(4 << 20);
+        opts
+    }
+
+    pub(crate) fn cf_options(&self, cf: Cf, cache: &Cache) -> Options {
+        let mut opts = Options::default();
+        opts.set_compression_type(DBCompressionType::None);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        match cf {
+            Cf::Chunks => {
+                // Chunk bodies go straight to blob files at flush and are never
+                // rewritten by compaction; the LSM holds only small references.
+                opts.set_enable_blob_files(true);
+                opts.set_min_blob_size(0);
+                opts.set_blob_file_size(256 << 20);
+                opts.set_blob_compression_type(DBCompressionType::None);
+                // Blob GC relocates live blobs; it runs only inside Store::gc.
+                opts.set_enable_blob_gc(false);
+                opts.set_write_buffer_size(self.chunk_write_buffer);
+                opts.set_max_write_buffer_number(3);
+                opts.set_memtable_whole_key_filtering(true);
+                opts.set_memtable_prefix_bloom_ratio(0.1);
+            }
+            _ => {
+                opts.set_write_buffer_size(4 << 20);
+                opts.set_max_write_buffer_number(2);
+            }
+        }
+        opts
+    }
+}

@@ -1,0 +1,370 @@
+//! The store itself: opening, chunk and manifest access, batches, sync and quota.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_chunk::{ChunkId, Manifest, ManifestId};
+use rocksdb::{
+    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, FlushOptions, WriteBatch,
+    WriteOptions,
+};
+
+use ferry_core::{Batch, BatchOp, Cf, PutOutcome, Records, Usage};
+
+use crate::error::db;
+use crate::{OpenError, StoreConfig, StoreError};
+
+/// Bytes a stored chunk costs beyond its body: key, blob record header and
+/// its reference in the LSM. Used for quota accounting between measurements.
+const CHUNK_OVERHEAD: u64 = 96;
+
+/// A ferry store on disk. Cheap to share between threads (`&Store` is enough
+/// for every operation but garbage collection).
+pub struct RocksStore {
+    pub(crate) db: DB,
+    path: PathBuf,
+    config: StoreConfig,
+    /// Estimated bytes on disk: measured at open and after GC, counted up in between.
+    used: AtomicU64,
+    /// Bumped after every write that a later sync must cover.
+    written: AtomicU64,
+    /// Highest `written` value known durable; the lock serialises syncs.
+    durable: Mutex<u64>,
+    _cache: Cache,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .field("usage", &self.usage())
+            .finish()
+    }
+}
+
+impl RocksStore {
+    /// Opens the store at `path`, creating it if needed. After a crash, this
+    /// recovers every write that a sync covered.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|source| OpenError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let cache = Cache::new_lru_cache(config.block_cache);
+        let families =
+            Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), config.cf_options(cf, &cache)));
+        let db =
+            DB::open_cf_descriptors(&config.db_options(), &path, families).map_err(|source| {
+                OpenError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let used = dir_size(&path).map_err(|source| OpenError::Usage {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::debug!(path = %path.display(), used, "store opened");
+        Ok(Self {
+            db,
+            path,
+            config,
+            used: AtomicU64::new(used),
+            written: AtomicU64::new(0),
+            durable: Mutex::new(0),
+            _cache: cache,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn cf(&self, cf: Cf) -> &ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
+
+    /// Stores a chunk whose id the caller computed from `data` (as the chunker
+    /// does). Bytes from outside this process go through
+    /// [`ferry_core::Store::put_chunk_checked`].
+    /// Durable after the next [`Self::sync`].
+    pub fn put_chunk(&self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
+        debug_assert_eq!(ChunkId::of(data), id, "put_chunk called with a wrong id");
+        if self.has_chunk(id)? {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        self.reserve(data.len() as u64 + CHUNK_OVERHEAD)?;
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db
+            .put_cf_opt(self.cf(Cf::Chunks), id.as_bytes(), data, &opts)
+            .map_err(db("chunk put"))?;
+        self.written.fetch_add(1, Ordering::SeqCst);
+        Ok(PutOutcome::Stored)
+    }
+
+    pub fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+        let cf = self.cf(Cf::Chunks);
+        if !self.db.key_may_exist_cf(cf, id.as_bytes()) {
+            return Ok(false);
+        }
+        match self.db.get_pinned_cf(cf, id.as_bytes()) {
+            Ok(found) => Ok(found.is_some()),
+            // A corrupt body still names a chunk we must fetch again: treat as absent.
+            Err(e) if e.kind() == ErrorKind::Corruption => {
+                self.discard_corrupt(id, e.to_string())?;
+                Ok(false)
+            }
+            Err(e) => Err(db("chunk lookup")(e)),
+        }
+    }
+
+    /// Reads a chunk and verifies its hash. A corrupt chunk is removed (so it
+    /// will be fetched again) and reported as [`StoreError::CorruptChunk`].
+    pub fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.get_cf(self.cf(Cf::Chunks), id.as_bytes()) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => {
+                let found = ChunkId::of(&bytes);
+                if found == id {
+                    Ok(Some(bytes))
+                } else {
+                    let detail = format!("its bytes hash to {found}");
+                    self.discard_corrupt(id, detail.clone())?;
+                    Err(StoreError::CorruptChunk { id, detail })
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Corruption => {
+                let detail = e.to_string();
+                self.discard_corrupt(id, detail.clone())?;
+                Err(StoreError::CorruptChunk { id, detail })
+            }
+            Err(e) => Err(db("chunk read")(e)),
+        }
+    }
+
+    fn discard_corrupt(&self, id: ChunkId, detail: String) -> Result<(), StoreError> {
+        tracing::warn!(chunk = %id, %detail, "corrupt chunk removed from the store");
+        self.db
+            .delete_cf(self.cf(Cf::Chunks), id.as_bytes())
+            .map_err(db("corrupt chunk removal"))
+    }
+
+    /// Records a manifest (which keeps its chunks alive through GC). Logged,
+    /// durable after the next sync; see the crate docs for ordering.
+    pub fn put_manifest(&self, manifest: &Manifest) -> Result<ManifestId, StoreError> {
+        let bytes = manifest.encode();
+        let id = ManifestId::of_encoding(&bytes);
+        let cf = self.cf(Cf::Manifests);
+        if self
+            .db
+            .get_pinned_cf(cf, id.as_bytes())
+            .map_err(db("manifest lookup"))?
+            .is_none()
+        {
+            self.reserve(bytes.len() as u64 + 64)?;
+            self.db
+                .put_cf(cf, id.as_bytes(), &bytes)
+                .map_err(db("manifest put"))?;
+            self.written.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(id)
+    }
+
+    /// Reads a manifest, checking that its bytes still hash to its id.
+    pub fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(self.cf(Cf::Manifests), id.as_bytes())
+            .map_err(db("manifest read"))?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| StoreError::CorruptManifest { id, detail };
+        let found = ManifestId::of_encoding(&bytes);
+        if found != id {
+            return Err(corrupt(format!("its bytes hash to {found}")));
+        }
+        Manifest::decode(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Forgets a manifest; its chunks become garbage unless another manifest uses them.
+    pub fn delete_manifest(&self, id: ManifestId) -> Result<(), StoreError> {
+        self.db
+            .delete_cf(self.cf(Cf::Manifests), id.as_bytes())
+            .map_err(db("manifest delete"))?;
+        self.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Reads one record.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(db("record read"))
+    }
+
+    /// Every record of `cf` whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Records, StoreError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(db("record scan"))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies a batch atomically through the WAL, without waiting for disk.
+    pub fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(*cf), k, v),
+                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(*cf), k),
+            }
+        }
+        self.used
+            .fetch_add(batch.payload_bytes(), Ordering::Relaxed);
+        self.db.write(wb).map_err(db("batch write"))?;
+        self.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes every chunk written so far durable, then applies `batch` and
+    /// syncs it. When this returns, the batch survives any crash.
+    pub fn write_synced(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.flush_chunks()?;
+        self.write(batch)?;
+        self.sync()
+    }
+
+    /// Makes every write that returned before this call durable. Concurrent
+    /// callers share one flush and one fsync.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let wanted = self.written.load(Ordering::SeqCst);
+        let mut durable = self
+            .durable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *durable >= wanted {
+            return Ok(());
+        }
+        let covered = self.written.load(Ordering::SeqCst);
+        self.flush_chunks()?;
+        self.db.flush_wal(true).map_err(db("WAL sync"))?;
+        *durable = covered;
+        Ok(())
+    }
+
+    /// Writes the chunk memtables to blob files and waits until they are on disk.
+    fn flush_chunks(&self) -> Result<(), StoreError> {
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        self.db
+            .flush_cf_opt(self.cf(Cf::Chunks), &opts)
+            .map_err(db("chunk flush"))
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            bytes: self.used.load(Ordering::Relaxed),
+            quota: self.config.quota_bytes,
+        }
+    }
+
+    /// Re-measures the store's size on disk.
+    pub(crate) fn remeasure(&self) -> Result<u64, StoreError> {
+        let bytes = dir_size(&self.path).map_err(|e| StoreError::Backend {
+            op: "size measurement",
+            source: Box::new(e),
+        })?;
+        self.used.store(bytes, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Takes `bytes` from the quota, or fails with [`StoreError::Full`].
+    fn reserve(&self, bytes: u64) -> Result<(), StoreError> {
+        let Some(quota) = self.config.quota_bytes else {
+            self.used.fetch_add(bytes, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= quota)
+            })
+            .map(drop)
+            .map_err(|used| StoreError::Full {
+                needed: bytes,
+                used,
+                quota,
+            })
+    }
+}
+
+/// Bytes of every file under `path` (the store does not nest directories deeply).
+fn dir_size(path: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+impl ferry_core::Store for RocksStore {
+    fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+        RocksStore::has_chunk(self, id)
+    }
+    fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        RocksStore::get_chunk(self, id)
+    }
+    fn put_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
+        RocksStore::put_chunk(self, id, data)
+    }
+    fn put_manifest(&mut self, manifest: &Manifest) -> Result<ManifestId, StoreError> {
+        RocksStore::put_manifest(self, manifest)
+    }
+    fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
+        RocksStore::get_manifest(self, id)
+    }
+    fn delete_manifest(&mut self, id: ManifestId) -> Result<(), StoreError> {
+        RocksStore::delete_manifest(self, id)
+    }
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        RocksStore::get(self, cf, key)
+    }
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Records, StoreError> {
+        RocksStore::scan_prefix(self, cf, prefix)
+    }
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        RocksStore::write(self, batch)
+    }
+    fn write_synced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        RocksStore::write_synced(self, batch)
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        RocksStore::sync(self)
+    }
+    fn usage(&self) -> Usage {
+        RocksStore::usage(self)
+    }
+}
