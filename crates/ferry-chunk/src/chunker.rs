@@ -71,7 +71,7 @@ pub enum ChunkError<E> {
 
 /// New bytes read per block by [`Chunker::chunk_reader`]. At most three
 /// blocks are alive at once (one read, one chunked, one in the sink).
-const BLOCK_SIZE: usize = 4 << 20;
+const BLOCK_SIZE: usize = 8 << 20;
 /// The first read is this small, so that small inputs cost small buffers.
 const FIRST_READ: usize = 64 << 10;
 /// Upper bound on the bytes one thread scans between two merge points; the
@@ -334,8 +334,9 @@ impl Chunker {
         let pieces = if self.threads < 2 || len < 2 * self.min_piece {
             1
         } else {
-            // Aim for four pieces per thread, within MIN_PIECE..=MAX_PIECE.
-            let piece = (len / (4 * self.threads)).clamp(self.min_piece, self.max_piece);
+            // Aim for two pieces per thread (each seam costs a chunk or two of
+            // serial work), within MIN_PIECE..=MAX_PIECE.
+            let piece = (len / (2 * self.threads)).clamp(self.min_piece, self.max_piece);
             len.div_ceil(piece).max(2)
         };
         if pieces == 1 {

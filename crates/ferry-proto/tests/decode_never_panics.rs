@@ -19,6 +19,7 @@ fn arb_frame() -> impl Strategy<Value = v1::Frame> {
                 chunk_length: data.len() as u32 + 5,
                 offset: 5,
                 data,
+                checkpoint: handle % 2 == 0,
             })
         });
     let custody = (id.clone(), any::<u64>(), 0u64..1000).prop_map(|(source, first, span)| {

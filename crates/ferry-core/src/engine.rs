@@ -1,0 +1,1391 @@
+//! `Engine`: the sans-IO state machine. Inputs carry `now`; outputs are pulled.
+//!
+//! Owns sessions, offers, want-lists, chunk transfer and custody. Never
+//! touches a socket, a file, the clock or an unseeded random generator.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use ferry_chunk::{Manifest, ManifestId};
+use ferry_proto::v1::{self, frame::Body};
+use ferry_proto::{FrameCodec, FrameError, MANIFEST_INDEX, SUPPORTED_VERSIONS, negotiate};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::bundle::{BundleHeader, BundleRecord, PayloadKind};
+use crate::config::EngineConfig;
+use crate::event::{Event, Reason};
+use crate::pieces::PieceBuf;
+use crate::store::{Batch, Cf, Store, StoreError};
+use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
+
+const SEQUENCE_KEY: &[u8] = b"sequence";
+
+/// What a driver knows of a link when its contact begins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkProperties {
+    /// Largest frame the link carries, header included.
+    pub mtu: u32,
+    /// Round-trip time the engine plans its timers with.
+    pub rtt: Duration,
+    /// A reliable link (QUIC) never loses frames: no repair timers run.
+    pub reliable: bool,
+}
+
+/// A contact starting or ending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contact {
+    Up(LinkProperties),
+    Down,
+}
+
+/// One frame for the driver to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub link: LinkId,
+    pub frame: Vec<u8>,
+}
+
+/// A bundle an application hands to the engine. Its manifest and every chunk
+/// must already be in the store (e.g. put there by an ingest).
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub destination: Endpoint,
+    pub lifetime: Duration,
+    pub priority: Priority,
+    pub kind: PayloadKind,
+    pub manifest: ManifestId,
+    pub release: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("manifest {0} is not in the store; ingest the payload first")]
+    MissingManifest(ManifestId),
+    #[error("chunk {index} of manifest {manifest} is not in the store; the payload is incomplete")]
+    MissingChunk { manifest: ManifestId, index: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("bundle record {key} in the store is unreadable; the store may be corrupt")]
+    BadRecord { key: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Session {
+    peer: NodeId,
+}
+
+struct Outbound {
+    bundle: BundleId,
+    priority: Priority,
+    manifest: Option<Manifest>,
+    /// Byte ranges still to send: chunk index → ranges [start, end).
+    wanted: BTreeMap<u32, Vec<(u32, u32)>>,
+    /// When to re-offer if nothing is heard; None while data is flowing.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+struct Inbound {
+    header: BundleHeader,
+    from: NodeId,
+    link: LinkId,
+    handle: u32,
+    manifest: Option<Manifest>,
+    manifest_buf: Option<PieceBuf>,
+    missing: BTreeSet<u32>,
+    partial: BTreeMap<u32, PieceBuf>,
+    received: u64,
+    report_at: Option<Instant>,
+    report_backoff: Duration,
+    serial: u32,
+}
+
+struct LinkState {
+    props: LinkProperties,
+    up: bool,
+    /// The peer, once its Hello arrived.
+    session: Option<Session>,
+    /// Our Hello's nonce for this contact; the peer's, once seen.
+    nonce: u64,
+    peer_nonce: u64,
+    /// The peer echoed our nonce: it knows us, offers may flow.
+    acked: bool,
+    hello_due: Option<Instant>,
+    hello_backoff: Duration,
+    control: VecDeque<v1::Frame>,
+    out: BTreeMap<u32, Outbound>,
+    next_handle: u32,
+    in_handles: BTreeMap<u32, BundleId>,
+    /// Custody signals waiting to be batched: (accepted, reason) → source → sequences.
+    signals: BTreeMap<(bool, i32), BTreeMap<NodeId, BTreeSet<u64>>>,
+    signal_due: Option<Instant>,
+}
+
+/// The protocol engine of one node.
+pub struct Engine<S: Store> {
+    config: EngineConfig,
+    store: S,
+    rng: ChaCha8Rng,
+    links: BTreeMap<LinkId, LinkState>,
+    bundles: BTreeMap<BundleId, BundleRecord>,
+    by_sequence: BTreeMap<(NodeId, u64), BundleId>,
+    inbound: BTreeMap<BundleId, Inbound>,
+    events: VecDeque<Event>,
+    sequence: u64,
+    next_link: u32,
+}
+
+impl<S: Store> Engine<S> {
+    /// Opens the engine over `store`, restoring every bundle it holds.
+    pub fn new(config: EngineConfig, store: S) -> Result<Self, OpenError> {
+        let mut bundles = BTreeMap::new();
+        let mut by_sequence = BTreeMap::new();
+        for (key, value) in store.scan_prefix(Cf::Bundles, &[])? {
+            let record = BundleRecord::decode(&value)
+                .ok_or_else(|| OpenError::BadRecord { key: hex(&key) })?;
+            by_sequence.insert(
+                (record.header.id.source, record.header.id.sequence),
+                record.header.id,
+            );
+            bundles.insert(record.header.id, record);
+        }
+        let sequence = store
+            .get(Cf::Meta, SEQUENCE_KEY)?
+            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Ok(Self {
+            config,
+            store,
+            rng,
+            links: BTreeMap::new(),
+            bundles,
+            by_sequence,
+            inbound: BTreeMap::new(),
+            events: VecDeque::new(),
+            sequence,
+            next_link: 0,
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.config.node
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, for an application adding a payload's chunks and manifest
+    /// before it submits the bundle. Records the engine owns must not be touched.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Stops the engine, keeping only its store: what a restart starts from.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Bundles this node holds a record of.
+    pub fn bundles(&self) -> impl Iterator<Item = &BundleRecord> {
+        self.bundles.values()
+    }
+
+    /// Hands a bundle to the engine; this node takes custody of it durably.
+    pub fn submit(
+        &mut self,
+        now: Instant,
+        submission: Submission,
+    ) -> Result<BundleId, SubmitError> {
+        let manifest = self
+            .store
+            .get_manifest(submission.manifest)?
+            .ok_or(SubmitError::MissingManifest(submission.manifest))?;
+        for (index, entry) in manifest.entries().iter().enumerate() {
+            if !self.store.has_chunk(entry.id)? {
+                return Err(SubmitError::MissingChunk {
+                    manifest: submission.manifest,
+                    index,
+                });
+            }
+        }
+        let sequence = self.sequence + 1;
+        let header = BundleHeader {
+            id: BundleId {
+                source: self.config.node,
+                created_ms: now.as_millis(),
+                sequence,
+            },
+            destination: submission.destination,
+            lifetime: submission.lifetime,
+            priority: submission.priority,
+            kind: submission.kind,
+            manifest: submission.manifest,
+            manifest_len: manifest.encode().len() as u32,
+            payload_len: manifest.total_length(),
+            report_to: None,
+            release: submission.release,
+            hop_count: 0,
+        };
+        let (hops, local) = self
+            .config
+            .routes
+            .plan(self.config.node, &header.destination);
+        let record = BundleRecord {
+            header,
+            custody_from: None,
+            pending_hops: hops,
+            delivered: local,
+        };
+        let mut batch = Batch::new();
+        batch.put(
+            Cf::Bundles,
+            record.header.id.to_key().to_vec(),
+            record.encode(),
+        );
+        batch.put(Cf::Meta, SEQUENCE_KEY, sequence.to_be_bytes().to_vec());
+        self.store.write_synced(&batch)?;
+        self.sequence = sequence;
+        let id = record.header.id;
+        self.events.push_back(Event::CustodyAccepted {
+            bundle: id,
+            from: None,
+        });
+        if local {
+            self.events.push_back(Event::Delivered {
+                bundle: id,
+                manifest: submission.manifest,
+            });
+        }
+        self.index(record);
+        self.offer_to_all(now, id);
+        Ok(id)
+    }
+
+    /// A new link, known to the engine but down until its contact begins.
+    pub fn add_link(&mut self) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(
+            id,
+            LinkState {
+                props: LinkProperties {
+                    mtu: 1400,
+                    rtt: Duration::from_millis(100),
+                    reliable: false,
+                },
+                up: false,
+                session: None,
+                nonce: 0,
+                peer_nonce: 0,
+                acked: false,
+                hello_due: None,
+                hello_backoff: Duration::from_secs(1),
+                control: VecDeque::new(),
+                out: BTreeMap::new(),
+                next_handle: 1,
+                in_handles: BTreeMap::new(),
+                signals: BTreeMap::new(),
+                signal_due: None,
+            },
+        );
+        id
+    }
+
+    /// A contact begins or ends. At the start each side says Hello; at the
+    /// end, per-session state goes, but partly received bundles are kept so
+    /// the next contact resumes them.
+    pub fn handle_contact(&mut self, now: Instant, link: LinkId, contact: Contact) {
+        let nonce = self.rng.next_u64() | 1;
+        let retransmit = self.config.retransmit_slack;
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        state.session = None;
+        state.out.clear();
+        state.in_handles.clear();
+        state.control.clear();
+        state.signals.clear();
+        state.signal_due = None;
+        state.peer_nonce = 0;
+        state.acked = false;
+        state.hello_due = None;
+        match contact {
+            Contact::Up(props) => {
+                state.up = true;
+                state.nonce = nonce;
+                state.hello_backoff = props.rtt * 2 + retransmit;
+                state.props = props;
+                self.send_hello(now, link);
+            }
+            Contact::Down => state.up = false,
+        }
+        for inbound in self.inbound.values_mut() {
+            if inbound.link == link {
+                inbound.report_at = None;
+            }
+        }
+    }
+
+    /// Sends our Hello, echoing the peer's nonce if we have seen it, and
+    /// arms the timer that repeats it until the peer echoes ours.
+    fn send_hello(&mut self, now: Instant, link: LinkId) {
+        let node = self.config.node;
+        let agent = self.config.agent.clone();
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        let hello = v1::Hello {
+            min_version: *SUPPORTED_VERSIONS.start(),
+            max_version: *SUPPORTED_VERSIONS.end(),
+            node_id: node.0.to_vec(),
+            capabilities: vec![v1::Capability::PieceRepair as i32],
+            max_frame_size: state.props.mtu.max(ferry_proto::DEFAULT_MAX_FRAME as u32),
+            session_nonce: state.nonce,
+            agent,
+            peer_nonce: state.peer_nonce,
+            acked: state.acked,
+        };
+        state.control.push_back(frame(Body::Hello(hello)));
+        if !state.acked && !state.props.reliable {
+            state.hello_due = Some(now + state.hello_backoff);
+        }
+    }
+
+    /// A frame arrived on `link`. A malformed frame or a protocol violation
+    /// closes that session with a logged reason and changes nothing stored.
+    pub fn handle_frame(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
+        let Some(state) = self.links.get(&link) else {
+            return;
+        };
+        if !state.up {
+            return;
+        }
+        let frame = match FrameCodec::new(ferry_proto::HARD_MAX_FRAME).decode_exact(bytes) {
+            Ok(frame) => frame,
+            Err(e) => return self.close(link, v1::CloseReason::MalformedFrame, &malformed(&e)),
+        };
+        let Some(body) = frame.body else { return };
+        tracing::trace!(node = %self.config.node, ?link, kind = body_kind(&body), "frame in");
+        if let Err(violation) = self.dispatch(now, link, body) {
+            self.close(link, v1::CloseReason::MalformedFrame, &violation);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, link: LinkId, body: Body) -> Result<(), String> {
+        let state = self.links.get_mut(&link).expect("link checked by caller");
+        let peer = match (&body, &state.session) {
+            (Body::Hello(_), _) => None,
+            (Body::Close(_), _) => None,
+            (_, Some(session)) => Some(session.peer),
+            // The peer's Hello may have been lost: ignore, its timers repeat.
+            (_, None) => return Ok(()),
+        };
+        match body {
+            Body::Hello(hello) => self.on_hello(now, link, hello),
+            Body::Close(close) => {
+                state.session = None;
+                state.out.clear();
+                state.in_handles.clear();
+                self.events.push_back(Event::SessionClosed {
+                    link,
+                    reason: format!("peer closed: {}", close.detail),
+                });
+                Ok(())
+            }
+            Body::Offer(offer) => {
+                let peer = peer.expect("session checked");
+                for offered in offer.bundles {
+                    self.on_offer(now, link, peer, offered)?;
+                }
+                Ok(())
+            }
+            Body::Want(want) => self.on_want(now, link, peer.expect("session checked"), want),
+            Body::Chunk(chunk) => self.on_chunk(now, link, chunk),
+            Body::Custody(signal) => {
+                self.on_custody(now, peer.expect("session checked"), signal);
+                Ok(())
+            }
+            Body::Status(_) | Body::Keepalive(_) => Ok(()),
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, link: LinkId, hello: v1::Hello) -> Result<(), String> {
+        let ours = v1::Hello {
+            min_version: *SUPPORTED_VERSIONS.start(),
+            max_version: *SUPPORTED_VERSIONS.end(),
+            max_frame_size: u32::MAX,
+            ..Default::default()
+        };
+        negotiate(&ours, &hello).map_err(|e| e.to_string())?;
+        let peer = NodeId::from_slice(&hello.node_id).ok_or("bad node id")?;
+        if peer == self.config.node {
+            return Err("peer claims our own node id".into());
+        }
+        let state = self.links.get_mut(&link).expect("link checked by caller");
+        if state.session.as_ref().is_some_and(|s| s.peer != peer) {
+            return Err("peer changed its node id within a contact".into());
+        }
+        let new_peer_session = state.peer_nonce != hello.session_nonce;
+        if new_peer_session && state.peer_nonce != 0 {
+            // The peer restarted: what it had in flight with us is gone.
+            state.out.clear();
+            state.in_handles.clear();
+        }
+        state.peer_nonce = hello.session_nonce;
+        state.session = Some(Session { peer });
+        let was_ready = state.acked;
+        if hello.peer_nonce == state.nonce {
+            state.acked = true;
+            state.hello_due = None;
+        }
+        let now_ready = state.acked;
+        if !hello.acked || hello.peer_nonce != state.nonce {
+            self.send_hello(now, link);
+        }
+        if now_ready && (!was_ready || new_peer_session) {
+            let ids: Vec<BundleId> = self
+                .bundles
+                .values()
+                .filter(|r| r.pending_hops.contains(&peer))
+                .map(|r| r.header.id)
+                .collect();
+            for id in ids {
+                self.offer_on(now, link, id);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_offer(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        peer: NodeId,
+        offered: v1::OfferedBundle,
+    ) -> Result<(), String> {
+        let proto = offered.header.as_ref().ok_or("offer without header")?;
+        let header = BundleHeader::from_proto(proto).ok_or("offer with an invalid header")?;
+        let id = header.id;
+        let refuse = |engine: &mut Self, reason: Reason, wire: v1::RefusalReason| {
+            let want = v1::WantList {
+                handle: offered.handle,
+                refused: wire as i32,
+                ..Default::default()
+            };
+            engine.queue_control(link, Body::Want(want));
+            if reason != Reason::Redundant {
+                engine
+                    .events
+                    .push_back(Event::CustodyRefused { bundle: id, reason });
+            }
+        };
+        if self.bundles.contains_key(&id) {
+            refuse(self, Reason::Redundant, v1::RefusalReason::Redundant);
+            return Ok(());
+        }
+        if header.expires_at() <= now {
+            refuse(self, Reason::Expired, v1::RefusalReason::Expired);
+            return Ok(());
+        }
+        if header.hop_count >= self.config.max_hops {
+            refuse(self, Reason::HopLimit, v1::RefusalReason::NoRoute);
+            return Ok(());
+        }
+        let usage = self.store.usage();
+        if usage
+            .quota
+            .is_some_and(|quota| usage.bytes.saturating_add(header.payload_len) > quota)
+        {
+            refuse(
+                self,
+                Reason::DepletedStorage,
+                v1::RefusalReason::DepletedStorage,
+            );
+            return Ok(());
+        }
+        let state = self.links.get_mut(&link).expect("link checked by caller");
+        state.in_handles.insert(offered.handle, id);
+        let rtt = state.props.rtt;
+        let inbound = self.inbound.entry(id).or_insert_with(|| Inbound {
+            header: header.clone(),
+            from: peer,
+            link,
+            handle: offered.handle,
+            manifest: None,
+            manifest_buf: None,
+            missing: BTreeSet::new(),
+            partial: BTreeMap::new(),
+            received: 0,
+            report_at: None,
+            report_backoff: rtt,
+            serial: 0,
+        });
+        inbound.from = peer;
+        inbound.link = link;
+        inbound.handle = offered.handle;
+        if inbound.manifest.is_none() {
+            let known = match self.store.get_manifest(header.manifest) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.events.push_back(Event::StoreFailed {
+                        detail: e.to_string(),
+                    });
+                    None
+                }
+            };
+            let manifest = known.or_else(|| {
+                (ManifestId::of_encoding(&offered.manifest) == header.manifest)
+                    .then(|| Manifest::decode(&offered.manifest).ok())
+                    .flatten()
+            });
+            if let Some(manifest) = manifest {
+                self.set_manifest(id, manifest).map_err(|e| e.to_string())?;
+            }
+        }
+        self.report(now, id);
+        Ok(())
+    }
+
+    /// Records the manifest of an inbound bundle and works out its missing chunks.
+    fn set_manifest(&mut self, id: BundleId, manifest: Manifest) -> Result<(), String> {
+        let inbound = self.inbound.get_mut(&id).expect("inbound exists");
+        if manifest.total_length() != inbound.header.payload_len {
+            return Err("manifest length disagrees with the header".into());
+        }
+        let mut missing = BTreeSet::new();
+        for (index, entry) in manifest.entries().iter().enumerate() {
+            match self.store.has_chunk(entry.id) {
+                Ok(true) => {}
+                Ok(false) => {
+                    missing.insert(index as u32);
+                }
+                Err(e) => {
+                    self.events.push_back(Event::StoreFailed {
+                        detail: e.to_string(),
+                    });
+                    missing.insert(index as u32);
+                }
+            }
+        }
+        inbound.received = manifest.total_length()
+            - missing
+                .iter()
+                .map(|&i| u64::from(manifest.entries()[i as usize].len))
+                .sum::<u64>();
+        inbound.missing = missing;
+        inbound.manifest = Some(manifest);
+        inbound.manifest_buf = None;
+        Ok(())
+    }
+
+    /// Tells the sender what is still missing of an inbound bundle, or takes
+    /// custody if nothing is.
+    fn report(&mut self, now: Instant, id: BundleId) {
+        let Some(inbound) = self.inbound.get_mut(&id) else {
+            return;
+        };
+        if inbound.manifest.is_some() && inbound.missing.is_empty() {
+            self.complete(now, id);
+            return;
+        }
+        let Some(state) = self.links.get_mut(&inbound.link) else {
+            return;
+        };
+        if !state.up || state.session.is_none() {
+            return;
+        }
+        inbound.serial += 1;
+        let mut want = v1::WantList {
+            handle: inbound.handle,
+            report_serial: inbound.serial,
+            ..Default::default()
+        };
+        match &inbound.manifest {
+            None => {
+                let gaps = inbound
+                    .manifest_buf
+                    .as_ref()
+                    .map_or(vec![(0, inbound.header.manifest_len)], PieceBuf::missing);
+                want.pieces.push(piece_want(MANIFEST_INDEX, &gaps));
+            }
+            Some(_) => {
+                let whole: Vec<u32> = inbound
+                    .missing
+                    .iter()
+                    .copied()
+                    .filter(|i| !inbound.partial.contains_key(i))
+                    .collect();
+                encode_indexes(&whole, &mut want);
+                for (&index, buf) in &inbound.partial {
+                    want.pieces.push(piece_want(index, &buf.missing()));
+                }
+            }
+        }
+        // Keep the report within the link's frame size; the rest is asked next round.
+        let mtu = state.props.mtu as usize;
+        while want.pieces.len() > 1
+            && FrameCodec::encoded_len(&frame(Body::Want(want.clone()))) > mtu
+        {
+            want.pieces.pop();
+        }
+        state.control.push_back(frame(Body::Want(want)));
+        if !state.props.reliable {
+            inbound.report_at = Some(now + inbound.report_backoff + state.props.rtt);
+        }
+    }
+
+    fn on_want(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        peer: NodeId,
+        want: v1::WantList,
+    ) -> Result<(), String> {
+        let retransmit = self.retransmit_timeout(link);
+        let state = self.links.get_mut(&link).expect("link checked by caller");
+        let Some(out) = state.out.get_mut(&want.handle) else {
+            return Ok(());
+        };
+        let bundle = out.bundle;
+        if want.refused != 0 {
+            match v1::RefusalReason::try_from(want.refused) {
+                Ok(v1::RefusalReason::Redundant) => self.hop_accepted(now, bundle, peer),
+                _ => {
+                    // Refused for now (full, expired, no route): try again later.
+                    out.wanted.clear();
+                    out.backoff = (out.backoff * 2).min(self.config.retransmit_max);
+                    out.retry_at = Some(now + out.backoff);
+                }
+            }
+            return Ok(());
+        }
+        if want.complete {
+            out.wanted.clear();
+            out.retry_at = Some(now + retransmit);
+            return Ok(());
+        }
+        if out.manifest.is_none() {
+            let header = &self
+                .bundles
+                .get(&bundle)
+                .ok_or("want for an unknown bundle")?
+                .header;
+            match self.store.get_manifest(header.manifest) {
+                Ok(Some(manifest)) => out.manifest = Some(manifest),
+                Ok(None) | Err(_) => {
+                    self.events.push_back(Event::StoreFailed {
+                        detail: format!("manifest of {bundle} unreadable"),
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        let manifest = out.manifest.as_ref().expect("loaded above");
+        let count = manifest.chunk_count() as u32;
+        let manifest_len = self
+            .bundles
+            .get(&bundle)
+            .map_or(0, |r| r.header.manifest_len);
+        let len_of = |index: u32| -> Option<u32> {
+            if index == MANIFEST_INDEX {
+                Some(manifest_len)
+            } else {
+                manifest.entries().get(index as usize).map(|e| e.len)
+            }
+        };
+        let mut add = |index: u32, start: u32, end: u32| -> Result<(), String> {
+            let len =
+                len_of(index).ok_or_else(|| format!("want names chunk {index} of {count}"))?;
+            let end = end.min(len);
+            if start < end {
+                out.wanted.entry(index).or_default().push((start, end));
+            }
+            Ok(())
+        };
+        for range in &want.ranges {
+            if range.end > count {
+                return Err(format!(
+                    "want range {}..{} past {count} chunks",
+                    range.start, range.end
+                ));
+            }
+            for index in range.start..range.end {
+                add(index, 0, u32::MAX)?;
+            }
+        }
+        for (byte, bits) in want.bitmap.iter().enumerate() {
+            for bit in 0..8 {
+                if bits & (1 << bit) != 0 {
+                    add(byte as u32 * 8 + bit, 0, u32::MAX)?;
+                }
+            }
+        }
+        for piece in &want.pieces {
+            for range in &piece.ranges {
+                add(
+                    piece.chunk_index,
+                    range.offset,
+                    range.offset.saturating_add(range.length),
+                )?;
+            }
+        }
+        for ranges in out.wanted.values_mut() {
+            normalise(ranges);
+        }
+        out.retry_at = None;
+        out.backoff = retransmit;
+        Ok(())
+    }
+
+    fn on_chunk(&mut self, now: Instant, link: LinkId, chunk: v1::ChunkData) -> Result<(), String> {
+        let state = self.links.get_mut(&link).expect("link checked by caller");
+        let Some(&id) = state.in_handles.get(&chunk.handle) else {
+            return Ok(());
+        };
+        let Some(inbound) = self.inbound.get_mut(&id) else {
+            return Ok(());
+        };
+        inbound.report_backoff = state.props.rtt;
+        if !state.props.reliable {
+            inbound.report_at = Some(now + inbound.report_backoff * 2 + state.props.rtt);
+        }
+        if chunk.chunk_index == MANIFEST_INDEX {
+            if inbound.manifest.is_none() {
+                if chunk.chunk_length != inbound.header.manifest_len {
+                    return Err("manifest piece with the wrong length".into());
+                }
+                let buf = inbound
+                    .manifest_buf
+                    .get_or_insert_with(|| PieceBuf::new(chunk.chunk_length));
+                if !buf.insert(chunk.offset, &chunk.data) {
+                    return Err("manifest piece out of bounds".into());
+                }
+                if buf.is_complete() {
+                    let bytes = inbound.manifest_buf.take().expect("present").into_bytes();
+                    let decoded = (ManifestId::of_encoding(&bytes) == inbound.header.manifest)
+                        .then(|| Manifest::decode(&bytes).ok())
+                        .flatten();
+                    match decoded {
+                        Some(manifest) => {
+                            self.set_manifest(id, manifest)?;
+                            self.report(now, id);
+                            return Ok(());
+                        }
+                        // Corrupt in transit: ask for it again.
+                        None => inbound.manifest_buf = None,
+                    }
+                }
+            }
+        } else {
+            let Some(manifest) = &inbound.manifest else {
+                return Ok(());
+            };
+            let entry = *manifest
+                .entries()
+                .get(chunk.chunk_index as usize)
+                .ok_or_else(|| format!("chunk index {} past the manifest", chunk.chunk_index))?;
+            if chunk.chunk_length != entry.len {
+                return Err(format!(
+                    "chunk {} length {} != {}",
+                    chunk.chunk_index, chunk.chunk_length, entry.len
+                ));
+            }
+            if inbound.missing.contains(&chunk.chunk_index) {
+                let buf = inbound
+                    .partial
+                    .entry(chunk.chunk_index)
+                    .or_insert_with(|| PieceBuf::new(entry.len));
+                let before = buf.received();
+                if !buf.insert(chunk.offset, &chunk.data) {
+                    return Err("chunk piece out of bounds".into());
+                }
+                inbound.received += buf.received() - before;
+                if buf.is_complete() {
+                    let bytes = inbound
+                        .partial
+                        .remove(&chunk.chunk_index)
+                        .expect("present")
+                        .into_bytes();
+                    match self.store.put_chunk_checked(entry.id, &bytes) {
+                        Ok(_) => {
+                            inbound.missing.remove(&chunk.chunk_index);
+                        }
+                        Err(StoreError::ChunkMismatch { .. }) => {
+                            // Corrupt in transit: discarded, wanted again.
+                            inbound.received -= u64::from(entry.len);
+                        }
+                        Err(e) => {
+                            inbound.received -= u64::from(entry.len);
+                            self.events.push_back(Event::StoreFailed {
+                                detail: e.to_string(),
+                            });
+                        }
+                    }
+                    self.events.push_back(Event::Progress {
+                        bundle: id,
+                        received: inbound.received,
+                        total: inbound.header.payload_len,
+                    });
+                }
+            }
+        }
+        let done = inbound.manifest.is_some() && inbound.missing.is_empty();
+        if done || chunk.checkpoint {
+            self.report(now, id);
+        }
+        Ok(())
+    }
+
+    /// Every chunk of an inbound bundle is stored: take custody durably, then
+    /// tell the sender, deliver, and forward.
+    fn complete(&mut self, now: Instant, id: BundleId) {
+        let Some(inbound) = self.inbound.remove(&id) else {
+            return;
+        };
+        let manifest = inbound
+            .manifest
+            .as_ref()
+            .expect("complete implies a manifest");
+        let mut header = inbound.header.clone();
+        header.hop_count += 1;
+        let (mut hops, local) = self
+            .config
+            .routes
+            .plan(self.config.node, &header.destination);
+        hops.remove(&inbound.from);
+        let record = BundleRecord {
+            header,
+            custody_from: Some(inbound.from),
+            pending_hops: hops,
+            delivered: local,
+        };
+        let written = self.store.put_manifest(manifest).and_then(|_| {
+            let mut batch = Batch::new();
+            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+            self.store.write_synced(&batch)
+        });
+        if let Err(e) = written {
+            let reason = match e {
+                StoreError::Full { .. } => v1::RefusalReason::DepletedStorage,
+                _ => v1::RefusalReason::Unspecified,
+            };
+            self.events.push_back(Event::StoreFailed {
+                detail: e.to_string(),
+            });
+            if reason == v1::RefusalReason::DepletedStorage {
+                self.events.push_back(Event::CustodyRefused {
+                    bundle: id,
+                    reason: Reason::DepletedStorage,
+                });
+                self.queue_signal(now, inbound.link, id, false, reason as i32);
+            }
+            return;
+        }
+        self.events.push_back(Event::CustodyAccepted {
+            bundle: id,
+            from: Some(inbound.from),
+        });
+        if local {
+            self.events.push_back(Event::Delivered {
+                bundle: id,
+                manifest: record.header.manifest,
+            });
+        }
+        self.queue_signal(now, inbound.link, id, true, 0);
+        self.index(record);
+        self.offer_to_all(now, id);
+    }
+
+    fn queue_signal(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        id: BundleId,
+        accepted: bool,
+        reason: i32,
+    ) {
+        let delay = self.config.custody_signal_delay;
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        state
+            .signals
+            .entry((accepted, reason))
+            .or_default()
+            .entry(id.source)
+            .or_default()
+            .insert(id.sequence);
+        state.signal_due.get_or_insert(now + delay);
+    }
+
+    fn on_custody(&mut self, now: Instant, peer: NodeId, signal: v1::CustodySignal) {
+        let accepted = signal.accepted || signal.reason == v1::RefusalReason::Redundant as i32;
+        let mut ids = Vec::new();
+        for range in &signal.ranges {
+            let Some(source) = NodeId::from_slice(&range.source) else {
+                continue;
+            };
+            ids.extend(
+                self.by_sequence
+                    .range((source, range.first)..=(source, range.last))
+                    .map(|(_, id)| *id),
+            );
+        }
+        for id in ids {
+            if accepted {
+                self.hop_accepted(now, id, peer);
+            }
+        }
+    }
+
+    /// `peer` holds `id` now (it took custody, or already had it).
+    fn hop_accepted(&mut self, _now: Instant, id: BundleId, peer: NodeId) {
+        for state in self.links.values_mut() {
+            if state.session.as_ref().is_some_and(|s| s.peer == peer) {
+                state.out.retain(|_, out| out.bundle != id);
+            }
+        }
+        let Some(record) = self.bundles.get_mut(&id) else {
+            return;
+        };
+        if !record.pending_hops.remove(&peer) {
+            return;
+        }
+        let mut batch = Batch::new();
+        batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+        if let Err(e) = self.store.write(&batch) {
+            self.events.push_back(Event::StoreFailed {
+                detail: e.to_string(),
+            });
+        }
+        if record.pending_hops.is_empty() {
+            self.events.push_back(Event::CustodyReleased { bundle: id });
+        }
+    }
+
+    fn index(&mut self, record: BundleRecord) {
+        self.by_sequence.insert(
+            (record.header.id.source, record.header.id.sequence),
+            record.header.id,
+        );
+        self.bundles.insert(record.header.id, record);
+    }
+
+    fn offer_to_all(&mut self, now: Instant, id: BundleId) {
+        let Some(record) = self.bundles.get(&id) else {
+            return;
+        };
+        let links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, s)| {
+                s.up && s.acked
+                    && s.session
+                        .as_ref()
+                        .is_some_and(|p| record.pending_hops.contains(&p.peer))
+            })
+            .map(|(l, _)| *l)
+            .collect();
+        for link in links {
+            self.offer_on(now, link, id);
+        }
+    }
+
+    /// Offers a bundle on a link (again, if it was offered before).
+    fn offer_on(&mut self, now: Instant, link: LinkId, id: BundleId) {
+        let retransmit = self.retransmit_timeout(link);
+        let Some(record) = self.bundles.get(&id) else {
+            return;
+        };
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        let handle = match state.out.iter().find(|(_, o)| o.bundle == id) {
+            Some((&handle, _)) => handle,
+            None => {
+                let handle = state.next_handle;
+                state.next_handle += 1;
+                state.out.insert(
+                    handle,
+                    Outbound {
+                        bundle: id,
+                        priority: record.header.priority,
+                        manifest: None,
+                        wanted: BTreeMap::new(),
+                        retry_at: None,
+                        backoff: retransmit,
+                    },
+                );
+                handle
+            }
+        };
+        let out = state.out.get_mut(&handle).expect("inserted above");
+        out.retry_at = Some(now + out.backoff);
+        let mut header = record.header.to_proto();
+        header.hop_count = record.header.hop_count;
+        let mut offered = v1::OfferedBundle {
+            handle,
+            header: Some(header),
+            manifest: Vec::new(),
+        };
+        if let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest) {
+            offered.manifest = manifest.encode();
+            let with = frame(Body::Offer(v1::Offer {
+                bundles: vec![offered.clone()],
+            }));
+            if FrameCodec::encoded_len(&with) > state.props.mtu as usize {
+                offered.manifest.clear();
+            }
+        }
+        state.control.push_back(frame(Body::Offer(v1::Offer {
+            bundles: vec![offered],
+        })));
+    }
+
+    fn retransmit_timeout(&self, link: LinkId) -> Duration {
+        let rtt = self
+            .links
+            .get(&link)
+            .map_or(Duration::from_secs(1), |s| s.props.rtt);
+        rtt * self.config.retransmit_rtts + self.config.retransmit_slack
+    }
+
+    /// Timers: custody signal batches, repair reports, re-offers, expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let hellos: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, s)| s.up && s.hello_due.is_some_and(|due| due <= now))
+            .map(|(l, _)| *l)
+            .collect();
+        for link in hellos {
+            let max = self.config.retransmit_max;
+            let state = self.links.get_mut(&link).expect("listed above");
+            state.hello_backoff = (state.hello_backoff * 2).min(max);
+            self.send_hello(now, link);
+        }
+        for state in self.links.values_mut() {
+            if state.signal_due.is_some_and(|due| due <= now) {
+                state.signal_due = None;
+                for ((accepted, reason), sources) in std::mem::take(&mut state.signals) {
+                    let ranges = sources
+                        .into_iter()
+                        .flat_map(|(source, seqs)| sequence_ranges(source, &seqs))
+                        .collect();
+                    let signal = v1::CustodySignal {
+                        accepted,
+                        reason,
+                        ranges,
+                    };
+                    state.control.push_back(frame(Body::Custody(signal)));
+                }
+            }
+        }
+        let reports: Vec<BundleId> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| i.report_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in reports {
+            let max = self.config.retransmit_max;
+            if let Some(inbound) = self.inbound.get_mut(&id) {
+                inbound.report_backoff = (inbound.report_backoff * 2).min(max);
+                inbound.report_at = None;
+            }
+            self.report(now, id);
+        }
+        let mut retries = Vec::new();
+        for (link, state) in &mut self.links {
+            if !state.up || state.session.is_none() {
+                continue;
+            }
+            for out in state.out.values_mut() {
+                if out.retry_at.is_some_and(|at| at <= now) {
+                    out.backoff = (out.backoff * 2).min(self.config.retransmit_max);
+                    retries.push((*link, out.bundle));
+                }
+            }
+        }
+        for (link, id) in retries {
+            self.offer_on(now, link, id);
+        }
+        let expired: Vec<BundleId> = self
+            .bundles
+            .values()
+            .filter(|r| r.header.expires_at() <= now)
+            .map(|r| r.header.id)
+            .collect();
+        for id in expired {
+            self.expire(id);
+        }
+        let stale: Vec<BundleId> = self
+            .inbound
+            .values()
+            .filter(|i| i.header.expires_at() <= now)
+            .map(|i| i.header.id)
+            .collect();
+        for id in stale {
+            self.inbound.remove(&id);
+        }
+    }
+
+    fn expire(&mut self, id: BundleId) {
+        let Some(record) = self.bundles.remove(&id) else {
+            return;
+        };
+        self.by_sequence.remove(&(id.source, id.sequence));
+        for state in self.links.values_mut() {
+            state.out.retain(|_, out| out.bundle != id);
+        }
+        let mut batch = Batch::new();
+        batch.delete(Cf::Bundles, id.to_key().to_vec());
+        let shared = self
+            .bundles
+            .values()
+            .any(|r| r.header.manifest == record.header.manifest);
+        let result = self.store.write(&batch).and_then(|()| {
+            if shared {
+                Ok(())
+            } else {
+                self.store.delete_manifest(record.header.manifest)
+            }
+        });
+        if let Err(e) = result {
+            self.events.push_back(Event::StoreFailed {
+                detail: e.to_string(),
+            });
+        }
+        self.events.push_back(Event::Expired { bundle: id });
+    }
+
+    /// The earliest time `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let links = self.links.values().flat_map(|s| {
+            let retries = s
+                .out
+                .values()
+                .filter_map(|o| o.retry_at)
+                .filter(|_| s.up && s.session.is_some());
+            let hello = s.hello_due.filter(|_| s.up);
+            s.signal_due.into_iter().chain(retries).chain(hello)
+        });
+        let reports = self.inbound.values().filter_map(|i| i.report_at);
+        let expiry = self.bundles.values().map(|r| r.header.expires_at());
+        let inbound_expiry = self.inbound.values().map(|i| i.header.expires_at());
+        links
+            .chain(reports)
+            .chain(expiry)
+            .chain(inbound_expiry)
+            .min()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next frame for any link, links taken in order.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let links: Vec<LinkId> = self.links.keys().copied().collect();
+        links
+            .into_iter()
+            .find_map(|link| self.poll_transmit_on(now, link))
+    }
+
+    /// The next frame for `link`: control first, then data of the most
+    /// urgent bundle. Call it when the link can take a frame.
+    pub fn poll_transmit_on(&mut self, now: Instant, link: LinkId) -> Option<Transmit> {
+        let retransmit = self.retransmit_timeout(link);
+        let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+        let state = self.links.get_mut(&link)?;
+        if !state.up {
+            return None;
+        }
+        if let Some(frame) = state.control.pop_front() {
+            tracing::trace!(node = %self.config.node, ?link, kind = frame.body.as_ref().map_or("", body_kind), "frame out");
+            return codec
+                .encode(&frame)
+                .ok()
+                .map(|frame| Transmit { link, frame });
+        }
+        state.session.as_ref()?;
+        let mtu = state.props.mtu as usize;
+        let (&handle, out) = state
+            .out
+            .iter_mut()
+            .filter(|(_, o)| !o.wanted.is_empty())
+            .max_by_key(|(handle, o)| (o.priority, std::cmp::Reverse(**handle)))?;
+        let manifest = out.manifest.as_ref()?;
+        let (&index, ranges) = out.wanted.iter_mut().next().expect("wanted is not empty");
+        let (start, end) = ranges[0];
+        let record = self.bundles.get(&out.bundle)?;
+        let (bytes, chunk_length) = if index == MANIFEST_INDEX {
+            (manifest.encode(), record.header.manifest_len)
+        } else {
+            let entry = manifest.entries().get(index as usize)?;
+            match self.store.get_chunk(entry.id) {
+                Ok(Some(bytes)) => (bytes, entry.len),
+                _ => {
+                    // Lost locally: nothing to send for it; the receiver will keep asking.
+                    out.wanted.remove(&index);
+                    self.events.push_back(Event::StoreFailed {
+                        detail: format!("chunk {} unreadable", entry.id),
+                    });
+                    return None;
+                }
+            }
+        };
+        let mut piece = v1::ChunkData {
+            handle,
+            chunk_index: index,
+            chunk_id: Vec::new(),
+            chunk_length,
+            offset: start,
+            data: Vec::new(),
+            checkpoint: false,
+        };
+        // Fit the piece to the MTU: header overhead depends on the varints.
+        let overhead = FrameCodec::encoded_len(&frame(Body::Chunk(piece.clone()))) + 4;
+        let room = mtu.saturating_sub(overhead).max(16) as u32;
+        let take = (end - start).min(room);
+        piece.data = bytes.get(start as usize..(start + take) as usize)?.to_vec();
+        if start + take >= end {
+            ranges.remove(0);
+            if ranges.is_empty() {
+                out.wanted.remove(&index);
+            }
+        } else {
+            ranges[0].0 = start + take;
+        }
+        if out.wanted.is_empty() {
+            piece.checkpoint = true;
+            out.retry_at = Some(now + retransmit);
+        }
+        codec
+            .encode(&frame(Body::Chunk(piece)))
+            .ok()
+            .map(|frame| Transmit { link, frame })
+    }
+
+    fn queue_control(&mut self, link: LinkId, body: Body) {
+        if let Some(state) = self.links.get_mut(&link) {
+            state.control.push_back(frame(body));
+        }
+    }
+
+    fn close(&mut self, link: LinkId, reason: v1::CloseReason, detail: &str) {
+        tracing::warn!(?link, %detail, "closing session");
+        if let Some(state) = self.links.get_mut(&link) {
+            state.session = None;
+            state.out.clear();
+            state.in_handles.clear();
+            state.control.clear();
+            state.control.push_back(frame(Body::Close(v1::Close {
+                reason: reason as i32,
+                detail: detail.into(),
+            })));
+        }
+        self.events.push_back(Event::SessionClosed {
+            link,
+            reason: detail.to_string(),
+        });
+    }
+}
+
+fn body_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Hello(_) => "hello",
+        Body::Offer(_) => "offer",
+        Body::Want(_) => "want",
+        Body::Chunk(_) => "chunk",
+        Body::Custody(_) => "custody",
+        Body::Status(_) => "status",
+        Body::Keepalive(_) => "keepalive",
+        Body::Close(_) => "close",
+    }
+}
+
+fn frame(body: Body) -> v1::Frame {
+    v1::Frame { body: Some(body) }
+}
+
+fn malformed(e: &FrameError) -> String {
+    format!("malformed frame: {e}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn piece_want(index: u32, gaps: &[(u32, u32)]) -> v1::PieceWant {
+    v1::PieceWant {
+        chunk_index: index,
+        ranges: gaps
+            .iter()
+            .map(|&(s, e)| v1::ByteRange {
+                offset: s,
+                length: e - s,
+            })
+            .collect(),
+    }
+}
+
+/// Whole chunks wanted, as ranges or a bitmap, whichever is smaller.
+fn encode_indexes(indexes: &[u32], want: &mut v1::WantList) {
+    let mut ranges: Vec<v1::IndexRange> = Vec::new();
+    for &i in indexes {
+        match ranges.last_mut() {
+            Some(last) if last.end == i => last.end = i + 1,
+            _ => ranges.push(v1::IndexRange {
+                start: i,
+                end: i + 1,
+            }),
+        }
+    }
+    let bitmap_len = indexes.last().map_or(0, |&max| max as usize / 8 + 1);
+    if ranges.len() * 6 > bitmap_len + 2 {
+        let mut bitmap = vec![0u8; bitmap_len];
+        for &i in indexes {
+            bitmap[i as usize / 8] |= 1 << (i % 8);
+        }
+        want.bitmap = bitmap;
+    } else {
+        want.ranges = ranges;
+    }
+}
+
+/// Sorts and merges byte ranges.
+fn normalise(ranges: &mut Vec<(u32, u32)>) {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *ranges = merged;
+}
+
+fn sequence_ranges(source: NodeId, seqs: &BTreeSet<u64>) -> Vec<v1::SequenceRange> {
+    let mut out: Vec<v1::SequenceRange> = Vec::new();
+    for &seq in seqs {
+        match out.last_mut() {
+            Some(last) if last.last + 1 == seq => last.last = seq,
+            _ => out.push(v1::SequenceRange {
+                source: source.0.to_vec(),
+                first: seq,
+                last: seq,
+            }),
+        }
+    }
+    out
+}
