@@ -273,3 +273,130 @@ fn malformed_frame_closes_the_session_and_changes_nothing_stored() {
     );
     assert_eq!(net.engine(r).store().usage(), before);
 }
+
+#[test]
+fn group_bundle_crosses_each_link_once_and_reaches_every_member() {
+    let seed = 60;
+    let mut net = Net::new(seed);
+    let group: std::collections::BTreeSet<NodeId> = [node(3), node(4)].into();
+    let groups = [("leaves".to_string(), group)]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>();
+    let mut base = EngineConfig::new(node(1), seed);
+    base.routes = Routes {
+        next_hop: [(node(3), node(2)), (node(4), node(2))].into(),
+        groups: groups.clone(),
+        ..Routes::default()
+    };
+    let mut relay = EngineConfig::new(node(2), seed + 1);
+    relay.routes = Routes {
+        next_hop: [(node(3), node(3)), (node(4), node(4))].into(),
+        groups: groups.clone(),
+        ..Routes::default()
+    };
+    let b = net.add_node(base, MemStore::new());
+    let r = net.add_node(relay, MemStore::new());
+    let leaf = |n: u8, seed: u64| {
+        let mut config = EngineConfig::new(node(n), seed);
+        config.member_of.insert("leaves".into());
+        config
+    };
+    let l3 = net.add_node(leaf(3, seed + 2), MemStore::new());
+    let l4 = net.add_node(leaf(4, seed + 3), MemStore::new());
+    let model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    let wires = [
+        net.add_wire(b, r, model.clone()),
+        net.add_wire(r, l3, model.clone()),
+        net.add_wire(r, l4, model),
+    ];
+    for w in wires {
+        net.set_up(w, true);
+    }
+    let data = payload(seed, 1 << 20);
+    let manifest = ingest(net.engine_mut(b).store_mut(), &data);
+    let now = net.now;
+    net.engine_mut(b)
+        .submit(
+            now,
+            Submission {
+                destination: Endpoint::Group("leaves".into()),
+                lifetime: Duration::from_secs(3600),
+                priority: Priority::Normal,
+                kind: PayloadKind::Blob,
+                manifest,
+                release: Vec::new(),
+            },
+        )
+        .unwrap();
+    net.run_while(hours(1), |net| delivered(net, l3) + delivered(net, l4) < 2);
+    net.run_until(net.now + Duration::from_secs(10));
+    for leaf in [l3, l4] {
+        assert_eq!(
+            delivered(&net, leaf),
+            1,
+            "seed {seed}: each member gets the bundle once; leaf {leaf}: {:?}",
+            net.events(leaf)
+                .iter()
+                .filter(|(_, e)| !matches!(e, Event::Progress { .. }))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(reassemble(net.engine(leaf).store(), manifest), data);
+    }
+    for w in wires {
+        let sent = net.stats(w).bytes[0];
+        assert!(
+            sent < data.len() as u64 * 103 / 100,
+            "seed {seed}: wire {w} carried {sent} bytes for a {} byte bundle: more than once",
+            data.len()
+        );
+    }
+    for at in [b, r] {
+        assert!(
+            net.events(at)
+                .iter()
+                .any(|(_, e)| matches!(e, Event::CustodyReleased { .. }))
+        );
+    }
+}
+
+#[test]
+fn expired_bundle_is_deleted_and_reported() {
+    let seed = 70;
+    let (mut net, [b, _r, _l], _) = chain(
+        seed,
+        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
+    );
+    let data = payload(seed, 100_000);
+    let manifest = ingest(net.engine_mut(b).store_mut(), &data);
+    let now = net.now;
+    let id = net
+        .engine_mut(b)
+        .submit(
+            now,
+            Submission {
+                destination: Endpoint::Node(node(3)),
+                lifetime: Duration::from_secs(60),
+                priority: Priority::Bulk,
+                kind: PayloadKind::Blob,
+                manifest,
+                release: Vec::new(),
+            },
+        )
+        .unwrap();
+    // No contact ever comes up: the bundle waits, then expires.
+    net.run_until(net.now + Duration::from_secs(120));
+    assert!(
+        net.events(b)
+            .iter()
+            .any(|(_, e)| *e == Event::Expired { bundle: id })
+    );
+    assert_eq!(net.engine(b).bundles().count(), 0);
+    assert!(
+        net.engine(b)
+            .store()
+            .get_manifest(manifest)
+            .unwrap()
+            .is_none(),
+        "the expired payload's manifest is dropped"
+    );
+}

@@ -17,24 +17,24 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The neighbours a bundle for `destination` goes to from `me`, and
-    /// whether `me` is itself a destination. Each neighbour appears once, so a
-    /// group bundle crosses each link once and the next hop fans it out.
-    pub fn plan(&self, me: NodeId, destination: &Endpoint) -> (BTreeSet<NodeId>, bool) {
+    /// The neighbours a bundle for `destination` goes to from `me`. Each
+    /// neighbour appears once, so a group bundle crosses each link once and
+    /// the next hop fans it out.
+    pub fn next_hops(&self, me: NodeId, destination: &Endpoint) -> BTreeSet<NodeId> {
         let members: BTreeSet<NodeId> = match destination {
             Endpoint::Node(node) => [*node].into(),
             Endpoint::Group(name) => self.groups.get(name).cloned().unwrap_or_default(),
         };
-        let mut hops = BTreeSet::new();
-        let mut local = false;
-        for member in members {
-            if member == me {
-                local = true;
-            } else if let Some(hop) = self.next_hop.get(&member).or(self.default_hop.as_ref()) {
-                hops.insert(*hop);
-            }
-        }
-        (hops, local)
+        members
+            .into_iter()
+            .filter(|member| *member != me)
+            .filter_map(|member| {
+                self.next_hop
+                    .get(&member)
+                    .or(self.default_hop.as_ref())
+                    .copied()
+            })
+            .collect()
     }
 }
 
@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub node: NodeId,
     pub seed: u64,
     pub routes: Routes,
+    /// Groups this node belongs to: bundles for them are delivered here.
+    pub member_of: BTreeSet<String>,
     /// Custody signals wait this long so several can share one frame.
     pub custody_signal_delay: Duration,
     /// First re-offer after an unanswered offer or checkpoint, as a multiple
@@ -64,6 +66,7 @@ impl EngineConfig {
             node,
             seed,
             routes: Routes::default(),
+            member_of: BTreeSet::new(),
             custody_signal_delay: Duration::from_millis(50),
             retransmit_rtts: 3,
             retransmit_slack: Duration::from_millis(200),
@@ -71,5 +74,15 @@ impl EngineConfig {
             max_hops: 32,
             agent: format!("ferry-core {}", env!("CARGO_PKG_VERSION")),
         }
+    }
+
+    /// Where a bundle for `destination` goes from here, and whether this node
+    /// is itself a destination.
+    pub fn plan(&self, destination: &Endpoint) -> (BTreeSet<NodeId>, bool) {
+        let local = match destination {
+            Endpoint::Node(node) => *node == self.node,
+            Endpoint::Group(name) => self.member_of.contains(name),
+        };
+        (self.routes.next_hops(self.node, destination), local)
     }
 }

@@ -234,10 +234,7 @@ impl<S: Store> Engine<S> {
             release: submission.release,
             hop_count: 0,
         };
-        let (hops, local) = self
-            .config
-            .routes
-            .plan(self.config.node, &header.destination);
+        let (hops, local) = self.config.plan(&header.destination);
         let record = BundleRecord {
             header,
             custody_from: None,
@@ -856,10 +853,7 @@ impl<S: Store> Engine<S> {
             .expect("complete implies a manifest");
         let mut header = inbound.header.clone();
         header.hop_count += 1;
-        let (mut hops, local) = self
-            .config
-            .routes
-            .plan(self.config.node, &header.destination);
+        let (mut hops, local) = self.config.plan(&header.destination);
         hops.remove(&inbound.from);
         let record = BundleRecord {
             header,
