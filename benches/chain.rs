@@ -8,6 +8,7 @@
 //!   retransmissions loss forces, with no framing or control overhead;
 //! - resend_fraction = bytes the relay sent the leaf for the second send /
 //!   object bytes (only what the leaf lacks crosses a link: nothing).
+//!
 //! Both runs use the real engine (ferry-core) on ferry-sim's virtual clock.
 //! FERRY_BENCH_SEED picks the seed; FERRY_BENCH_MIB the object size.
 

@@ -18,6 +18,11 @@
 //! from that boundary on the next piece's chunks are true and are taken as
 //! they are. The result is exactly the serial chunking, whatever the thread
 //! timing or the number of threads: only the amount of wasted work varies.
+//!
+//! The catch-up is serial, so input with long stretches that contain no
+//! content-defined cut point at all (say megabytes of zeros, cut every
+//! `max_size` bytes from wherever the stretch was entered) is chunked at
+//! serial speed over those stretches; the result is still exact.
 
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
@@ -346,70 +351,71 @@ impl Chunker {
         let step = len / pieces;
         let bounds = |k: usize| if k == pieces { len } else { k * step };
 
-        // Threads take pieces in order from a shared counter.
+        // Threads take pieces in order from a shared counter. The caller's
+        // thread merges them, in order, as soon as there is no piece left to
+        // take, so that the merge overlaps with the other threads' last pieces.
         let next = AtomicUsize::new(0);
-        let work = || {
-            let mut scanned = Vec::new();
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= pieces {
-                    return scanned;
-                }
-                scanned.push((k, self.scan(data, bounds(k), bounds(k + 1), eof)));
-            }
+        let take = || {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            (k < pieces).then(|| (k, self.scan(data, bounds(k), bounds(k + 1), eof)))
         };
-        let mut slots: Vec<Option<Piece>> = (0..pieces).map(|_| None).collect();
         thread::scope(|scope| {
-            let helpers: Vec<_> = (1..self.threads.min(pieces))
-                .map(|_| scope.spawn(work))
-                .collect();
-            let mut place = |scanned: Vec<(usize, Piece)>| {
-                for (k, piece) in scanned {
-                    slots[k] = Some(piece);
-                }
-            };
-            place(work());
-            for helper in helpers {
-                place(
-                    helper
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                );
-            }
-        });
-
-        let mut pieces = slots
-            .into_iter()
-            .map(|slot| slot.expect("the counter hands out every piece"));
-        let first = pieces.next().expect("there are at least two pieces");
-        let (mut spans, mut pos) = (first.spans, first.end);
-        'pieces: for piece in pieces {
-            // `pos` is a true cut. Cut serially from it until it is a cut the
-            // piece also found, or until it is past everything the piece found.
-            while pos < piece.end {
-                if let Ok(i) = piece
-                    .spans
-                    .binary_search_by_key(&(pos as u64), |span| span.offset)
-                {
-                    spans.extend_from_slice(&piece.spans[i..]);
-                    pos = piece.end;
-                    continue 'pieces;
-                }
-                match self.next_chunk(data, pos, eof) {
-                    Some(span) => {
-                        pos += span.len as usize;
-                        spans.push(span);
+            let (scanned_tx, scanned_rx) = crossbeam_channel::unbounded::<(usize, Piece)>();
+            for _ in 1..self.threads.min(pieces) {
+                let scanned_tx = scanned_tx.clone();
+                scope.spawn(move || {
+                    while let Some(scanned) = take() {
+                        if scanned_tx.send(scanned).is_err() {
+                            break;
+                        }
                     }
-                    None => break 'pieces,
+                });
+            }
+            drop(scanned_tx);
+            let mut slots: Vec<Option<Piece>> = (0..pieces).map(|_| None).collect();
+            while let Some((k, piece)) = take() {
+                slots[k] = Some(piece);
+            }
+            let mut get = |k: usize| loop {
+                if let Some(piece) = slots[k].take() {
+                    return piece;
+                }
+                // Only fails if a helper panicked; the scope then re-raises that panic.
+                let (j, piece) = scanned_rx.recv().expect("a chunking thread panicked");
+                slots[j] = Some(piece);
+            };
+
+            let first = get(0);
+            let (mut spans, mut pos) = (first.spans, first.end);
+            'pieces: for k in 1..pieces {
+                let piece = get(k);
+                // `pos` is a true cut. Cut serially from it until it is a cut the
+                // piece also found, or until it is past everything the piece found.
+                while pos < piece.end {
+                    if let Ok(i) = piece
+                        .spans
+                        .binary_search_by_key(&(pos as u64), |span| span.offset)
+                    {
+                        spans.extend_from_slice(&piece.spans[i..]);
+                        pos = piece.end;
+                        continue 'pieces;
+                    }
+                    match self.next_chunk(data, pos, eof) {
+                        Some(span) => {
+                            pos += span.len as usize;
+                            spans.push(span);
+                        }
+                        None => break 'pieces,
+                    }
                 }
             }
-        }
-        // Normally a no-op: the last piece stopped where serial chunking stops.
-        while let Some(span) = self.next_chunk(data, pos, eof) {
-            pos += span.len as usize;
-            spans.push(span);
-        }
-        (spans, pos)
+            // Normally a no-op: the last piece stopped where serial chunking stops.
+            while let Some(span) = self.next_chunk(data, pos, eof) {
+                pos += span.len as usize;
+                spans.push(span);
+            }
+            (spans, pos)
+        })
     }
 
     /// Serially chunks `data` from `from` (taken to be a cut) until a chunk

@@ -1,6 +1,4 @@
-//! Content-defined chunking (FastCDC v2020) with BLAKE3 chunk ids, manifests and verified
-//! reassembly; this crate never does network or store I/O: it reads from a `Read` and writes
-//! to a `Write` that the caller gives it.
+//! Content-defined chunking (FastCDC v2020) with BLAKE3 chunk ids, manifests and verified reassembly; never does network or store I/O (it reads from a `Read` and writes to a `Write` given by the caller).
 //!
 //! - [`Chunker`] cuts a byte stream into chunks whose boundaries depend only on
 //!   the content, so an edit disturbs only the chunks around it, and computes

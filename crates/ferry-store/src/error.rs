@@ -32,3 +32,11 @@ pub(crate) fn db(op: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError 
         source: Box::new(source),
     }
 }
+
+/// Wraps a pack-file failure of `op` as a backend error.
+pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Backend {
+        op,
+        source: Box::new(source),
+    }
+}

@@ -7,12 +7,14 @@
 //! opaque bytes written by the engine.
 //!
 //! Durability contract:
-//! - Chunk bodies ([`RocksStore::put_chunk`]) bypass the write-ahead log: content is
-//!   re-verifiable by its hash, so it is written once, to BlobDB blob files,
-//!   when its memtable is flushed. They are durable after the next sync.
+//! - Chunk bodies ([`RocksStore::put_chunk`]) bypass RocksDB: content is
+//!   re-verifiable by its hash, so a body is appended once to a pack file and
+//!   RocksDB keeps a 16-byte location for it. Bodies are durable after the
+//!   next sync.
 //! - Every other write goes through the WAL. [`RocksStore::write_synced`] and
-//!   [`RocksStore::sync`] first make every chunk written so far durable, then fsync
-//!   the WAL; concurrent callers share one sync (group commit).
+//!   [`RocksStore::sync`] first make every chunk written so far durable
+//!   (fdatasync of the pack), then fsync the WAL; concurrent callers share one
+//!   sync (group commit).
 //! - A record that refers to chunks must be written with `write_synced` (or
 //!   after `sync`), so a crash can never leave it pointing at lost chunks.
 
@@ -20,6 +22,7 @@ mod error;
 mod gc;
 mod ingest;
 mod options;
+mod packs;
 mod store;
 
 pub use error::{OpenError, StoreError};

@@ -10,8 +10,7 @@ pub struct StoreConfig {
     /// Refuse chunk and manifest writes that would take the store's size on
     /// disk past this many bytes. `None`: no quota.
     pub quota_bytes: Option<u64>,
-    /// Memtable size for chunk bodies. Up to three are held in memory, so this
-    /// bounds the store's write memory.
+    /// Memtable size for the chunk index. Up to three are held in memory.
     pub chunk_write_buffer: usize,
     /// Block cache shared by all column families.
     pub block_cache: usize,
@@ -50,14 +49,7 @@ impl StoreConfig {
         opts.set_block_based_table_factory(&table);
         match cf {
             Cf::Chunks => {
-                // Chunk bodies go straight to blob files at flush and are never
-                // rewritten by compaction; the LSM holds only small references.
-                opts.set_enable_blob_files(true);
-                opts.set_min_blob_size(0);
-                opts.set_blob_file_size(256 << 20);
-                opts.set_blob_compression_type(DBCompressionType::None);
-                // Blob GC relocates live blobs; it runs only inside Store::gc.
-                opts.set_enable_blob_gc(false);
+                // Chunk index: 32-byte ids to 16-byte pack locations.
                 opts.set_write_buffer_size(self.chunk_write_buffer);
                 opts.set_max_write_buffer_number(3);
                 opts.set_memtable_whole_key_filtering(true);

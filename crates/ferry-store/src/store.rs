@@ -5,24 +5,23 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_chunk::{ChunkId, Manifest, ManifestId};
-use rocksdb::{
-    Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, FlushOptions, WriteBatch,
-    WriteOptions,
-};
+use rocksdb::{Cache, ColumnFamily, ColumnFamilyDescriptor, DB, WriteBatch};
 
 use ferry_core::{Batch, BatchOp, Cf, PutOutcome, Records, Usage};
 
-use crate::error::db;
+use crate::error::{db, io};
+use crate::packs::{Location, Packs};
 use crate::{OpenError, StoreConfig, StoreError};
 
-/// Bytes a stored chunk costs beyond its body: key, blob record header and
-/// its reference in the LSM. Used for quota accounting between measurements.
-const CHUNK_OVERHEAD: u64 = 96;
+/// Bytes a stored chunk costs beyond its body: its index entry in the LSM.
+/// Used for quota accounting between measurements.
+const CHUNK_OVERHEAD: u64 = 64;
 
 /// A ferry store on disk. Cheap to share between threads (`&Store` is enough
 /// for every operation but garbage collection).
 pub struct RocksStore {
     pub(crate) db: DB,
+    pub(crate) packs: Packs,
     path: PathBuf,
     config: StoreConfig,
     /// Estimated bytes on disk: measured at open and after GC, counted up in between.
@@ -62,6 +61,10 @@ impl RocksStore {
                     source,
                 }
             })?;
+        let packs = Packs::open(&path.join("packs")).map_err(|source| OpenError::CreateDir {
+            path: path.join("packs"),
+            source,
+        })?;
         let used = dir_size(&path).map_err(|source| OpenError::Usage {
             path: path.clone(),
             source,
@@ -69,6 +72,7 @@ impl RocksStore {
         tracing::debug!(path = %path.display(), used, "store opened");
         Ok(Self {
             db,
+            packs,
             path,
             config,
             used: AtomicU64::new(used),
@@ -98,53 +102,61 @@ impl RocksStore {
             return Ok(PutOutcome::AlreadyPresent);
         }
         self.reserve(data.len() as u64 + CHUNK_OVERHEAD)?;
-        let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
+        let location = self.packs.append(data).map_err(io("chunk append"))?;
         self.db
-            .put_cf_opt(self.cf(Cf::Chunks), id.as_bytes(), data, &opts)
-            .map_err(db("chunk put"))?;
+            .put_cf(self.cf(Cf::Chunks), id.as_bytes(), location.encode())
+            .map_err(db("chunk index put"))?;
         self.written.fetch_add(1, Ordering::SeqCst);
         Ok(PutOutcome::Stored)
     }
 
-    pub fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+    fn location(&self, id: ChunkId) -> Result<Option<Location>, StoreError> {
         let cf = self.cf(Cf::Chunks);
         if !self.db.key_may_exist_cf(cf, id.as_bytes()) {
-            return Ok(false);
+            return Ok(None);
         }
-        match self.db.get_pinned_cf(cf, id.as_bytes()) {
-            Ok(found) => Ok(found.is_some()),
-            // A corrupt body still names a chunk we must fetch again: treat as absent.
-            Err(e) if e.kind() == ErrorKind::Corruption => {
-                self.discard_corrupt(id, e.to_string())?;
-                Ok(false)
+        let Some(value) = self
+            .db
+            .get_pinned_cf(cf, id.as_bytes())
+            .map_err(db("chunk lookup"))?
+        else {
+            return Ok(None);
+        };
+        match Location::decode(&value) {
+            Some(location) => Ok(Some(location)),
+            None => {
+                self.discard_corrupt(id, format!("index entry of {} bytes", value.len()))?;
+                Ok(None)
             }
-            Err(e) => Err(db("chunk lookup")(e)),
         }
+    }
+
+    pub fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+        Ok(self.location(id)?.is_some())
     }
 
     /// Reads a chunk and verifies its hash. A corrupt chunk is removed (so it
     /// will be fetched again) and reported as [`StoreError::CorruptChunk`].
     pub fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.db.get_cf(self.cf(Cf::Chunks), id.as_bytes()) {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => {
+        let Some(location) = self.location(id)? else {
+            return Ok(None);
+        };
+        let detail = match self.packs.read(location) {
+            Ok(bytes) => {
                 let found = ChunkId::of(&bytes);
                 if found == id {
-                    Ok(Some(bytes))
-                } else {
-                    let detail = format!("its bytes hash to {found}");
-                    self.discard_corrupt(id, detail.clone())?;
-                    Err(StoreError::CorruptChunk { id, detail })
+                    return Ok(Some(bytes));
                 }
+                format!("its bytes hash to {found}")
             }
-            Err(e) if e.kind() == ErrorKind::Corruption => {
-                let detail = e.to_string();
-                self.discard_corrupt(id, detail.clone())?;
-                Err(StoreError::CorruptChunk { id, detail })
-            }
-            Err(e) => Err(db("chunk read")(e)),
-        }
+            // Short or missing pack: the body is gone, which is corruption too.
+            Err(e) => format!(
+                "pack {} unreadable at {}: {e}",
+                location.pack, location.offset
+            ),
+        };
+        self.discard_corrupt(id, detail.clone())?;
+        Err(StoreError::CorruptChunk { id, detail })
     }
 
     fn discard_corrupt(&self, id: ChunkId, detail: String) -> Result<(), StoreError> {
@@ -270,13 +282,9 @@ impl RocksStore {
         Ok(())
     }
 
-    /// Writes the chunk memtables to blob files and waits until they are on disk.
+    /// Makes every chunk body appended so far durable (one fdatasync).
     fn flush_chunks(&self) -> Result<(), StoreError> {
-        let mut opts = FlushOptions::default();
-        opts.set_wait(true);
-        self.db
-            .flush_cf_opt(self.cf(Cf::Chunks), &opts)
-            .map_err(db("chunk flush"))
+        self.packs.sync().map_err(io("pack sync"))
     }
 
     pub fn usage(&self) -> Usage {

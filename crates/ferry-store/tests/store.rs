@@ -96,8 +96,15 @@ fn chunk_corrupted_on_disk_is_reported_not_returned() {
         store.sync().unwrap();
     }
     let mut flipped = 0;
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
+    let packs = dir.path().join("packs");
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .chain(std::fs::read_dir(&packs).unwrap());
+    for entry in files {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
         let mut bytes = std::fs::read(&path).unwrap();
         if let Some(at) = bytes.windows(16).position(|w| w == b"FERRY-CORRUPT-ME") {
             bytes[at + 100] ^= 0x55;
