@@ -400,3 +400,51 @@ fn expired_bundle_is_deleted_and_reported() {
         "the expired payload's manifest is dropped"
     );
 }
+
+#[test]
+fn offer_naming_a_huge_manifest_closes_the_session_without_allocating_it() {
+    use ferry_proto::v1;
+    let seed = 80;
+    let (mut net, [_b, r, _l], [w1, _w2]) = chain(
+        seed,
+        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
+    );
+    net.set_up(w1, true);
+    net.run_until(net.now + Duration::from_secs(1));
+    let header = v1::BundleHeader {
+        id: Some(v1::BundleId {
+            source: vec![9; 32],
+            created_ms: 1_700_000_000_000,
+            sequence: 1,
+        }),
+        destination: Some(v1::Endpoint {
+            kind: Some(v1::endpoint::Kind::Node(vec![3; 32])),
+        }),
+        lifetime_ms: 3_600_000,
+        manifest_id: vec![7; 32],
+        manifest_length: u32::MAX,
+        payload_length: u64::MAX,
+        ..Default::default()
+    };
+    let offer = v1::Frame {
+        body: Some(v1::frame::Body::Offer(v1::Offer {
+            bundles: vec![v1::OfferedBundle {
+                handle: 1,
+                header: Some(header),
+                manifest: Vec::new(),
+            }],
+        })),
+    };
+    let bytes = ferry_proto::FrameCodec::default().encode(&offer).unwrap();
+    let before = net.engine(r).store().usage();
+    let now = net.now;
+    net.engine_mut(r)
+        .handle_frame(now, ferry_core::LinkId(0), &bytes);
+    net.run_until(net.now + Duration::from_secs(1));
+    assert!(
+        net.events(r)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::SessionClosed { .. }))
+    );
+    assert_eq!(net.engine(r).store().usage(), before);
+}

@@ -20,6 +20,11 @@ use crate::store::{Batch, Cf, Store, StoreError};
 use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
 
 const SEQUENCE_KEY: &[u8] = b"sequence";
+/// Largest encoded manifest a peer may offer (about 1.8 M chunks).
+pub const MAX_MANIFEST_LEN: u32 = 64 << 20;
+/// Largest chunk a peer's manifest may name. Reassembly buffers are sized from
+/// peer-supplied lengths, so both limits bound what a peer can make us allocate.
+pub const MAX_CHUNK_LEN: u32 = 16 << 20;
 
 /// What a driver knows of a link when its contact begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -470,6 +475,12 @@ impl<S: Store> Engine<S> {
     ) -> Result<(), String> {
         let proto = offered.header.as_ref().ok_or("offer without header")?;
         let header = BundleHeader::from_proto(proto).ok_or("offer with an invalid header")?;
+        if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
+            return Err(format!(
+                "offer with a manifest of {} bytes",
+                header.manifest_len
+            ));
+        }
         let id = header.id;
         let refuse = |engine: &mut Self, reason: Reason, wire: v1::RefusalReason| {
             let want = v1::WantList {
@@ -544,7 +555,10 @@ impl<S: Store> Engine<S> {
                     .flatten()
             });
             if let Some(manifest) = manifest {
-                self.set_manifest(id, manifest).map_err(|e| e.to_string())?;
+                if let Err(e) = self.set_manifest(id, manifest) {
+                    self.inbound.remove(&id);
+                    return Err(e);
+                }
             }
         }
         self.report(now, id);
@@ -556,6 +570,9 @@ impl<S: Store> Engine<S> {
         let inbound = self.inbound.get_mut(&id).expect("inbound exists");
         if manifest.total_length() != inbound.header.payload_len {
             return Err("manifest length disagrees with the header".into());
+        }
+        if let Some(entry) = manifest.entries().iter().find(|e| e.len > MAX_CHUNK_LEN) {
+            return Err(format!("manifest names a chunk of {} bytes", entry.len));
         }
         let mut missing = BTreeSet::new();
         for (index, entry) in manifest.entries().iter().enumerate() {
@@ -772,7 +789,10 @@ impl<S: Store> Engine<S> {
                         .flatten();
                     match decoded {
                         Some(manifest) => {
-                            self.set_manifest(id, manifest)?;
+                            if let Err(e) = self.set_manifest(id, manifest) {
+                                self.inbound.remove(&id);
+                                return Err(e);
+                            }
                             self.report(now, id);
                             return Ok(());
                         }
