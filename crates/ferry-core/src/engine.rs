@@ -554,11 +554,11 @@ impl<S: Store> Engine<S> {
                     .then(|| Manifest::decode(&offered.manifest).ok())
                     .flatten()
             });
-            if let Some(manifest) = manifest {
-                if let Err(e) = self.set_manifest(id, manifest) {
-                    self.inbound.remove(&id);
-                    return Err(e);
-                }
+            if let Some(manifest) = manifest
+                && let Err(e) = self.set_manifest(id, manifest)
+            {
+                self.inbound.remove(&id);
+                return Err(e);
             }
         }
         self.report(now, id);
