@@ -14,12 +14,12 @@
 
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestBuilder};
+use ferry_chunk::{Chunker, ChunkerConfig};
 use ferry_core::{
-    Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind, Priority, Routes, Store,
+    Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind, Priority, Routes,
     Submission,
 };
-use ferry_sim::{LinkModel, Net};
+use ferry_sim::{LinkModel, Net, put_object};
 use rand::{RngCore, SeedableRng};
 
 const LOSS: f64 = 0.05;
@@ -108,15 +108,8 @@ fn main() {
 /// Ingests `data` into the node's store and submits it as a bundle.
 fn send(net: &mut Net, at: usize, data: &[u8], to: NodeId) {
     let chunker = Chunker::new(ChunkerConfig::default()).expect("default chunker config is valid");
-    let store = net.engine_mut(at).store_mut();
-    let mut builder = ManifestBuilder::new();
-    for span in chunker.chunk_slice(data) {
-        let bytes = &data[span.offset as usize..span.end() as usize];
-        store.put_chunk(span.id, bytes).expect("memory store");
-        builder.push(span, bytes).expect("spans in order");
-    }
-    let manifest = store.put_manifest(&builder.finish()).expect("memory store");
-    store.sync().expect("memory store");
+    let manifest =
+        put_object(net.engine_mut(at).store_mut(), &chunker, data).expect("memory store");
     let now: Instant = net.now;
     net.engine_mut(at)
         .submit(

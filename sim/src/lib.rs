@@ -7,5 +7,7 @@
 //! a separate ChaCha stream per link, so a run is reproducible.
 
 mod net;
+mod payload;
 
 pub use net::{LinkModel, Net, NodeIndex, WireId, WireStats};
+pub use payload::put_object;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestBuilder, ManifestId, Reassembler};
+use ferry_chunk::{Chunker, ChunkerConfig, ManifestId, Reassembler};
 use ferry_core::{
     Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind, Priority, Routes, Store,
     Submission,
 };
-use ferry_sim::{LinkModel, Net};
+use ferry_sim::{LinkModel, Net, put_object};
 use rand::{RngCore, SeedableRng};
 
 fn node(n: u8) -> NodeId {
@@ -23,16 +23,12 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 
 /// Puts `data` into `store` as chunks plus a manifest.
 fn ingest(store: &mut MemStore, data: &[u8]) -> ManifestId {
-    let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
-    let mut builder = ManifestBuilder::new();
-    for span in chunker.chunk_slice(data) {
-        let bytes = &data[span.offset as usize..span.end() as usize];
-        store.put_chunk(span.id, bytes).unwrap();
-        builder.push(span, bytes).unwrap();
-    }
-    let id = store.put_manifest(&builder.finish()).unwrap();
-    store.sync().unwrap();
-    id
+    put_object(
+        store,
+        &Chunker::new(ChunkerConfig::default()).unwrap(),
+        data,
+    )
+    .unwrap()
 }
 
 fn reassemble(store: &MemStore, manifest: ManifestId) -> Vec<u8> {

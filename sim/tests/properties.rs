@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestBuilder, ManifestId, Reassembler};
+use ferry_chunk::{Chunker, ChunkerConfig, ManifestId, Reassembler};
 use ferry_core::{
     BundleId, Cf, Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Priority, Routes,
     Store, Submission,
 };
-use ferry_sim::{LinkModel, Net};
+use ferry_sim::{LinkModel, Net, put_object};
 use proptest::prelude::*;
 use rand::{RngCore, SeedableRng};
 
@@ -109,15 +109,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     for &size in &s.sizes {
         let mut data = vec![0; size];
         rng.fill_bytes(&mut data);
-        let store = net.engine_mut(n[0]).store_mut();
-        let mut builder = ManifestBuilder::new();
-        for span in chunker.chunk_slice(&data) {
-            let bytes = &data[span.offset as usize..span.end() as usize];
-            store.put_chunk(span.id, bytes).unwrap();
-            builder.push(span, bytes).unwrap();
-        }
-        let manifest = store.put_manifest(&builder.finish()).unwrap();
-        store.sync().unwrap();
+        let manifest = put_object(net.engine_mut(n[0]).store_mut(), &chunker, &data).unwrap();
         payloads.insert(manifest, data);
         let now = net.now;
         net.engine_mut(n[0])
