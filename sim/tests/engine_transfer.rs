@@ -65,22 +65,39 @@ fn chain(seed: u64, model: LinkModel) -> (Net, [usize; 3], [usize; 2]) {
 }
 
 fn submit(net: &mut Net, at: usize, data: &[u8], to: NodeId) -> ManifestId {
+    submit_with(
+        net,
+        at,
+        data,
+        Endpoint::Node(to),
+        Priority::Normal,
+        Duration::from_secs(24 * 3600),
+    )
+    .1
+}
+
+fn submit_with(
+    net: &mut Net,
+    at: usize,
+    data: &[u8],
+    to: Endpoint,
+    priority: Priority,
+    lifetime: Duration,
+) -> (ferry_core::BundleId, ManifestId) {
     let manifest = ingest(net.engine_mut(at).store_mut(), data);
     let now = net.now;
-    net.engine_mut(at)
-        .submit(
-            now,
-            Submission {
-                destination: Endpoint::Node(to),
-                lifetime: Duration::from_secs(24 * 3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
-                manifest,
-                release: Vec::new(),
-            },
-        )
-        .unwrap();
-    manifest
+    let submission = Submission {
+        destination: to,
+        lifetime,
+        priority,
+        kind: PayloadKind::Blob,
+        manifest,
+        release: Vec::new(),
+    };
+    (
+        net.engine_mut(at).submit(now, submission).unwrap(),
+        manifest,
+    )
 }
 
 fn delivered(net: &Net, at: usize) -> usize {
@@ -309,21 +326,14 @@ fn group_bundle_crosses_each_link_once_and_reaches_every_member() {
         net.set_up(w, true);
     }
     let data = payload(seed, 1 << 20);
-    let manifest = ingest(net.engine_mut(b).store_mut(), &data);
-    let now = net.now;
-    net.engine_mut(b)
-        .submit(
-            now,
-            Submission {
-                destination: Endpoint::Group("leaves".into()),
-                lifetime: Duration::from_secs(3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
-                manifest,
-                release: Vec::new(),
-            },
-        )
-        .unwrap();
+    let (_, manifest) = submit_with(
+        &mut net,
+        b,
+        &data,
+        Endpoint::Group("leaves".into()),
+        Priority::Normal,
+        Duration::from_secs(3600),
+    );
     net.run_while(hours(1), |net| delivered(net, l3) + delivered(net, l4) < 2);
     net.run_until(net.now + Duration::from_secs(10));
     for leaf in [l3, l4] {
@@ -363,22 +373,14 @@ fn expired_bundle_is_deleted_and_reported() {
         LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
     );
     let data = payload(seed, 100_000);
-    let manifest = ingest(net.engine_mut(b).store_mut(), &data);
-    let now = net.now;
-    let id = net
-        .engine_mut(b)
-        .submit(
-            now,
-            Submission {
-                destination: Endpoint::Node(node(3)),
-                lifetime: Duration::from_secs(60),
-                priority: Priority::Bulk,
-                kind: PayloadKind::Blob,
-                manifest,
-                release: Vec::new(),
-            },
-        )
-        .unwrap();
+    let (id, manifest) = submit_with(
+        &mut net,
+        b,
+        &data,
+        Endpoint::Node(node(3)),
+        Priority::Bulk,
+        Duration::from_secs(60),
+    );
     // No contact ever comes up: the bundle waits, then expires.
     net.run_until(net.now + Duration::from_secs(120));
     assert!(
@@ -443,4 +445,92 @@ fn offer_naming_a_huge_manifest_closes_the_session_without_allocating_it() {
             .any(|(_, e)| matches!(e, Event::SessionClosed { .. }))
     );
     assert_eq!(net.engine(r).store().usage(), before);
+}
+
+#[test]
+fn expedited_bundle_overtakes_bulk_data_already_queued() {
+    let seed = 90;
+    let (mut net, [b, _r, l], [w1, w2]) = chain(
+        seed,
+        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
+    );
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let bulk = payload(seed, 4 << 20);
+    let urgent = payload(seed + 1, 64 << 10);
+    let (bulk_id, _) = submit_with(
+        &mut net,
+        b,
+        &bulk,
+        Endpoint::Node(node(3)),
+        Priority::Bulk,
+        week,
+    );
+    net.set_up(w1, true);
+    net.set_up(w2, true);
+    // The bulk transfer is under way when the urgent bundle is submitted.
+    net.run_until(net.now + Duration::from_secs(2));
+    let (urgent_id, _) = submit_with(
+        &mut net,
+        b,
+        &urgent,
+        Endpoint::Node(node(3)),
+        Priority::Expedited,
+        week,
+    );
+    net.run_while(hours(1), |net| delivered(net, l) < 2);
+    let order: Vec<_> = net
+        .events(l)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Delivered { bundle, .. } => Some(*bundle),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, [urgent_id, bulk_id], "seed {seed}: expedited first");
+}
+
+#[test]
+fn full_relay_refuses_custody_and_the_base_keeps_it() {
+    let seed = 100;
+    let mut net = Net::new(seed);
+    let mut base = EngineConfig::new(node(1), seed);
+    base.routes = Routes {
+        next_hop: [(node(3), node(2))].into(),
+        ..Routes::default()
+    };
+    let b = net.add_node(base, MemStore::new());
+    let r = net.add_node(
+        EngineConfig::new(node(2), seed + 1),
+        MemStore::with_quota(100_000),
+    );
+    let w = net.add_wire(
+        b,
+        r,
+        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
+    );
+    net.set_up(w, true);
+    let data = payload(seed, 1 << 20);
+    submit(&mut net, b, &data, node(3));
+    net.run_until(net.now + Duration::from_secs(30));
+    assert!(
+        net.events(r).iter().any(|(_, e)| matches!(
+            e,
+            Event::CustodyRefused {
+                reason: ferry_core::Reason::DepletedStorage,
+                ..
+            }
+        )),
+        "seed {seed}: the full relay refuses"
+    );
+    assert!(
+        !net.events(b)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::CustodyReleased { .. })),
+        "the base keeps custody"
+    );
+    assert_eq!(net.engine(b).bundles().count(), 1);
+    assert!(
+        net.stats(w).bytes[0] < 20_000,
+        "seed {seed}: no payload is sent to a node that refused it"
+    );
 }
