@@ -23,6 +23,8 @@ pub struct LinkModel {
     pub duplicate: f64,
     /// Tell the engines the link never loses frames (QUIC-like).
     pub reliable: bool,
+    /// Let senders push chunks before the want-list returns.
+    pub pipeline: bool,
 }
 
 impl LinkModel {
@@ -36,6 +38,7 @@ impl LinkModel {
             loss: 0.0,
             duplicate: 0.0,
             reliable: false,
+            pipeline: false,
         }
     }
 
@@ -50,6 +53,7 @@ impl LinkModel {
             mtu: self.mtu,
             rtt: self.delay * 2 + self.jitter,
             reliable: self.reliable,
+            pipeline: self.pipeline,
         }
     }
 }

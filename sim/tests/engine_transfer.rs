@@ -534,3 +534,32 @@ fn full_relay_refuses_custody_and_the_base_keeps_it() {
         "seed {seed}: no payload is sent to a node that refused it"
     );
 }
+
+#[test]
+fn pipelining_saves_round_trips_on_a_long_link_without_sending_more() {
+    let seed = 110;
+    let run = |pipeline: bool| {
+        let mut model = LinkModel::new(512_000, Duration::from_millis(650), 1400);
+        model.pipeline = pipeline;
+        model.loss = 0.005;
+        let (mut net, [b, _r, l], [w1, w2]) = chain(seed, model);
+        net.set_up(w1, true);
+        net.set_up(w2, true);
+        net.run_until(net.now + Duration::from_secs(10));
+        let start = net.now;
+        let data = payload(seed, 200_000);
+        submit(&mut net, b, &data, node(3));
+        net.run_while(hours(1), |net| delivered(net, l) == 0);
+        (net.now.saturating_since(start), net.stats(w2).bytes[0])
+    };
+    let (slow, slow_bytes) = run(false);
+    let (fast, fast_bytes) = run(true);
+    assert!(
+        fast + Duration::from_millis(1000) < slow,
+        "seed {seed}: pipelining took {fast:?}, plain {slow:?}"
+    );
+    assert!(
+        fast_bytes < slow_bytes + slow_bytes / 50,
+        "seed {seed}: pipelining sent {fast_bytes} bytes, plain {slow_bytes}"
+    );
+}

@@ -33,6 +33,7 @@ struct Scenario {
     duplicate: f64,
     jitter_ms: u64,
     mtu: u32,
+    pipeline: bool,
     sizes: Vec<usize>,
     /// (milliseconds after the previous action, action)
     actions: Vec<(u64, Action)>,
@@ -44,7 +45,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         0.0..0.25f64,
         0.0..0.1f64,
         0..120u64,
-        prop_oneof![Just(256u32), 300..1500u32],
+        (prop_oneof![Just(256u32), 300..1500u32], any::<bool>()),
         prop::collection::vec(1..150_000usize, 1..4),
         prop::collection::vec(
             (
@@ -58,12 +59,13 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         ),
     )
         .prop_map(
-            |(seed, loss, duplicate, jitter_ms, mtu, sizes, actions)| Scenario {
+            |(seed, loss, duplicate, jitter_ms, (mtu, pipeline), sizes, actions)| Scenario {
                 seed,
                 loss,
                 duplicate,
                 jitter_ms,
                 mtu,
+                pipeline,
                 sizes,
                 actions,
             },
@@ -95,6 +97,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     model.loss = s.loss;
     model.duplicate = s.duplicate;
     model.jitter = Duration::from_millis(s.jitter_ms);
+    model.pipeline = s.pipeline;
     let wires = [
         net.add_wire(n[0], n[1], model.clone()),
         net.add_wire(n[1], n[2], model),

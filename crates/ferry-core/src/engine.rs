@@ -35,6 +35,10 @@ pub struct LinkProperties {
     pub rtt: Duration,
     /// A reliable link (QUIC) never loses frames: no repair timers run.
     pub reliable: bool,
+    /// Send a newly offered bundle's chunks at once, before the want-list
+    /// returns (worth it on long round trips). The first want-list then only
+    /// removes what the receiver already holds from what is still queued.
+    pub pipeline: bool,
 }
 
 /// A contact starting or ending.
@@ -94,6 +98,8 @@ struct Outbound {
     /// When to re-offer if nothing is heard; None while data is flowing.
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// Chunks were queued before any want-list: the first one filters them.
+    pipelined: bool,
 }
 
 struct Inbound {
@@ -282,6 +288,7 @@ impl<S: Store> Engine<S> {
                     mtu: 1400,
                     rtt: Duration::from_millis(100),
                     reliable: false,
+                    pipeline: false,
                 },
                 up: false,
                 session: None,
@@ -704,6 +711,14 @@ impl<S: Store> Engine<S> {
         }
         let manifest = out.manifest.as_ref().expect("loaded above");
         let count = manifest.chunk_count() as u32;
+        // Pipelined chunks are already queued or in flight: this first
+        // want-list only drops what the receiver holds, adding nothing.
+        let filter = std::mem::take(&mut out.pipelined);
+        let queued = if filter {
+            std::mem::take(&mut out.wanted)
+        } else {
+            BTreeMap::new()
+        };
         let manifest_len = self
             .bundles
             .get(&bundle)
@@ -750,6 +765,15 @@ impl<S: Store> Engine<S> {
                     range.offset.saturating_add(range.length),
                 )?;
             }
+        }
+        if filter {
+            // Keep only queued ranges the receiver still wants, and at least
+            // whatever it asked for of the manifest.
+            let wanted = std::mem::take(&mut out.wanted);
+            out.wanted = queued
+                .into_iter()
+                .filter(|(index, _)| wanted.contains_key(index))
+                .collect();
         }
         for ranges in out.wanted.values_mut() {
             normalise(ranges);
@@ -1027,17 +1051,27 @@ impl<S: Store> Engine<S> {
             None => {
                 let handle = state.next_handle;
                 state.next_handle += 1;
-                state.out.insert(
-                    handle,
-                    Outbound {
-                        bundle: id,
-                        priority: record.header.priority,
-                        manifest: None,
-                        wanted: BTreeMap::new(),
-                        retry_at: None,
-                        backoff: retransmit,
-                    },
-                );
+                let mut out = Outbound {
+                    bundle: id,
+                    priority: record.header.priority,
+                    manifest: None,
+                    wanted: BTreeMap::new(),
+                    retry_at: None,
+                    backoff: retransmit,
+                    pipelined: false,
+                };
+                if state.props.pipeline
+                    && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
+                {
+                    out.wanted
+                        .insert(MANIFEST_INDEX, vec![(0, record.header.manifest_len)]);
+                    for (index, entry) in manifest.entries().iter().enumerate() {
+                        out.wanted.insert(index as u32, vec![(0, entry.len)]);
+                    }
+                    out.manifest = Some(manifest);
+                    out.pipelined = true;
+                }
+                state.out.insert(handle, out);
                 handle
             }
         };
