@@ -19,6 +19,9 @@
 //! they are. The result is exactly the serial chunking, whatever the thread
 //! timing or the number of threads: only the amount of wasted work varies.
 //!
+//! Within a thread the same trick is applied once more, for a different
+//! reason: see [`Chunker::scan`] and `LANES`.
+//!
 //! The catch-up is serial, so input with long stretches that contain no
 //! content-defined cut point at all (say megabytes of zeros, cut every
 //! `max_size` bytes from wherever the stretch was entered) is chunked at
@@ -85,6 +88,14 @@ const FIRST_READ: usize = 64 << 10;
 const MAX_PIECE: usize = 4 << 20;
 /// Below this, a piece is not worth a thread hand-off.
 const MIN_PIECE: usize = 256 << 10;
+/// Independent gear-hash chains one thread runs interleaved (see
+/// [`Chunker::scan`]). Two already keep the CPU's ALUs busy; more chains
+/// measured slower (register pressure) on the x86-64 cores we tried.
+const LANES: usize = 2;
+/// A piece is split into lanes only if every lane gets at least this many
+/// times `max_size` bytes: each lane seam costs up to a chunk or two of serial
+/// catch-up, like a piece seam.
+const MIN_LANE_CHUNKS: usize = 4;
 
 /// Content-defined chunker: FastCDC v2020 with normalisation level 1 and the
 /// default gear table, so its boundaries are exactly those of
@@ -385,30 +396,10 @@ impl Chunker {
                 slots[j] = Some(piece);
             };
 
-            let first = get(0);
-            let (mut spans, mut pos) = (first.spans, first.end);
-            'pieces: for k in 1..pieces {
-                let piece = get(k);
-                // `pos` is a true cut. Cut serially from it until it is a cut the
-                // piece also found, or until it is past everything the piece found.
-                while pos < piece.end {
-                    if let Ok(i) = piece
-                        .spans
-                        .binary_search_by_key(&(pos as u64), |span| span.offset)
-                    {
-                        spans.extend_from_slice(&piece.spans[i..]);
-                        pos = piece.end;
-                        continue 'pieces;
-                    }
-                    match self.next_chunk(data, pos, eof) {
-                        Some(span) => {
-                            pos += span.len as usize;
-                            spans.push(span);
-                        }
-                        None => break 'pieces,
-                    }
-                }
-            }
+            let Piece {
+                mut spans,
+                end: mut pos,
+            } = self.join(data, eof, get(0), (1..pieces).map(get));
             // Normally a no-op: the last piece stopped where serial chunking stops.
             while let Some(span) = self.next_chunk(data, pos, eof) {
                 pos += span.len as usize;
@@ -418,17 +409,196 @@ impl Chunker {
         })
     }
 
-    /// Serially chunks `data` from `from` (taken to be a cut) until a chunk
-    /// ends at or past `until`, or chunking must stop (see `chunk_block`).
+    /// Chunks `data` from `from` (taken to be a cut) until a chunk ends at or
+    /// past `until` (sometimes a few chunks further), or chunking must stop
+    /// (see `chunk_block`).
+    ///
+    /// # Why one thread scans several lanes at once
+    ///
+    /// The gear hash is one long dependency chain (each step needs the
+    /// previous hash), so a single scan is bound by the latency of that chain,
+    /// not by the CPU's throughput. Big pieces are therefore split into
+    /// `LANES` sub-regions ("lanes") whose independent chains advance in the
+    /// same loop, one step of each per iteration, so that the CPU overlaps
+    /// their latencies (see `step_lanes`). Each lane pretends its first byte
+    /// is a cut, and the lanes are then joined exactly like the pieces of a
+    /// block (see the module docs and `join`).
     fn scan(&self, data: &[u8], from: usize, until: usize, eof: bool) -> Piece {
-        let mut spans = Vec::with_capacity((until - from) / self.avg + 2);
-        let mut pos = from;
-        while pos < until {
-            let Some(span) = self.next_chunk(data, pos, eof) else {
+        let lane_len = (until - from) / LANES;
+        if LANES < 2 || lane_len < MIN_LANE_CHUNKS * self.max {
+            let mut piece = Piece {
+                spans: Vec::with_capacity((until - from) / self.avg + 2),
+                end: from,
+            };
+            self.scan_serial(data, until, eof, &mut piece);
+            return piece;
+        }
+        let bounds: [usize; LANES] = std::array::from_fn(|k| from + k * lane_len);
+        let ends: [usize; LANES] = std::array::from_fn(|k| bounds.get(k + 1).copied().unwrap_or(until));
+        let mut pieces = self.scan_lanes(data, bounds, ends, eof).into_iter();
+        let first = pieces.next().expect("LANES > 0");
+        self.join(data, eof, first, pieces)
+    }
+
+    /// Serially chunks `data` from `piece.end` (taken to be a cut) until a
+    /// chunk ends at or past `until`, or chunking must stop, adding the chunks
+    /// to `piece`.
+    fn scan_serial(&self, data: &[u8], until: usize, eof: bool, piece: &mut Piece) {
+        while piece.end < until {
+            let Some(span) = self.next_chunk(data, piece.end, eof) else {
                 break;
             };
-            pos += span.len as usize;
-            spans.push(span);
+            piece.end += span.len as usize;
+            piece.spans.push(span);
+        }
+    }
+
+    /// Chunks each `bounds[k]..ends[k]` of `data` as `scan_serial` would (every
+    /// `bounds[k]` taken to be a cut), running the lanes' hash chains
+    /// interleaved until one lane is done, then finishing the others serially
+    /// (they are then within a few chunks of their ends, as all lanes advance
+    /// by the same number of bytes per step).
+    fn scan_lanes(
+        &self,
+        data: &[u8],
+        bounds: [usize; LANES],
+        ends: [usize; LANES],
+        eof: bool,
+    ) -> [Piece; LANES] {
+        let mut pieces: [Piece; LANES] = std::array::from_fn(|k| Piece {
+            spans: Vec::with_capacity((ends[k] - bounds[k]) / self.avg + 2),
+            end: bounds[k],
+        });
+        let mut lanes: [Lane; LANES] = std::array::from_fn(|k| Lane::idle(bounds[k]));
+        for (lane, piece) in lanes.iter_mut().zip(&pieces) {
+            match self.lane_at(data, piece.end, eof) {
+                Some(started) => *lane = started,
+                // Only near the end of `data`: finish everything serially.
+                None => return self.finish_lanes(data, ends, eof, pieces),
+            }
+        }
+        let (gear, gear_ls) = v2020::get_gear_with_seed(0);
+        let gear: &[u64; 256] = gear.as_ref().try_into().expect("256 gear entries");
+        let gear_ls: &[u64; 256] = gear_ls.as_ref().try_into().expect("256 gear entries");
+        loop {
+            let (k, cut) = match step_lanes(data, &mut lanes, gear, gear_ls) {
+                Some(found) => found,
+                None => {
+                    // A lane reached the end of its mask segment.
+                    let k = lanes
+                        .iter()
+                        .position(|lane| lane.next == lane.seg_end)
+                        .expect("step_lanes stops at a segment end");
+                    match lanes[k].next_segment(self.mask_l) {
+                        Some(cut) => (k, cut),
+                        None => continue,
+                    }
+                }
+            };
+            let start = lanes[k].start;
+            pieces[k].spans.push(self.span(data, start, cut - start));
+            pieces[k].end = cut;
+            if cut >= ends[k] {
+                return self.finish_lanes(data, ends, eof, pieces);
+            }
+            match self.lane_at(data, cut, eof) {
+                Some(lane) => lanes[k] = lane,
+                None => return self.finish_lanes(data, ends, eof, pieces),
+            }
+        }
+    }
+
+    /// Finishes every lane piece serially from its last cut.
+    fn finish_lanes(
+        &self,
+        data: &[u8],
+        ends: [usize; LANES],
+        eof: bool,
+        mut pieces: [Piece; LANES],
+    ) -> [Piece; LANES] {
+        for (piece, &end) in pieces.iter_mut().zip(&ends) {
+            self.scan_serial(data, end, eof, piece);
+        }
+        pieces
+    }
+
+    /// A lane about to look for the end of the chunk that starts at the cut
+    /// `pos`; `None` where `next_chunk` would return `None`. Mirrors
+    /// `fastcdc::v2020::cut`: no cut before `min_size`, the strict mask
+    /// up to `avg_size`, the loose mask after it, and a cut at `max_size` (or
+    /// at the end of `data`) if the hash never matched; candidates are tested
+    /// in pairs of bytes.
+    fn lane_at(&self, data: &[u8], pos: usize, eof: bool) -> Option<Lane> {
+        let rest = data.len() - pos;
+        if rest == 0 || (!eof && rest < self.max) {
+            return None;
+        }
+        let remaining = rest.min(self.max);
+        if remaining <= self.min {
+            // The whole rest is one chunk: an empty loose segment.
+            return Some(Lane {
+                chunk_end: pos + remaining,
+                ..Lane::idle(pos)
+            });
+        }
+        let center = self.avg.min(remaining);
+        Some(Lane {
+            start: pos,
+            next: pos + self.min,
+            seg_end: pos + center / 2 * 2,
+            chunk_end: pos + remaining,
+            loose: false,
+            hash: 0,
+            mask: self.mask_s,
+            mask_ls: self.mask_s << 1,
+        })
+    }
+
+    /// The span of the chunk `data[pos..pos + len]`, hashed.
+    fn span(&self, data: &[u8], pos: usize, len: usize) -> ChunkSpan {
+        ChunkSpan {
+            offset: pos as u64,
+            // len <= max_size <= 16 MiB.
+            len: len as u32,
+            id: ChunkId::of(&data[pos..pos + len]),
+        }
+    }
+
+    /// Joins pieces scanned from increasing starting points of `data`, the
+    /// first of which starts at a true cut, into the true chunking from there
+    /// (see the module docs): the result ends where the last piece ends, or a
+    /// little past it, or earlier if chunking had to stop.
+    fn join(
+        &self,
+        data: &[u8],
+        eof: bool,
+        first: Piece,
+        rest: impl IntoIterator<Item = Piece>,
+    ) -> Piece {
+        let Piece {
+            mut spans,
+            end: mut pos,
+        } = first;
+        'pieces: for piece in rest {
+            // `pos` is a true cut. Cut serially from it until it is a cut the
+            // piece also found, or until it is past everything the piece found.
+            while pos < piece.end {
+                if let Ok(i) = piece
+                    .spans
+                    .binary_search_by_key(&(pos as u64), |span| span.offset)
+                {
+                    spans.extend_from_slice(&piece.spans[i..]);
+                    pos = piece.end;
+                    continue 'pieces;
+                }
+                match self.next_chunk(data, pos, eof) {
+                    Some(span) => {
+                        pos += span.len as usize;
+                        spans.push(span);
+                    }
+                    None => break 'pieces,
+                }
+            }
         }
         Piece { spans, end: pos }
     }
@@ -455,12 +625,7 @@ impl Chunker {
             self.mask_s << 1,
             self.mask_l << 1,
         );
-        Some(ChunkSpan {
-            offset: pos as u64,
-            // len <= max_size <= 16 MiB.
-            len: len as u32,
-            id: ChunkId::of(&window[..len]),
-        })
+        Some(self.span(data, pos, len))
     }
 }
 
