@@ -20,7 +20,7 @@
 //! timing or the number of threads: only the amount of wasted work varies.
 //!
 //! Within a thread the same trick is applied once more, for a different
-//! reason: see [`Chunker::scan`] and `LANES`.
+//! reason: see `Chunker::scan` and `LANES`.
 //!
 //! The catch-up is serial, so input with long stretches that contain no
 //! content-defined cut point at all (say megabytes of zeros, cut every
@@ -89,8 +89,8 @@ const MAX_PIECE: usize = 4 << 20;
 /// Below this, a piece is not worth a thread hand-off.
 const MIN_PIECE: usize = 256 << 10;
 /// Independent gear-hash chains one thread runs interleaved (see
-/// [`Chunker::scan`]). Two already keep the CPU's ALUs busy; more chains
-/// measured slower (register pressure) on the x86-64 cores we tried.
+/// `Chunker::scan`). Two gave about +20..30 % on the cut-point search on a
+/// 2-core x86-64 VM; three and four measured slower than two there.
 const LANES: usize = 2;
 /// A piece is split into lanes only if every lane gets at least this many
 /// times `max_size` bytes: each lane seam costs up to a chunk or two of serial
@@ -127,6 +127,121 @@ struct Piece {
     spans: Vec<ChunkSpan>,
     /// Where the scan stopped: the end of its last chunk.
     end: usize,
+}
+
+/// One gear-hash chain of `Chunker::scan_lanes`, looking for the end of the
+/// chunk that starts at `start`. Byte pairs `next..seg_end` are still to be
+/// tested with `mask` (first byte of a pair: `mask_ls`, as the hash is kept
+/// shifted by one there; see `fastcdc::v2020::cut`).
+#[derive(Debug, Clone, Copy)]
+struct Lane {
+    start: usize,
+    next: usize,
+    seg_end: usize,
+    /// Where the chunk ends if the hash never matches.
+    chunk_end: usize,
+    /// Whether `mask` is already the loose mask (the last segment).
+    loose: bool,
+    hash: u64,
+    mask: u64,
+    mask_ls: u64,
+}
+
+impl Lane {
+    /// A lane whose chunk ends at `pos` with nothing left to test.
+    fn idle(pos: usize) -> Self {
+        Self {
+            start: pos,
+            next: pos,
+            seg_end: pos,
+            chunk_end: pos,
+            loose: true,
+            hash: 0,
+            mask: 0,
+            mask_ls: 0,
+        }
+    }
+
+    /// Called when `next == seg_end`: moves on to the loose segment, or
+    /// returns the cut if there is none left.
+    fn next_segment(&mut self, mask_l: u64) -> Option<usize> {
+        if !self.loose {
+            self.loose = true;
+            self.mask = mask_l;
+            self.mask_ls = mask_l << 1;
+            self.seg_end = self.start + (self.chunk_end - self.start) / 2 * 2;
+            if self.next < self.seg_end {
+                return None;
+            }
+        }
+        Some(self.chunk_end)
+    }
+}
+
+/// Advances all lanes by the same number of byte pairs, one pair of each
+/// lane per iteration, until a lane's hash matches its mask (returns the
+/// lane and the cut) or a lane reaches the end of its segment (returns
+/// `None`). Within a lane the steps are exactly those of
+/// `fastcdc::v2020::cut`, so the cuts are too.
+///
+/// The lanes' chains are independent, so the CPU overlaps their latencies;
+/// that is the point of interleaving them (see `Chunker::scan`).
+#[inline]
+#[allow(
+    clippy::needless_range_loop,
+    reason = "every lane is indexed by the same pair number, in lockstep"
+)]
+fn step_lanes(
+    data: &[u8],
+    lanes: &mut [Lane; LANES],
+    gear: &[u64; 256],
+    gear_ls: &[u64; 256],
+) -> Option<(usize, usize)> {
+    let pairs = lanes
+        .iter()
+        .map(|lane| (lane.seg_end - lane.next) / 2)
+        .min()
+        .unwrap_or(0);
+    // Slices of exactly `pairs` pairs each, so that indexing them by a
+    // pair number below `pairs` needs no bounds check.
+    let src: [&[[u8; 2]]; LANES] =
+        std::array::from_fn(|k| &data[lanes[k].next..][..2 * pairs].as_chunks::<2>().0[..pairs]);
+    let mut hash: [u64; LANES] = std::array::from_fn(|k| lanes[k].hash);
+    let mask: [u64; LANES] = std::array::from_fn(|k| lanes[k].mask);
+    let mask_ls: [u64; LANES] = std::array::from_fn(|k| lanes[k].mask_ls);
+    for i in 0..pairs {
+        for k in 0..LANES {
+            let [a, b] = src[k][i];
+            // fastcdc computes `h = (h << 2) + gear_ls[a]`, tests it, then
+            // `h += gear[b]`. Adding the two table entries first gives the
+            // same value (wrapping addition is associative) while leaving
+            // only one shift-add on the chain from one pair to the next.
+            let shifted = hash[k] << 2;
+            let first = shifted.wrapping_add(gear_ls[a as usize]);
+            let second = shifted.wrapping_add(gear_ls[a as usize].wrapping_add(gear[b as usize]));
+            let cut = if first & mask_ls[k] == 0 {
+                Some(2 * i)
+            } else if second & mask[k] == 0 {
+                Some(2 * i + 1)
+            } else {
+                None
+            };
+            if let Some(at) = cut {
+                // Lanes before `k` already took pair `i`, the others did not.
+                for (j, lane) in lanes.iter_mut().enumerate() {
+                    lane.next += 2 * i + if j < k { 2 } else { 0 };
+                    lane.hash = hash[j];
+                }
+                return Some((k, lanes[k].next - 2 * i + at));
+            }
+            hash[k] = second;
+        }
+    }
+    for (lane, hash) in lanes.iter_mut().zip(hash) {
+        lane.next += 2 * pairs;
+        lane.hash = hash;
+    }
+    None
 }
 
 /// A block handed to the chunking thread. `buf[start..end]` is the carried
@@ -434,7 +549,8 @@ impl Chunker {
             return piece;
         }
         let bounds: [usize; LANES] = std::array::from_fn(|k| from + k * lane_len);
-        let ends: [usize; LANES] = std::array::from_fn(|k| bounds.get(k + 1).copied().unwrap_or(until));
+        let ends: [usize; LANES] =
+            std::array::from_fn(|k| bounds.get(k + 1).copied().unwrap_or(until));
         let mut pieces = self.scan_lanes(data, bounds, ends, eof).into_iter();
         let first = pieces.next().expect("LANES > 0");
         self.join(data, eof, first, pieces)
@@ -797,6 +913,72 @@ mod tests {
             }).unwrap();
             prop_assert_eq!(&streamed, &sliced);
             prop_assert_eq!(stats, ChunkStats { bytes: len as u64, chunks: sliced.len() as u64 });
+        }
+    }
+
+    /// The serial chunking of `data` from `from` (taken to be a cut) that
+    /// `scan_serial` would give up to `until`.
+    fn serial_from(
+        data: &[u8],
+        config: ChunkerConfig,
+        from: usize,
+        until: usize,
+        eof: bool,
+    ) -> Vec<(u64, u32)> {
+        let max = config.max_size as usize;
+        let mut pos = from;
+        serial(&data[from..], config)
+            .into_iter()
+            .map(|(offset, len)| (offset + from as u64, len))
+            .take_while(|&(offset, len)| {
+                let keep = pos < until && (eof || data.len() - offset as usize >= max);
+                pos = (offset + u64::from(len)) as usize;
+                keep
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(Config {
+            cases: 128,
+            rng_seed: RngSeed::Fixed(0x006c_616e_6573),
+            failure_persistence: None,
+            ..Config::default()
+        })]
+
+        /// Each lane of `scan_lanes` equals serial chunking from its own first
+        /// byte, wherever the lanes start and end, and `scan` joins its lanes
+        /// into the serial chunking from its start.
+        #[test]
+        fn lanes_equal_serial_fastcdc_from_their_starts(
+            config in config(),
+            kind in 0u8..4,
+            seed in any::<u64>(),
+            len in 0usize..200_000,
+            mut at in proptest::collection::vec(0.0f64..=1.0, LANES + 1),
+            eof in any::<bool>(),
+        ) {
+            let data = test_data(kind, seed, len);
+            let chunker = Chunker::new(config).unwrap();
+            at.sort_by(f64::total_cmp);
+            let at: Vec<usize> = at.iter().map(|f| (f * len as f64) as usize).collect();
+            let bounds: [usize; LANES] = std::array::from_fn(|k| at[k]);
+            let ends: [usize; LANES] = std::array::from_fn(|k| at[k + 1]);
+            for (k, piece) in chunker.scan_lanes(&data, bounds, ends, eof).iter().enumerate() {
+                let expected = serial_from(&data, config, bounds[k], ends[k], eof);
+                prop_assert_eq!(&checked(&piece.spans, &data, seed), &expected, "lane {}", k);
+                let end = expected.last().map_or(bounds[k], |&(offset, len)| (offset + u64::from(len)) as usize);
+                prop_assert_eq!(piece.end, end, "lane {}", k);
+            }
+
+            let (from, until) = (at[0], at[LANES]);
+            let piece = chunker.scan(&data, from, until, eof);
+            let all = serial_from(&data, config, from, len, eof);
+            prop_assert!(all.starts_with(&checked(&piece.spans, &data, seed)));
+            let end = piece.spans.last().map_or(from, |span| span.end() as usize);
+            prop_assert_eq!(piece.end, end);
+            // It stopped because it got to `until` or because chunking must stop.
+            prop_assert!(piece.end >= until || piece.spans.len() == all.len());
         }
     }
 
