@@ -585,6 +585,10 @@ impl Chunker {
             spans: Vec::with_capacity((ends[k] - bounds[k]) / self.avg + 2),
             end: bounds[k],
         });
+        if bounds.iter().zip(&ends).any(|(start, end)| start >= end) {
+            // An empty lane has nothing to interleave: `scan_serial` leaves it empty.
+            return self.finish_lanes(data, ends, eof, pieces);
+        }
         let mut lanes: [Lane; LANES] = std::array::from_fn(|k| Lane::idle(bounds[k]));
         for (lane, piece) in lanes.iter_mut().zip(&pieces) {
             match self.lane_at(data, piece.end, eof) {
