@@ -379,12 +379,14 @@ impl<S: Store> Engine<S> {
         }
         let frame = match FrameCodec::new(ferry_proto::HARD_MAX_FRAME).decode_exact(bytes) {
             Ok(frame) => frame,
-            Err(e) => return self.close(link, v1::CloseReason::MalformedFrame, &malformed(&e)),
+            Err(e) => {
+                return self.close(now, link, v1::CloseReason::MalformedFrame, &malformed(&e));
+            }
         };
         let Some(body) = frame.body else { return };
         tracing::trace!(node = %self.config.node, ?link, kind = body_kind(&body), "frame in");
         if let Err(violation) = self.dispatch(now, link, body) {
-            self.close(link, v1::CloseReason::MalformedFrame, &violation);
+            self.close(now, link, v1::CloseReason::MalformedFrame, &violation);
         }
     }
 
@@ -400,13 +402,15 @@ impl<S: Store> Engine<S> {
         match body {
             Body::Hello(hello) => self.on_hello(now, link, hello),
             Body::Close(close) => {
-                state.session = None;
-                state.out.clear();
-                state.in_handles.clear();
-                self.events.push_back(Event::SessionClosed {
-                    link,
-                    reason: format!("peer closed: {}", close.detail),
-                });
+                // Only a Close from the current session ends it; a stale or
+                // duplicated one arriving after a fresh handshake must not.
+                if state.session.is_some() {
+                    self.events.push_back(Event::SessionClosed {
+                        link,
+                        reason: format!("peer closed: {}", close.detail),
+                    });
+                    self.restart_session(now, link);
+                }
                 Ok(())
             }
             Body::Offer(offer) => {
@@ -1329,12 +1333,12 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn close(&mut self, link: LinkId, reason: v1::CloseReason, detail: &str) {
+    /// Ends the session on `link` because of the peer's bad input, then
+    /// starts a fresh one: the contact is still up, and transfers resume from
+    /// what is stored.
+    fn close(&mut self, now: Instant, link: LinkId, reason: v1::CloseReason, detail: &str) {
         tracing::warn!(?link, %detail, "closing session");
         if let Some(state) = self.links.get_mut(&link) {
-            state.session = None;
-            state.out.clear();
-            state.in_handles.clear();
             state.control.clear();
             state.control.push_back(frame(Body::Close(v1::Close {
                 reason: reason as i32,
@@ -1345,6 +1349,26 @@ impl<S: Store> Engine<S> {
             link,
             reason: detail.to_string(),
         });
+        self.restart_session(now, link);
+    }
+
+    /// Forgets the session on `link` and says Hello again with a new nonce.
+    fn restart_session(&mut self, now: Instant, link: LinkId) {
+        let nonce = self.rng.next_u64() | 1;
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        state.session = None;
+        state.out.clear();
+        state.in_handles.clear();
+        state.signals.clear();
+        state.signal_due = None;
+        state.nonce = nonce;
+        state.peer_nonce = 0;
+        state.acked = false;
+        if state.up {
+            self.send_hello(now, link);
+        }
     }
 }
 
