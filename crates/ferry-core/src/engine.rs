@@ -312,30 +312,21 @@ impl<S: Store> Engine<S> {
     /// end, per-session state goes, but partly received bundles are kept so
     /// the next contact resumes them.
     pub fn handle_contact(&mut self, now: Instant, link: LinkId, contact: Contact) {
-        let nonce = self.rng.next_u64() | 1;
         let retransmit = self.config.retransmit_slack;
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
-        state.session = None;
-        state.out.clear();
-        state.in_handles.clear();
         state.control.clear();
-        state.signals.clear();
-        state.signal_due = None;
-        state.peer_nonce = 0;
-        state.acked = false;
         state.hello_due = None;
         match contact {
             Contact::Up(props) => {
                 state.up = true;
-                state.nonce = nonce;
                 state.hello_backoff = props.rtt * 2 + retransmit;
                 state.props = props;
-                self.send_hello(now, link);
             }
             Contact::Down => state.up = false,
         }
+        self.restart_session(now, link);
         for inbound in self.inbound.values_mut() {
             if inbound.link == link {
                 inbound.report_at = None;
