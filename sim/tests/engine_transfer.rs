@@ -587,3 +587,51 @@ fn same_seed_same_run_event_for_event() {
         "different seeds should lose different frames"
     );
 }
+
+#[test]
+fn bundle_expiring_in_a_relays_custody_is_reported_to_its_source() {
+    let seed = 120;
+    let mut net = Net::new(seed);
+    let mut base = EngineConfig::new(node(1), seed);
+    base.routes = Routes {
+        next_hop: [(node(3), node(2))].into(),
+        ..Routes::default()
+    };
+    let mut relay = EngineConfig::new(node(2), seed + 1);
+    // Towards the leaf via a link that never comes up; reports go back to the base.
+    relay.routes = Routes {
+        next_hop: [(node(3), node(3))].into(),
+        default_hop: Some(node(1)),
+        ..Routes::default()
+    };
+    let b = net.add_node(base, MemStore::new());
+    let r = net.add_node(relay, MemStore::new());
+    let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
+    let model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    let w1 = net.add_wire(b, r, model.clone());
+    let _w2 = net.add_wire(r, l, model);
+    net.set_up(w1, true);
+    let (id, _) = submit_with(
+        &mut net,
+        b,
+        &payload(seed, 50_000),
+        Endpoint::Node(node(3)),
+        Priority::Normal,
+        Duration::from_secs(120),
+    );
+    net.run_until(net.now + Duration::from_secs(300));
+    assert!(
+        net.events(r)
+            .iter()
+            .any(|(_, e)| *e == Event::Expired { bundle: id })
+    );
+    assert!(
+        net.events(b).iter().any(|(_, e)| *e
+            == Event::DeletionReported {
+                bundle: id,
+                reporter: node(2),
+                reason: ferry_core::Reason::Expired
+            }),
+        "seed {seed}: the base hears that its bundle died at the relay"
+    );
+}

@@ -148,9 +148,15 @@ pub struct Engine<S: Store> {
     by_sequence: BTreeMap<(NodeId, u64), BundleId>,
     inbound: BTreeMap<BundleId, Inbound>,
     events: VecDeque<Event>,
+    /// Status reports waiting for a session with the neighbour they go to.
+    reports: BTreeMap<NodeId, VecDeque<v1::StatusReport>>,
     sequence: u64,
     next_link: u32,
 }
+
+/// Status reports kept per neighbour while it is out of contact; older ones
+/// are dropped first (reports are best effort, custody is not).
+const MAX_QUEUED_REPORTS: usize = 1024;
 
 impl<S: Store> Engine<S> {
     /// Opens the engine over `store`, restoring every bundle it holds.
@@ -180,6 +186,7 @@ impl<S: Store> Engine<S> {
             by_sequence,
             inbound: BTreeMap::new(),
             events: VecDeque::new(),
+            reports: BTreeMap::new(),
             sequence,
             next_link: 0,
         })
@@ -417,7 +424,11 @@ impl<S: Store> Engine<S> {
                 self.on_custody(now, peer.expect("session checked"), signal);
                 Ok(())
             }
-            Body::Status(_) | Body::Keepalive(_) => Ok(()),
+            Body::Status(report) => {
+                self.on_status(report);
+                Ok(())
+            }
+            Body::Keepalive(_) => Ok(()),
         }
     }
 
@@ -453,6 +464,9 @@ impl<S: Store> Engine<S> {
         let now_ready = state.acked;
         if !hello.acked || hello.peer_nonce != state.nonce {
             self.send_hello(now, link);
+        }
+        if now_ready {
+            self.flush_reports(peer);
         }
         if now_ready && (!was_ready || new_peer_session) {
             let ids: Vec<BundleId> = self
@@ -1208,6 +1222,79 @@ impl<S: Store> Engine<S> {
             });
         }
         self.events.push_back(Event::Expired { bundle: id });
+        if !record.pending_hops.is_empty() {
+            // It died in our custody: tell whoever asked to know.
+            let report = v1::StatusReport {
+                bundle: Some(id.to_proto()),
+                kind: v1::StatusKind::Deleted as i32,
+                reason: v1::DeletionReason::LifetimeExpired as i32,
+                reporter: self.config.node.0.to_vec(),
+                time_ms: record.header.expires_at().as_millis(),
+                hops: 0,
+            };
+            let target = record
+                .header
+                .report_to
+                .clone()
+                .unwrap_or(Endpoint::Node(id.source));
+            self.route_report(target, report);
+        }
+    }
+
+    /// A status report arrived: ours to read, or to pass on towards the
+    /// bundle's source.
+    fn on_status(&mut self, mut report: v1::StatusReport) {
+        let Some(bundle) = report.bundle.as_ref().and_then(BundleId::from_proto) else {
+            return;
+        };
+        report.hops += 1;
+        if report.hops > self.config.max_hops {
+            return;
+        }
+        self.route_report(Endpoint::Node(bundle.source), report);
+    }
+
+    fn route_report(&mut self, target: Endpoint, report: v1::StatusReport) {
+        let (hops, local) = self.config.plan(&target);
+        if local {
+            let bundle = report.bundle.as_ref().and_then(BundleId::from_proto);
+            let reporter = NodeId::from_slice(&report.reporter);
+            if let (Some(bundle), Some(reporter)) = (bundle, reporter) {
+                let reason = match v1::DeletionReason::try_from(report.reason) {
+                    Ok(v1::DeletionReason::DepletedStorage) => Reason::DepletedStorage,
+                    Ok(v1::DeletionReason::NoRoute) => Reason::NoRoute,
+                    Ok(v1::DeletionReason::Unauthorised) => Reason::Unauthorised,
+                    _ => Reason::Expired,
+                };
+                self.events.push_back(Event::DeletionReported {
+                    bundle,
+                    reporter,
+                    reason,
+                });
+            }
+        }
+        if let Some(hop) = hops.into_iter().next() {
+            let queue = self.reports.entry(hop).or_default();
+            if queue.len() == MAX_QUEUED_REPORTS {
+                queue.pop_front();
+            }
+            queue.push_back(report);
+            self.flush_reports(hop);
+        }
+    }
+
+    /// Sends queued reports for `hop` on a link with a live session to it.
+    fn flush_reports(&mut self, hop: NodeId) {
+        let Some(state) = self
+            .links
+            .values_mut()
+            .find(|s| s.up && s.acked && s.session.as_ref().is_some_and(|p| p.peer == hop))
+        else {
+            return;
+        };
+        for report in self.reports.remove(&hop).unwrap_or_default() {
+            state.control.push_back(frame(Body::Status(report)));
+        }
     }
 
     /// The earliest time `handle_timeout` has work to do.

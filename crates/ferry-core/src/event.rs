@@ -34,6 +34,13 @@ pub enum Event {
     CustodyRefused { bundle: BundleId, reason: Reason },
     /// The bundle's lifetime ended here; it was deleted.
     Expired { bundle: BundleId },
+    /// A node reported that it deleted a bundle this node sourced (or is the
+    /// report-to endpoint of) while it still held custody of it.
+    DeletionReported {
+        bundle: BundleId,
+        reporter: NodeId,
+        reason: Reason,
+    },
     /// Bytes of a bundle received so far from a neighbour.
     Progress {
         bundle: BundleId,
