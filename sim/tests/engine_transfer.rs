@@ -635,3 +635,34 @@ fn bundle_expiring_in_a_relays_custody_is_reported_to_its_source() {
         "seed {seed}: the base hears that its bundle died at the relay"
     );
 }
+
+#[test]
+fn reoffer_backoff_is_kept_in_the_store_until_the_hop_takes_custody() {
+    let seed = 130;
+    let (mut net, [b, _r, _l], [w1, _w2]) = chain(seed, lossy(0.3));
+    submit(&mut net, b, &payload(seed, 200_000), node(3));
+    let timers = |net: &Net| {
+        net.engine(b)
+            .store()
+            .scan_prefix(ferry_core::Cf::Timers, b"")
+            .unwrap()
+            .len()
+    };
+    net.set_up(w1, true);
+    net.run_until(net.now + Duration::from_millis(500));
+    assert_eq!(
+        timers(&net),
+        1,
+        "seed {seed}: an offered bundle has a re-offer timer"
+    );
+    net.run_while(hours(1), |net| {
+        !net.events(b)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::CustodyReleased { .. }))
+    });
+    assert_eq!(
+        timers(&net),
+        0,
+        "seed {seed}: the timer goes when the relay takes custody"
+    );
+}

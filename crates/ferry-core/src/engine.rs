@@ -20,6 +20,8 @@ use crate::store::{Batch, Cf, Store, StoreError};
 use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
 
 const SEQUENCE_KEY: &[u8] = b"sequence";
+/// `Cf::Timers` keys: prefix, bundle key, next hop.
+const TIMER_PREFIX: &[u8] = b"reoffer/";
 /// Largest encoded manifest a peer may offer (about 1.8 M chunks).
 pub const MAX_MANIFEST_LEN: u32 = 64 << 20;
 /// Largest chunk a peer's manifest may name. Reassembly buffers are sized from
@@ -150,6 +152,9 @@ pub struct Engine<S: Store> {
     events: VecDeque<Event>,
     /// Status reports waiting for a session with the neighbour they go to.
     reports: BTreeMap<NodeId, VecDeque<v1::StatusReport>>,
+    /// Re-offer backoff per (bundle, next hop), mirrored in `Cf::Timers` so
+    /// a restart continues the backoff instead of starting it over.
+    backoffs: BTreeMap<(BundleId, NodeId), Duration>,
     sequence: u64,
     next_link: u32,
 }
@@ -176,6 +181,16 @@ impl<S: Store> Engine<S> {
             .get(Cf::Meta, SEQUENCE_KEY)?
             .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0);
+        let mut backoffs = BTreeMap::new();
+        for (key, value) in store.scan_prefix(Cf::Timers, TIMER_PREFIX)? {
+            match decode_timer(&key, &value) {
+                Some((id, hop, backoff)) if bundles.contains_key(&id) => {
+                    backoffs.insert((id, hop), backoff);
+                }
+                // A timer of a bundle we no longer hold, or unreadable: soft state, skip.
+                _ => {}
+            }
+        }
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         Ok(Self {
             config,
@@ -187,6 +202,7 @@ impl<S: Store> Engine<S> {
             inbound: BTreeMap::new(),
             events: VecDeque::new(),
             reports: BTreeMap::new(),
+            backoffs,
             sequence,
             next_link: 0,
         })
@@ -1008,6 +1024,8 @@ impl<S: Store> Engine<S> {
         }
         let mut batch = Batch::new();
         batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+        batch.delete(Cf::Timers, timer_key(id, peer));
+        self.backoffs.remove(&(id, peer));
         if let Err(e) = self.store.write(&batch) {
             self.events.push_back(Event::StoreFailed {
                 detail: e.to_string(),
@@ -1048,7 +1066,14 @@ impl<S: Store> Engine<S> {
 
     /// Offers a bundle on a link (again, if it was offered before).
     fn offer_on(&mut self, now: Instant, link: LinkId, id: BundleId) {
-        let retransmit = self.retransmit_timeout(link);
+        let peer = self
+            .links
+            .get(&link)
+            .and_then(|s| s.session.as_ref())
+            .map(|s| s.peer);
+        let retransmit = peer
+            .and_then(|peer| self.backoffs.get(&(id, peer)).copied())
+            .unwrap_or_else(|| self.retransmit_timeout(link));
         let Some(record) = self.bundles.get(&id) else {
             return;
         };
@@ -1086,6 +1111,24 @@ impl<S: Store> Engine<S> {
         };
         let out = state.out.get_mut(&handle).expect("inserted above");
         out.retry_at = Some(now + out.backoff);
+        if let Some(peer) = peer {
+            let mut batch = Batch::new();
+            batch.put(
+                Cf::Timers,
+                timer_key(id, peer),
+                u64::try_from(out.backoff.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_be_bytes()
+                    .to_vec(),
+            );
+            self.backoffs.insert((id, peer), out.backoff);
+            // Soft state: losing it in a crash only restarts the backoff.
+            if let Err(e) = self.store.write(&batch) {
+                self.events.push_back(Event::StoreFailed {
+                    detail: e.to_string(),
+                });
+            }
+        }
         let mut header = record.header.to_proto();
         header.hop_count = record.header.hop_count;
         let mut offered = v1::OfferedBundle {
@@ -1205,6 +1248,10 @@ impl<S: Store> Engine<S> {
         }
         let mut batch = Batch::new();
         batch.delete(Cf::Bundles, id.to_key().to_vec());
+        for hop in &record.pending_hops {
+            batch.delete(Cf::Timers, timer_key(id, *hop));
+            self.backoffs.remove(&(id, *hop));
+        }
         let shared = self
             .bundles
             .values()
@@ -1448,6 +1495,21 @@ impl<S: Store> Engine<S> {
             self.send_hello(now, link);
         }
     }
+}
+
+fn timer_key(id: BundleId, hop: NodeId) -> Vec<u8> {
+    [TIMER_PREFIX, &id.to_key(), hop.as_bytes()].concat()
+}
+
+fn decode_timer(key: &[u8], value: &[u8]) -> Option<(BundleId, NodeId, Duration)> {
+    let rest = key.strip_prefix(TIMER_PREFIX)?;
+    let (bundle, hop) = rest.split_at_checked(BundleId::KEY_LEN)?;
+    let millis = u64::from_be_bytes(value.try_into().ok()?);
+    Some((
+        BundleId::from_key(bundle)?,
+        NodeId::from_slice(hop)?,
+        Duration::from_millis(millis),
+    ))
 }
 
 fn body_kind(body: &Body) -> &'static str {
