@@ -90,7 +90,7 @@ impl RocksStore {
         let mut rewrite = BTreeSet::new();
         for (&pack, &size) in &sizes {
             let live = live_bytes.get(&pack).copied().unwrap_or(0);
-            if pack != current && live * 2 < size {
+            if pack != current && (live == 0 || live * 2 < size) {
                 rewrite.insert(pack);
             }
         }

@@ -68,10 +68,12 @@ pub(crate) struct Packs {
 impl Packs {
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let next = Self::list_in(dir)?
-            .keys()
-            .next_back()
-            .map_or(1, |last| last + 1);
+        let existing = Self::list_in(dir)?;
+        let next = existing.keys().next_back().map_or(1, |last| last + 1);
+        // An empty pack holds nothing any index entry can point at.
+        for (&pack, _) in existing.iter().filter(|(_, size)| **size == 0) {
+            std::fs::remove_file(Self::path(dir, pack))?;
+        }
         let writer = Self::create(dir, next)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -264,5 +266,14 @@ mod tests {
         let packs = Packs::open(dir.path()).unwrap();
         assert_eq!(packs.current(), a.pack + 1);
         assert_eq!(packs.read(a).unwrap(), b"first body");
+        // Opening again without writing leaves no empty pack behind.
+        drop(packs);
+        let packs = Packs::open(dir.path()).unwrap();
+        assert_eq!(
+            packs.list().unwrap().len(),
+            2,
+            "{:?}",
+            packs.list().unwrap()
+        );
     }
 }
