@@ -114,10 +114,7 @@ fn hours(h: u64) -> Instant {
 #[test]
 fn bundle_crosses_a_relay_and_custody_is_released_hop_by_hop() {
     let seed = 1;
-    let (mut net, [b, r, l], [w1, w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [b, r, l], [w1, w2]) = chain(seed, clean());
     let data = payload(seed, 1 << 20);
     let manifest = submit(&mut net, b, &data, node(3));
     net.set_up(w1, true);
@@ -132,16 +129,25 @@ fn bundle_crosses_a_relay_and_custody_is_released_hop_by_hop() {
     assert_eq!(reassemble(net.engine(l).store(), manifest), data);
     for at in [b, r] {
         assert!(
-            net.events(at)
-                .iter()
-                .any(|(_, e)| matches!(e, Event::CustodyReleased { .. })),
+            released(&net, at),
             "seed {seed}: node {at} should release custody"
         );
     }
 }
 
+/// 2 Mbit/s, 80 ms RTT, MTU 1400, no loss.
+fn clean() -> LinkModel {
+    LinkModel::new(2_000_000, Duration::from_millis(80), 1400)
+}
+
+fn released(net: &Net, at: usize) -> bool {
+    net.events(at)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::CustodyReleased { .. }))
+}
+
 fn lossy(loss: f64) -> LinkModel {
-    let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    let mut model = clean();
     model.loss = loss;
     model.duplicate = 0.02;
     model.jitter = Duration::from_millis(30);
@@ -170,10 +176,7 @@ fn lost_duplicated_and_reordered_frames_are_repaired_and_delivered_once() {
 #[test]
 fn transfer_cut_by_contact_end_resumes_without_resending_what_arrived() {
     let seed = 20;
-    let (mut net, [b, r, _l], [w1, _w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [b, r, _l], [w1, _w2]) = chain(seed, clean());
     let data = payload(seed, 2 << 20);
     submit(&mut net, b, &data, node(3));
     net.set_up(w1, true);
@@ -231,9 +234,7 @@ fn relay_crash_mid_transfer_loses_nothing() {
             "seed {seed}"
         );
         assert!(
-            net.events(b)
-                .iter()
-                .any(|(_, e)| matches!(e, Event::CustodyReleased { .. })),
+            released(&net, b),
             "seed {seed}: base releases custody once the relay holds it"
         );
     }
@@ -242,10 +243,7 @@ fn relay_crash_mid_transfer_loses_nothing() {
 #[test]
 fn second_send_of_the_same_object_moves_almost_nothing() {
     let seed = 40;
-    let (mut net, [b, _r, l], [w1, w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [b, _r, l], [w1, w2]) = chain(seed, clean());
     let data = payload(seed, 1 << 20);
     submit(&mut net, b, &data, node(3));
     net.set_up(w1, true);
@@ -267,10 +265,7 @@ fn second_send_of_the_same_object_moves_almost_nothing() {
 #[test]
 fn malformed_frame_closes_the_session_and_changes_nothing_stored() {
     let seed = 50;
-    let (mut net, [_b, r, _l], [w1, _w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [_b, r, _l], [w1, _w2]) = chain(seed, clean());
     net.set_up(w1, true);
     net.run_until(net.now + Duration::from_secs(1));
     let before = net.engine(r).store().usage();
@@ -316,7 +311,7 @@ fn group_bundle_crosses_each_link_once_and_reaches_every_member() {
     };
     let l3 = net.add_node(leaf(3, seed + 2), MemStore::new());
     let l4 = net.add_node(leaf(4, seed + 3), MemStore::new());
-    let model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    let model = clean();
     let wires = [
         net.add_wire(b, r, model.clone()),
         net.add_wire(r, l3, model.clone()),
@@ -357,21 +352,14 @@ fn group_bundle_crosses_each_link_once_and_reaches_every_member() {
         );
     }
     for at in [b, r] {
-        assert!(
-            net.events(at)
-                .iter()
-                .any(|(_, e)| matches!(e, Event::CustodyReleased { .. }))
-        );
+        assert!(released(&net, at));
     }
 }
 
 #[test]
 fn expired_bundle_is_deleted_and_reported() {
     let seed = 70;
-    let (mut net, [b, _r, _l], _) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [b, _r, _l], _) = chain(seed, clean());
     let data = payload(seed, 100_000);
     let (id, manifest) = submit_with(
         &mut net,
@@ -403,10 +391,7 @@ fn expired_bundle_is_deleted_and_reported() {
 fn offer_naming_a_huge_manifest_closes_the_session_without_allocating_it() {
     use ferry_proto::v1;
     let seed = 80;
-    let (mut net, [_b, r, _l], [w1, _w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [_b, r, _l], [w1, _w2]) = chain(seed, clean());
     net.set_up(w1, true);
     net.run_until(net.now + Duration::from_secs(1));
     let header = v1::BundleHeader {
@@ -450,10 +435,7 @@ fn offer_naming_a_huge_manifest_closes_the_session_without_allocating_it() {
 #[test]
 fn expedited_bundle_overtakes_bulk_data_already_queued() {
     let seed = 90;
-    let (mut net, [b, _r, l], [w1, w2]) = chain(
-        seed,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let (mut net, [b, _r, l], [w1, w2]) = chain(seed, clean());
     let week = Duration::from_secs(7 * 24 * 3600);
     let bulk = payload(seed, 4 << 20);
     let urgent = payload(seed + 1, 64 << 10);
@@ -503,11 +485,7 @@ fn full_relay_refuses_custody_and_the_base_keeps_it() {
         EngineConfig::new(node(2), seed + 1),
         MemStore::with_quota(100_000),
     );
-    let w = net.add_wire(
-        b,
-        r,
-        LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
-    );
+    let w = net.add_wire(b, r, clean());
     net.set_up(w, true);
     let data = payload(seed, 1 << 20);
     submit(&mut net, b, &data, node(3));
@@ -522,12 +500,7 @@ fn full_relay_refuses_custody_and_the_base_keeps_it() {
         )),
         "seed {seed}: the full relay refuses"
     );
-    assert!(
-        !net.events(b)
-            .iter()
-            .any(|(_, e)| matches!(e, Event::CustodyReleased { .. })),
-        "the base keeps custody"
-    );
+    assert!(!released(&net, b), "the base keeps custody");
     assert_eq!(net.engine(b).bundles().count(), 1);
     assert!(
         net.stats(w).bytes[0] < 20_000,
@@ -607,7 +580,7 @@ fn bundle_expiring_in_a_relays_custody_is_reported_to_its_source() {
     let b = net.add_node(base, MemStore::new());
     let r = net.add_node(relay, MemStore::new());
     let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
-    let model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    let model = clean();
     let w1 = net.add_wire(b, r, model.clone());
     let _w2 = net.add_wire(r, l, model);
     net.set_up(w1, true);
@@ -655,11 +628,7 @@ fn reoffer_backoff_is_kept_in_the_store_until_the_hop_takes_custody() {
         1,
         "seed {seed}: an offered bundle has a re-offer timer"
     );
-    net.run_while(hours(1), |net| {
-        !net.events(b)
-            .iter()
-            .any(|(_, e)| matches!(e, Event::CustodyReleased { .. }))
-    });
+    net.run_while(hours(1), |net| !released(net, b));
     assert_eq!(
         timers(&net),
         0,
