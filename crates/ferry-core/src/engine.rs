@@ -102,6 +102,9 @@ struct Outbound {
     backoff: Duration,
     /// Chunks were queued before any want-list: the first one filters them.
     pipelined: bool,
+    /// The chunk whose pieces are being sent, read (and verified) once
+    /// rather than once per piece.
+    sending: Option<(u32, Vec<u8>)>,
 }
 
 struct Inbound {
@@ -169,8 +172,9 @@ impl<S: Store> Engine<S> {
         let mut bundles = BTreeMap::new();
         let mut by_sequence = BTreeMap::new();
         for (key, value) in store.scan_prefix(Cf::Bundles, &[])? {
-            let record = BundleRecord::decode(&value)
-                .ok_or_else(|| OpenError::BadRecord { key: hex(&key) })?;
+            let record = BundleRecord::decode(&value).ok_or_else(|| OpenError::BadRecord {
+                key: hex::encode(&key),
+            })?;
             by_sequence.insert(
                 (record.header.id.source, record.header.id.sequence),
                 record.header.id,
@@ -185,7 +189,8 @@ impl<S: Store> Engine<S> {
         for (key, value) in store.scan_prefix(Cf::Timers, TIMER_PREFIX)? {
             match decode_timer(&key, &value) {
                 Some((id, hop, backoff)) if bundles.contains_key(&id) => {
-                    backoffs.insert((id, hop), backoff);
+                    // Read from disk: bounded before any arithmetic on it.
+                    backoffs.insert((id, hop), backoff.min(config.retransmit_max));
                 }
                 // A timer of a bundle we no longer hold, or unreadable: soft state, skip.
                 _ => {}
@@ -437,7 +442,7 @@ impl<S: Store> Engine<S> {
             Body::Want(want) => self.on_want(now, link, peer.expect("session checked"), want),
             Body::Chunk(chunk) => self.on_chunk(now, link, chunk),
             Body::Custody(signal) => {
-                self.on_custody(now, peer.expect("session checked"), signal);
+                self.on_custody(peer.expect("session checked"), signal);
                 Ok(())
             }
             Body::Status(report) => {
@@ -677,9 +682,7 @@ impl<S: Store> Engine<S> {
         }
         // Keep the report within the link's frame size; the rest is asked next round.
         let mtu = state.props.mtu as usize;
-        while want.pieces.len() > 1
-            && FrameCodec::encoded_len(&frame(Body::Want(want.clone()))) > mtu
-        {
+        while want.pieces.len() > 1 && want_frame_len(&want) > mtu {
             want.pieces.pop();
         }
         state.control.push_back(frame(Body::Want(want)));
@@ -703,7 +706,7 @@ impl<S: Store> Engine<S> {
         let bundle = out.bundle;
         if want.refused != 0 {
             match v1::RefusalReason::try_from(want.refused) {
-                Ok(v1::RefusalReason::Redundant) => self.hop_accepted(now, bundle, peer),
+                Ok(v1::RefusalReason::Redundant) => self.hop_accepted(bundle, peer),
                 _ => {
                     // Refused for now (full, expired, no route): try again later.
                     out.wanted.clear();
@@ -989,7 +992,7 @@ impl<S: Store> Engine<S> {
         state.signal_due.get_or_insert(now + delay);
     }
 
-    fn on_custody(&mut self, now: Instant, peer: NodeId, signal: v1::CustodySignal) {
+    fn on_custody(&mut self, peer: NodeId, signal: v1::CustodySignal) {
         let accepted = signal.accepted || signal.reason == v1::RefusalReason::Redundant as i32;
         let mut ids = Vec::new();
         for range in &signal.ranges {
@@ -1004,13 +1007,13 @@ impl<S: Store> Engine<S> {
         }
         for id in ids {
             if accepted {
-                self.hop_accepted(now, id, peer);
+                self.hop_accepted(id, peer);
             }
         }
     }
 
     /// `peer` holds `id` now (it took custody, or already had it).
-    fn hop_accepted(&mut self, _now: Instant, id: BundleId, peer: NodeId) {
+    fn hop_accepted(&mut self, id: BundleId, peer: NodeId) {
         for state in self.links.values_mut() {
             if state.session.as_ref().is_some_and(|s| s.peer == peer) {
                 state.out.retain(|_, out| out.bundle != id);
@@ -1093,6 +1096,7 @@ impl<S: Store> Engine<S> {
                     retry_at: None,
                     backoff: retransmit,
                     pipelined: false,
+                    sending: None,
                 };
                 if state.props.pipeline
                     && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
@@ -1404,22 +1408,35 @@ impl<S: Store> Engine<S> {
         let (&index, ranges) = out.wanted.iter_mut().next().expect("wanted is not empty");
         let (start, end) = ranges[0];
         let record = self.bundles.get(&out.bundle)?;
-        let (bytes, chunk_length) = if index == MANIFEST_INDEX {
-            (manifest.encode(), record.header.manifest_len)
+        let chunk_length = if index == MANIFEST_INDEX {
+            record.header.manifest_len
         } else {
-            let entry = manifest.entries().get(index as usize)?;
-            match self.store.get_chunk(entry.id) {
-                Ok(Some(bytes)) => (bytes, entry.len),
-                _ => {
-                    // Lost locally: nothing to send for it; the receiver will keep asking.
-                    out.wanted.remove(&index);
-                    self.events.push_back(Event::StoreFailed {
-                        detail: format!("chunk {} unreadable", entry.id),
-                    });
-                    return None;
-                }
-            }
+            manifest.entries().get(index as usize)?.len
         };
+        if out
+            .sending
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != index)
+        {
+            let bytes = if index == MANIFEST_INDEX {
+                manifest.encode()
+            } else {
+                let id = manifest.entries()[index as usize].id;
+                match self.store.get_chunk(id) {
+                    Ok(Some(bytes)) => bytes,
+                    _ => {
+                        // Lost locally: nothing to send for it; the receiver will keep asking.
+                        out.wanted.remove(&index);
+                        self.events.push_back(Event::StoreFailed {
+                            detail: format!("chunk {id} unreadable"),
+                        });
+                        return None;
+                    }
+                }
+            };
+            out.sending = Some((index, bytes));
+        }
+        let bytes = &out.sending.as_ref().expect("filled above").1;
         let mut piece = v1::ChunkData {
             handle,
             chunk_index: index,
@@ -1438,6 +1455,7 @@ impl<S: Store> Engine<S> {
             ranges.remove(0);
             if ranges.is_empty() {
                 out.wanted.remove(&index);
+                out.sending = None;
             }
         } else {
             ranges[0].0 = start + take;
@@ -1533,8 +1551,12 @@ fn malformed(e: &FrameError) -> String {
     format!("malformed frame: {e}")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Encoded size of a frame carrying `want`, without building the frame.
+fn want_frame_len(want: &v1::WantList) -> usize {
+    let body = prost::Message::encoded_len(want);
+    // One key byte for Frame.want, then its length and the message.
+    let payload = 1 + prost::encoding::encoded_len_varint(body as u64) + body;
+    FrameCodec::header_len(payload) + payload
 }
 
 fn piece_want(index: u32, gaps: &[(u32, u32)]) -> v1::PieceWant {
@@ -1600,4 +1622,27 @@ fn sequence_ranges(source: NodeId, seqs: &BTreeSet<u64>) -> Vec<v1::SequenceRang
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn want_frame_len_matches_the_encoded_frame() {
+        let want = v1::WantList {
+            handle: 300,
+            ranges: vec![v1::IndexRange {
+                start: 1,
+                end: 90_000,
+            }],
+            pieces: vec![piece_want(7, &[(0, 1400), (2800, 16_000)])],
+            report_serial: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            want_frame_len(&want),
+            FrameCodec::encoded_len(&frame(Body::Want(want)))
+        );
+    }
 }
