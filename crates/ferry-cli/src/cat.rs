@@ -38,9 +38,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn parse_manifest_id(text: &str) -> anyhow::Result<ManifestId> {
-    hex::decode(text)
-        .ok()
-        .as_deref()
-        .and_then(ManifestId::from_slice)
+    ManifestId::from_hex(text)
         .ok_or_else(|| anyhow!("{text:?} is not a manifest id (64 hex digits)"))
 }

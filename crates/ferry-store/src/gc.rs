@@ -71,7 +71,7 @@ impl RocksStore {
         }
         if report.chunks_freed > 0 {
             self.db.write(doomed).map_err(db("chunk delete"))?;
-            self.sync()?;
+            self.db.flush_wal(true).map_err(db("WAL sync"))?;
         }
         self.compact_packs(&live_bytes)?;
         report.bytes_after = self.remeasure()?;

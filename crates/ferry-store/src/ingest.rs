@@ -79,15 +79,16 @@ impl<'s> Ingest<'s> {
         let seen = &mut self.seen;
         let stats = &mut self.stats;
         let result = self.chunker.chunk_reader(reader, |span, bytes| {
-            let outcome = store.put_chunk(span.id, bytes).map_err(SinkError::Store)?;
             stats.bytes += bytes.len() as u64;
             stats.chunks += 1;
+            // A chunk seen earlier in this session is already stored.
             if seen.insert(span.id) {
                 stats.unique_chunks += 1;
-            }
-            if outcome == PutOutcome::Stored {
-                stats.new_chunks += 1;
-                stats.new_bytes += bytes.len() as u64;
+                if store.put_chunk(span.id, bytes).map_err(SinkError::Store)? == PutOutcome::Stored
+                {
+                    stats.new_chunks += 1;
+                    stats.new_bytes += bytes.len() as u64;
+                }
             }
             builder.push(span, bytes).map_err(SinkError::Manifest)?;
             progress(bytes.len() as u64);

@@ -15,6 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// No chunk body is larger than the engine accepts from a peer.
+const MAX_BODY: u32 = ferry_core::engine::MAX_CHUNK_LEN;
 /// A pack is closed (synced, then read-only) once it reaches this size.
 const PACK_MAX: u64 = 1 << 30;
 /// Writeback of appended bytes is started in the background every this many
@@ -143,7 +145,11 @@ impl Packs {
             let next = Self::create(&self.dir, writer.pack + 1)?;
             *writer = next;
         }
-        writer.file.write_all(bytes)?;
+        if let Err(e) = writer.file.write_all(bytes) {
+            // Part of the body may be in the file: later offsets must count it.
+            writer.len = writer.file.metadata()?.len();
+            return Err(e);
+        }
         let location = Location {
             pack: writer.pack,
             offset: writer.len,
@@ -186,6 +192,13 @@ impl Packs {
     }
 
     pub fn read(&self, location: Location) -> io::Result<Vec<u8>> {
+        // The location came from disk: bound it before allocating for it.
+        if location.len > MAX_BODY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("location claims a {} byte body", location.len),
+            ));
+        }
         let file = self.reader(location.pack)?;
         let mut bytes = vec![0; location.len as usize];
         file.read_exact_at(&mut bytes, location.offset)?;

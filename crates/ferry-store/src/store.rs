@@ -112,9 +112,6 @@ impl RocksStore {
 
     fn location(&self, id: ChunkId) -> Result<Option<Location>, StoreError> {
         let cf = self.cf(Cf::Chunks);
-        if !self.db.key_may_exist_cf(cf, id.as_bytes()) {
-            return Ok(None);
-        }
         let Some(value) = self
             .db
             .get_pinned_cf(cf, id.as_bytes())
@@ -249,9 +246,9 @@ impl RocksStore {
                 BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(*cf), k),
             }
         }
+        self.db.write(wb).map_err(db("batch write"))?;
         self.used
             .fetch_add(batch.payload_bytes(), Ordering::Relaxed);
-        self.db.write(wb).map_err(db("batch write"))?;
         self.written.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
