@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Width in bytes of a [`ChunkId`] or [`ManifestId`].
-pub const ID_LEN: usize = 32;
+pub use ferry_proto::ID_LEN;
 
 macro_rules! blake3_id {
     ($(#[$meta:meta])* $name:ident) => {

@@ -169,6 +169,11 @@ impl Manifest {
         self.to_proto().encode_to_vec()
     }
 
+    /// Length of [`Manifest::encode`]'s output, without producing it.
+    pub fn encoded_len(&self) -> usize {
+        self.to_proto().encoded_len()
+    }
+
     /// Decodes and validates an encoded manifest. Never panics; any byte
     /// string gives a manifest or an error. Only canonical encodings are
     /// accepted, so `Manifest::decode(b)?.id()` is always the BLAKE3 of `b`.

@@ -267,7 +267,7 @@ impl<S: Store> Engine<S> {
             priority: submission.priority,
             kind: submission.kind,
             manifest: submission.manifest,
-            manifest_len: manifest.encode().len() as u32,
+            manifest_len: manifest.encoded_len() as u32,
             payload_len: manifest.total_length(),
             report_to: None,
             release: submission.release,

@@ -177,12 +177,14 @@ impl Store for MemStore {
     }
 
     fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.live.chunks.get(&id) {
-            None => Ok(None),
-            Some(bytes) if ChunkId::of(bytes) == id => Ok(Some(bytes.to_vec())),
-            Some(bytes) => Err(StoreError::CorruptChunk {
+        let Some(bytes) = self.live.chunks.get(&id) else {
+            return Ok(None);
+        };
+        match ChunkId::of(bytes) {
+            found if found == id => Ok(Some(bytes.to_vec())),
+            found => Err(StoreError::CorruptChunk {
                 id,
-                detail: format!("its bytes hash to {}", ChunkId::of(bytes)),
+                detail: format!("its bytes hash to {found}"),
             }),
         }
     }

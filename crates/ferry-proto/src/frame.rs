@@ -70,7 +70,7 @@ impl FrameCodec {
 
     /// Bytes of header in front of a payload of `payload_len` bytes.
     pub fn header_len(payload_len: usize) -> usize {
-        1 + leb128_len(payload_len as u32)
+        1 + prost::length_delimiter_len(payload_len)
     }
 
     /// Encoded size of `frame`, header included.
@@ -93,7 +93,7 @@ impl FrameCodec {
         }
         out.reserve(total);
         out.push(WIRE_VERSION);
-        put_leb128(payload as u32, out);
+        prost::encode_length_delimiter(payload, out).expect("a Vec grows as needed");
         frame.encode_raw(out);
         Ok(())
     }
@@ -146,23 +146,6 @@ impl FrameCodec {
     }
 }
 
-fn leb128_len(mut v: u32) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_leb128(mut v: u32, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Reads a LEB128 u32; returns the value and the bytes it took.
 fn get_leb128(buf: &[u8]) -> Result<(usize, usize), FrameError> {
     let mut value: u64 = 0;
@@ -201,8 +184,8 @@ mod tests {
     fn leb128_round_trips_boundaries() {
         for v in [0u32, 1, 127, 128, 16_383, 16_384, u32::MAX] {
             let mut out = Vec::new();
-            put_leb128(v, &mut out);
-            assert_eq!(out.len(), leb128_len(v));
+            prost::encode_length_delimiter(v as usize, &mut out).unwrap();
+            assert_eq!(out.len(), prost::length_delimiter_len(v as usize));
             assert_eq!(get_leb128(&out).unwrap(), (v as usize, out.len()));
         }
     }
