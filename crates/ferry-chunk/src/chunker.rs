@@ -790,49 +790,9 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_common::{ShortReads, serial_fastcdc as serial, test_data};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngSeed};
-    use rand_chacha::ChaCha8Rng;
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
-
-    /// Random bytes, zeros, random bytes with zero runs, or a short repeating pattern.
-    fn test_data(kind: u8, seed: u64, len: usize) -> Vec<u8> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut data = vec![0u8; len];
-        match kind % 4 {
-            0 => rng.fill_bytes(&mut data),
-            1 => {}
-            2 => {
-                let mut pos = 0;
-                while pos < len {
-                    let run = (rng.next_u32() as usize % 20_000 + 1).min(len - pos);
-                    if rng.next_u32().is_multiple_of(2) {
-                        rng.fill_bytes(&mut data[pos..pos + run]);
-                    }
-                    pos += run;
-                }
-            }
-            _ => {
-                let mut pattern = vec![0u8; rng.next_u32() as usize % 100 + 1];
-                rng.fill_bytes(&mut pattern);
-                for (byte, p) in data.iter_mut().zip(pattern.iter().cycle()) {
-                    *byte = *p;
-                }
-            }
-        }
-        data
-    }
-
-    fn serial(data: &[u8], config: ChunkerConfig) -> Vec<(u64, u32)> {
-        let (min, avg, max) = (
-            config.min_size as usize,
-            config.avg_size as usize,
-            config.max_size as usize,
-        );
-        v2020::FastCDC::new(data, min, avg, max)
-            .map(|c| (c.offset as u64, c.length as u32))
-            .collect()
-    }
 
     fn checked(spans: &[ChunkSpan], data: &[u8], seed: u64) -> Vec<(u64, u32)> {
         for span in spans {
@@ -845,27 +805,6 @@ mod tests {
             );
         }
         spans.iter().map(|span| (span.offset, span.len)).collect()
-    }
-
-    /// Yields random short reads and, now and then, `Interrupted`.
-    struct ShortReads<'a> {
-        data: &'a [u8],
-        rng: ChaCha8Rng,
-        max_read: usize,
-    }
-
-    impl Read for ShortReads<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.rng.next_u32().is_multiple_of(8) {
-                return Err(io::ErrorKind::Interrupted.into());
-            }
-            let n = (self.rng.next_u32() as usize % self.max_read + 1)
-                .min(buf.len())
-                .min(self.data.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
     }
 
     fn config() -> impl Strategy<Value = ChunkerConfig> {
@@ -909,7 +848,7 @@ mod tests {
             prop_assert_eq!(&checked(&sliced, &data, seed), &expected);
 
             let mut streamed = Vec::new();
-            let reader = ShortReads { data: &data, rng: ChaCha8Rng::seed_from_u64(seed ^ 1), max_read: 1 + (seed % 70_000) as usize };
+            let reader = ShortReads::new(&data, seed ^ 1, 1 + (seed % 70_000) as usize);
             let stats = chunker.chunk_reader(reader, |span, bytes| {
                 assert_eq!(bytes, &data[span.offset as usize..span.end() as usize]);
                 streamed.push(span);

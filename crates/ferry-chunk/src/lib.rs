@@ -33,6 +33,14 @@
 //! assert_eq!(out, data);
 //! ```
 
+// The integration tests' data helpers, shared with the unit tests rather
+// than copied; they name this crate as `ferry_chunk`.
+#[cfg(test)]
+extern crate self as ferry_chunk;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
 mod chunker;
 mod config;
 mod digest;
