@@ -19,6 +19,7 @@ fn props() -> LinkProperties {
     LinkProperties {
         mtu: 1400,
         rtt: Duration::from_millis(50),
+        rate_bps: 0,
         reliable: true,
         pipeline: false,
     }

@@ -9,5 +9,5 @@
 mod net;
 mod payload;
 
-pub use net::{LinkModel, Net, NodeIndex, WireId, WireStats};
+pub use net::{LinkModel, Net, NodeIndex, Transmission, WireId, WireStats};
 pub use payload::put_object;

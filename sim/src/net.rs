@@ -53,9 +53,24 @@ impl LinkModel {
             mtu: self.mtu,
             rtt: self.delay * 2 + self.jitter,
             reliable: self.reliable,
+            rate_bps: self.rate_bps,
             pipeline: self.pipeline,
         }
     }
+}
+
+/// One frame put on a wire, kept when [`Net::record_transmissions`] is on.
+#[derive(Clone, Debug)]
+pub struct Transmission {
+    pub wire: WireId,
+    /// 0 = from ends[0] towards ends[1].
+    pub dir: usize,
+    /// Contact generation: it changes whenever the wire goes up or down.
+    pub generation: u64,
+    pub sent: Instant,
+    /// When the first copy arrives; None if the wire lost it.
+    pub arrives: Option<Instant>,
+    pub frame: Vec<u8>,
 }
 
 pub type NodeIndex = usize;
@@ -67,6 +82,8 @@ pub struct WireStats {
     pub frames: [u64; 2],
     pub bytes: [u64; 2],
     pub lost: [u64; 2],
+    /// Frames larger than the link's MTU: a protocol bug, always zero.
+    pub oversize: [u64; 2],
 }
 
 struct Node {
@@ -124,6 +141,7 @@ pub struct Net {
     generations: Vec<u64>,
     queue: BinaryHeap<Reverse<Arrival>>,
     seq: u64,
+    transmissions: Option<Vec<Transmission>>,
 }
 
 impl Net {
@@ -136,6 +154,7 @@ impl Net {
             generations: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
+            transmissions: None,
         }
     }
 
@@ -189,6 +208,16 @@ impl Net {
 
     pub fn stats(&self, wire: WireId) -> WireStats {
         self.wires[wire].stats
+    }
+
+    /// Keeps every frame sent from now on (see [`Net::transmissions`]).
+    pub fn record_transmissions(&mut self) {
+        self.transmissions.get_or_insert_with(Vec::new);
+    }
+
+    /// Frames sent since [`Net::record_transmissions`], in order.
+    pub fn transmissions(&self) -> &[Transmission] {
+        self.transmissions.as_deref().unwrap_or_default()
     }
 
     /// Events a node reported so far, with when.
@@ -345,6 +374,20 @@ impl Net {
                 w.busy_until[dir] = done;
                 w.stats.frames[dir] += 1;
                 w.stats.bytes[dir] += len as u64;
+                if len > w.model.mtu.max(ferry_core::mtu::MIN_MTU) as usize {
+                    w.stats.oversize[dir] += 1;
+                }
+                let record = self.transmissions.as_mut().map(|log| {
+                    log.push(Transmission {
+                        wire: wire_id,
+                        dir,
+                        generation,
+                        sent: now,
+                        arrives: None,
+                        frame: transmit.frame.clone(),
+                    });
+                    log.len() - 1
+                });
                 if w.rng.random_bool(w.model.loss.clamp(0.0, 1.0)) {
                     w.stats.lost[dir] += 1;
                     continue;
@@ -363,8 +406,13 @@ impl Net {
                         )
                     };
                     self.seq += 1;
+                    let at = done + w.model.delay + jitter;
+                    if let Some(i) = record {
+                        let first = &mut self.transmissions.as_mut().expect("recording")[i].arrives;
+                        *first = Some(first.map_or(at, |t| t.min(at)));
+                    }
                     self.queue.push(Reverse(Arrival {
-                        at: done + w.model.delay + jitter,
+                        at,
                         seq: self.seq,
                         wire: wire_id,
                         dir,

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::bundle::{BundleHeader, BundleRecord, PayloadKind};
 use crate::config::EngineConfig;
 use crate::event::{Event, Reason};
+use crate::mtu::{self, MIN_MTU, Reassembly};
 use crate::pieces::PieceBuf;
 use crate::store::{Batch, Cf, Store, StoreError};
 use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
@@ -37,6 +38,8 @@ pub struct LinkProperties {
     pub rtt: Duration,
     /// A reliable link (QUIC) never loses frames: no repair timers run.
     pub reliable: bool,
+    /// The link's rate in bits per second, 0 if unknown.
+    pub rate_bps: u64,
     /// Send a newly offered bundle's chunks at once, before the want-list
     /// returns (worth it on long round trips). The first want-list then only
     /// removes what the receiver already holds from what is still queued.
@@ -102,9 +105,16 @@ struct Outbound {
     backoff: Duration,
     /// Chunks were queued before any want-list: the first one filters them.
     pipelined: bool,
+    /// Serial of the newest want-list acted on: an older or duplicated one
+    /// would ask again for what was sent since.
+    want_serial: u32,
     /// The chunk whose pieces are being sent, read (and verified) once
     /// rather than once per piece.
     sending: Option<(u32, Vec<u8>)>,
+    /// Pieces sent within the last in-flight window: (when, index, start, end).
+    /// A want-list naming them may predate their arrival, so it does not
+    /// make them go again.
+    recent: VecDeque<(Instant, u32, u32, u32)>,
 }
 
 struct Inbound {
@@ -135,6 +145,10 @@ struct LinkState {
     hello_due: Option<Instant>,
     hello_backoff: Duration,
     control: VecDeque<v1::Frame>,
+    /// Encoded fragments of a control frame larger than the MTU, sent next.
+    fragments: VecDeque<Vec<u8>>,
+    next_message: u32,
+    reassembly: Reassembly,
     out: BTreeMap<u32, Outbound>,
     next_handle: u32,
     in_handles: BTreeMap<u32, BundleId>,
@@ -316,6 +330,7 @@ impl<S: Store> Engine<S> {
                     mtu: 1400,
                     rtt: Duration::from_millis(100),
                     reliable: false,
+                    rate_bps: 0,
                     pipeline: false,
                 },
                 up: false,
@@ -326,6 +341,9 @@ impl<S: Store> Engine<S> {
                 hello_due: None,
                 hello_backoff: Duration::from_secs(1),
                 control: VecDeque::new(),
+                fragments: VecDeque::new(),
+                next_message: 0,
+                reassembly: Reassembly::default(),
                 out: BTreeMap::new(),
                 next_handle: 1,
                 in_handles: BTreeMap::new(),
@@ -345,9 +363,18 @@ impl<S: Store> Engine<S> {
             return;
         };
         state.control.clear();
+        state.fragments.clear();
         state.hello_due = None;
         match contact {
-            Contact::Up(props) => {
+            Contact::Up(mut props) => {
+                if props.mtu < MIN_MTU {
+                    tracing::warn!(
+                        ?link,
+                        mtu = props.mtu,
+                        "MTU below {MIN_MTU}; using {MIN_MTU}"
+                    );
+                    props.mtu = MIN_MTU;
+                }
                 state.up = true;
                 state.hello_backoff = props.rtt * 2 + retransmit;
                 state.props = props;
@@ -402,7 +429,31 @@ impl<S: Store> Engine<S> {
                 return self.close(now, link, v1::CloseReason::MalformedFrame, &malformed(&e));
             }
         };
-        let Some(body) = frame.body else { return };
+        let Some(mut body) = frame.body else { return };
+        if let Body::Fragment(part) = &body {
+            let state = self.links.get_mut(&link).expect("checked above");
+            let whole = match state.reassembly.insert(part) {
+                Ok(Some(whole)) => whole,
+                Ok(None) => return,
+                Err(violation) => {
+                    return self.close(now, link, v1::CloseReason::MalformedFrame, &violation);
+                }
+            };
+            let inner = FrameCodec::new(ferry_proto::MAX_FRAGMENTED_FRAME as usize)
+                .decode_exact(&whole)
+                .map_err(|e| malformed(&e))
+                .and_then(|f| match f.body {
+                    Some(Body::Fragment(_)) => Err("a fragment inside a fragment".to_string()),
+                    Some(body) => Ok(body),
+                    None => Err("an empty fragmented frame".to_string()),
+                });
+            match inner {
+                Ok(inner) => body = inner,
+                Err(violation) => {
+                    return self.close(now, link, v1::CloseReason::MalformedFrame, &violation);
+                }
+            }
+        }
         tracing::trace!(node = %self.config.node, ?link, kind = body_kind(&body), "frame in");
         if let Err(violation) = self.dispatch(now, link, body) {
             self.close(now, link, v1::CloseReason::MalformedFrame, &violation);
@@ -450,6 +501,7 @@ impl<S: Store> Engine<S> {
                 Ok(())
             }
             Body::Keepalive(_) => Ok(()),
+            Body::Fragment(_) => unreachable!("reassembled by handle_frame"),
         }
     }
 
@@ -681,10 +733,7 @@ impl<S: Store> Engine<S> {
             }
         }
         // Keep the report within the link's frame size; the rest is asked next round.
-        let mtu = state.props.mtu as usize;
-        while want.pieces.len() > 1 && want_frame_len(&want) > mtu {
-            want.pieces.pop();
-        }
+        mtu::trim_want(&mut want, state.props.mtu as usize);
         state.control.push_back(frame(Body::Want(want)));
         if !state.props.reliable {
             inbound.report_at = Some(now + inbound.report_backoff + state.props.rtt);
@@ -700,6 +749,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<(), String> {
         let retransmit = self.retransmit_timeout(link);
         let state = self.links.get_mut(&link).expect("link checked by caller");
+        let window = in_flight_window(&state.props);
         let Some(out) = state.out.get_mut(&want.handle) else {
             return Ok(());
         };
@@ -721,6 +771,10 @@ impl<S: Store> Engine<S> {
             out.retry_at = Some(now + retransmit);
             return Ok(());
         }
+        if want.report_serial <= out.want_serial {
+            return Ok(());
+        }
+        out.want_serial = want.report_serial;
         if out.manifest.is_none() {
             let header = &self
                 .bundles
@@ -758,13 +812,28 @@ impl<S: Store> Engine<S> {
                 manifest.entries().get(index as usize).map(|e| e.len)
             }
         };
+        while out
+            .recent
+            .front()
+            .is_some_and(|&(sent, ..)| sent + window <= now)
+        {
+            out.recent.pop_front();
+        }
+        let recent = &out.recent;
         let mut add = |index: u32, start: u32, end: u32| -> Result<(), String> {
             let len =
                 len_of(index).ok_or_else(|| format!("want names chunk {index} of {count}"))?;
-            let end = end.min(len);
-            if start < end {
-                out.wanted.entry(index).or_default().push((start, end));
+            let mut gaps = vec![(start, end.min(len))];
+            // Sent too recently for the receiver to have had it when it wrote
+            // this want-list: still in flight, not lost.
+            for &(_, i, s, e) in recent.iter().filter(|r| r.1 == index) {
+                gaps = gaps
+                    .into_iter()
+                    .flat_map(|(a, b)| [(a, b.min(s)), (a.max(e), b)])
+                    .filter(|(a, b)| a < b)
+                    .collect();
             }
+            out.wanted.entry(index).or_default().extend(gaps);
             Ok(())
         };
         for range in &want.ranges {
@@ -803,10 +872,13 @@ impl<S: Store> Engine<S> {
                 .filter(|(index, _)| wanted.contains_key(index))
                 .collect();
         }
-        for ranges in out.wanted.values_mut() {
+        out.wanted.retain(|_, ranges| {
             normalise(ranges);
-        }
-        out.retry_at = None;
+            !ranges.is_empty()
+        });
+        // Data flowing: the checkpoint at its end asks for the next report.
+        // Nothing to send: ask again after a while if the receiver is silent.
+        out.retry_at = out.wanted.is_empty().then_some(now + retransmit);
         out.backoff = retransmit;
         Ok(())
     }
@@ -1096,7 +1168,9 @@ impl<S: Store> Engine<S> {
                     retry_at: None,
                     backoff: retransmit,
                     pipelined: false,
+                    want_serial: 0,
                     sending: None,
+                    recent: VecDeque::new(),
                 };
                 if state.props.pipeline
                     && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
@@ -1171,24 +1245,43 @@ impl<S: Store> Engine<S> {
             .map(|(l, _)| *l)
             .collect();
         for link in hellos {
-            let max = self.config.retransmit_max;
             let state = self.links.get_mut(&link).expect("listed above");
+            // The contact is up: the peer is there or due. Keep asking often
+            // (a Hello in 32-byte fragments is often lost on a lossy link).
+            let max = (state.props.rtt * 16 + self.config.retransmit_slack)
+                .min(self.config.retransmit_max);
             state.hello_backoff = (state.hello_backoff * 2).min(max);
             self.send_hello(now, link);
         }
         for state in self.links.values_mut() {
             if state.signal_due.is_some_and(|due| due <= now) {
                 state.signal_due = None;
+                let mtu = state.props.mtu as usize;
                 for ((accepted, reason), sources) in std::mem::take(&mut state.signals) {
                     let ranges = sources
                         .into_iter()
-                        .flat_map(|(source, seqs)| sequence_ranges(source, &seqs))
-                        .collect();
-                    let signal = v1::CustodySignal {
+                        .flat_map(|(source, seqs)| sequence_ranges(source, &seqs));
+                    // As many ranges per frame as fit the MTU, at least one.
+                    let mut signal = v1::CustodySignal {
                         accepted,
                         reason,
-                        ranges,
+                        ranges: Vec::new(),
                     };
+                    for range in ranges {
+                        signal.ranges.push(range);
+                        let fits =
+                            FrameCodec::encoded_len(&frame(Body::Custody(signal.clone()))) <= mtu;
+                        if !fits && signal.ranges.len() > 1 {
+                            let range = signal.ranges.pop().expect("pushed above");
+                            let full = std::mem::replace(&mut signal.ranges, vec![range]);
+                            state
+                                .control
+                                .push_back(frame(Body::Custody(v1::CustodySignal {
+                                    ranges: full,
+                                    ..signal.clone()
+                                })));
+                        }
+                    }
                     state.control.push_back(frame(Body::Custody(signal)));
                 }
             }
@@ -1390,22 +1483,40 @@ impl<S: Store> Engine<S> {
         if !state.up {
             return None;
         }
-        if let Some(frame) = state.control.pop_front() {
+        let mtu = state.props.mtu as usize;
+        if let Some(frame) = state.fragments.pop_front() {
+            return Some(Transmit { link, frame });
+        }
+        while let Some(frame) = state.control.pop_front() {
             tracing::trace!(node = %self.config.node, ?link, kind = frame.body.as_ref().map_or("", body_kind), "frame out");
-            return codec
-                .encode(&frame)
-                .ok()
-                .map(|frame| Transmit { link, frame });
+            let Ok(encoded) = codec.encode(&frame) else {
+                continue;
+            };
+            if encoded.len() <= mtu {
+                return Some(Transmit {
+                    link,
+                    frame: encoded,
+                });
+            }
+            state.next_message = state.next_message.wrapping_add(1);
+            state.fragments = mtu::fragment(&encoded, state.next_message, mtu).into();
+            let first = state.fragments.pop_front().expect("at least one part");
+            return Some(Transmit { link, frame: first });
         }
         state.session.as_ref()?;
-        let mtu = state.props.mtu as usize;
         let (&handle, out) = state
             .out
             .iter_mut()
             .filter(|(_, o)| !o.wanted.is_empty())
             .max_by_key(|(handle, o)| (o.priority, std::cmp::Reverse(**handle)))?;
         let manifest = out.manifest.as_ref()?;
-        let (&index, ranges) = out.wanted.iter_mut().next().expect("wanted is not empty");
+        let only_chunk = out.wanted.len() == 1;
+        // The manifest first: the receiver cannot place chunks without it.
+        let index = match out.wanted.contains_key(&MANIFEST_INDEX) {
+            true => MANIFEST_INDEX,
+            false => *out.wanted.keys().next().expect("wanted is not empty"),
+        };
+        let ranges = out.wanted.get_mut(&index).expect("present");
         let (start, end) = ranges[0];
         let record = self.bundles.get(&out.bundle)?;
         let chunk_length = if index == MANIFEST_INDEX {
@@ -1446,11 +1557,27 @@ impl<S: Store> Engine<S> {
             data: Vec::new(),
             checkpoint: false,
         };
-        // Fit the piece to the MTU: header overhead depends on the varints.
-        let overhead = FrameCodec::encoded_len(&frame(Body::Chunk(piece.clone()))) + 4;
-        let room = mtu.saturating_sub(overhead).max(16) as u32;
+        let mut room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
+        let last = only_chunk && ranges.len() == 1;
+        if last && end - start <= room {
+            // This piece ends the handle's data and carries the checkpoint flag.
+            piece.checkpoint = true;
+            room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
+            piece.checkpoint = false;
+        }
         let take = (end - start).min(room);
         piece.data = bytes.get(start as usize..(start + take) as usize)?.to_vec();
+        if !state.props.reliable {
+            out.recent.push_back((now, index, start, start + take));
+            let window = in_flight_window(&state.props);
+            while out
+                .recent
+                .front()
+                .is_some_and(|&(sent, ..)| sent + window <= now)
+            {
+                out.recent.pop_front();
+            }
+        }
         if start + take >= end {
             ranges.remove(0);
             if ranges.is_empty() {
@@ -1502,6 +1629,8 @@ impl<S: Store> Engine<S> {
             return;
         };
         state.session = None;
+        state.fragments.clear();
+        state.reassembly.clear();
         state.out.clear();
         state.in_handles.clear();
         state.signals.clear();
@@ -1513,6 +1642,19 @@ impl<S: Store> Engine<S> {
             self.send_hello(now, link);
         }
     }
+}
+
+/// How long a sent piece may still be in flight, as far as a want-list
+/// arriving now could know: a round trip plus a full frame's serialisation
+/// each way and one waiting frame; without a known rate, a quarter RTT.
+fn in_flight_window(props: &LinkProperties) -> Duration {
+    if props.rate_bps == 0 {
+        return props.rtt + props.rtt / 4;
+    }
+    let frame = Duration::from_nanos(
+        (u64::from(props.mtu) * 8).saturating_mul(1_000_000_000) / props.rate_bps,
+    );
+    props.rtt + frame * 3
 }
 
 fn timer_key(id: BundleId, hop: NodeId) -> Vec<u8> {
@@ -1540,6 +1682,7 @@ fn body_kind(body: &Body) -> &'static str {
         Body::Status(_) => "status",
         Body::Keepalive(_) => "keepalive",
         Body::Close(_) => "close",
+        Body::Fragment(_) => "fragment",
     }
 }
 
@@ -1549,14 +1692,6 @@ fn frame(body: Body) -> v1::Frame {
 
 fn malformed(e: &FrameError) -> String {
     format!("malformed frame: {e}")
-}
-
-/// Encoded size of a frame carrying `want`, without building the frame.
-fn want_frame_len(want: &v1::WantList) -> usize {
-    let body = prost::Message::encoded_len(want);
-    // One key byte for Frame.want, then its length and the message.
-    let payload = 1 + prost::encoding::encoded_len_varint(body as u64) + body;
-    FrameCodec::header_len(payload) + payload
 }
 
 fn piece_want(index: u32, gaps: &[(u32, u32)]) -> v1::PieceWant {
@@ -1622,27 +1757,4 @@ fn sequence_ranges(source: NodeId, seqs: &BTreeSet<u64>) -> Vec<v1::SequenceRang
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn want_frame_len_matches_the_encoded_frame() {
-        let want = v1::WantList {
-            handle: 300,
-            ranges: vec![v1::IndexRange {
-                start: 1,
-                end: 90_000,
-            }],
-            pieces: vec![piece_want(7, &[(0, 1400), (2800, 16_000)])],
-            report_serial: 2,
-            ..Default::default()
-        };
-        assert_eq!(
-            want_frame_len(&want),
-            FrameCodec::encoded_len(&frame(Body::Want(want)))
-        );
-    }
 }

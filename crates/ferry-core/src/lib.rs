@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod mem_store;
+pub mod mtu;
 pub mod pieces;
 pub mod store;
 pub mod types;

@@ -5,7 +5,7 @@
 //! engine; this module only guarantees that a frame is well-formed.
 
 use crate::v1::{
-    self, BundleHeader, BundleId, ChunkData, CustodySignal, Endpoint, Hello, Manifest,
+    self, BundleHeader, BundleId, ChunkData, CustodySignal, Endpoint, Fragment, Hello, Manifest,
     NativeDigest, Offer, StatusReport, WantList, frame::Body,
 };
 
@@ -61,6 +61,7 @@ impl Validate for v1::Frame {
             Body::Chunk(m) => m.validate(),
             Body::Custody(m) => m.validate(),
             Body::Status(m) => m.validate(),
+            Body::Fragment(m) => m.validate(),
             Body::Keepalive(_) | Body::Close(_) => Ok(()),
         }
     }
@@ -241,6 +242,37 @@ impl Validate for ChunkData {
                     self.offset,
                     self.data.len(),
                     self.chunk_length
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Largest frame that may be sent in fragments: control frames only, which
+/// stay far below this.
+pub const MAX_FRAGMENTED_FRAME: u32 = 1 << 20;
+
+impl Validate for Fragment {
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.data.is_empty() {
+            return fail("fragment.data", "must not be empty");
+        }
+        if self.total > MAX_FRAGMENTED_FRAME {
+            return fail(
+                "fragment.total",
+                format!("{} bytes exceeds {MAX_FRAGMENTED_FRAME}", self.total),
+            );
+        }
+        let end = u64::from(self.offset) + self.data.len() as u64;
+        if end > u64::from(self.total) {
+            return fail(
+                "fragment.data",
+                format!(
+                    "part {}+{} runs past the frame length {}",
+                    self.offset,
+                    self.data.len(),
+                    self.total
                 ),
             );
         }
