@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId, Reassembler};
 use ferry_core::{
-    Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind, Priority, Routes, Store,
-    Submission,
+    ContactPlan, Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind,
+    PlannedContact, Priority, Routes, Store, Submission,
 };
 use ferry_sim::{LinkModel, Net, put_object};
 use rand::{RngCore, SeedableRng};
@@ -660,4 +660,122 @@ fn tiny_acoustic_frames_carry_a_bundle_with_every_frame_within_the_mtu() {
         // some, a broken handshake or a resend loop would add far more.
         assert!(stats.frames[0] < 1_500, "seed {seed}: {stats:?}");
     }
+}
+
+/// base(1) reaches the leaf(4) through relay 2 or relay 3; the contact plan
+/// says when each link is up (hours from the start, both directions).
+fn diamond(seed: u64, windows: &[(u8, u8, u64, u64)]) -> (Net, [usize; 4], Vec<(usize, u64, u64)>) {
+    let contacts = windows.iter().flat_map(|&(a, b, start, end)| {
+        [(a, b), (b, a)].map(|(from, to)| PlannedContact {
+            from: node(from),
+            to: node(to),
+            start: hours(start),
+            end: hours(end),
+            rate_bps: 2_000_000,
+            owlt: Duration::from_millis(40),
+        })
+    });
+    let plan = ContactPlan::new(contacts);
+    let mut net = Net::new(seed);
+    let nodes = [1, 2, 3, 4].map(|i| {
+        let mut config = EngineConfig::new(node(i), seed + u64::from(i));
+        config.contact_plan = plan.clone();
+        // A static route the wrong way: the plan must win where it reaches.
+        config.routes.default_hop = (i == 1).then_some(node(3));
+        net.add_node(config, MemStore::new())
+    });
+    let mut wires = Vec::new();
+    for &(a, b, start, end) in windows {
+        let wire = net.add_wire(nodes[a as usize - 1], nodes[b as usize - 1], clean());
+        wires.push((wire, start, end));
+    }
+    (net, nodes, wires)
+}
+
+/// Brings wires up and down on their windows from hour `span.start` on
+/// (inclusive) up to `span.end` (exclusive), except those in `broken`,
+/// which never come up.
+fn follow_plan(
+    net: &mut Net,
+    wires: &[(usize, u64, u64)],
+    broken: &[usize],
+    span: std::ops::Range<u64>,
+) {
+    let mut changes: Vec<(u64, usize, bool)> = wires
+        .iter()
+        .filter(|(w, ..)| !broken.contains(w))
+        .flat_map(|&(w, start, end)| [(start, w, true), (end, w, false)])
+        .collect();
+    changes.sort();
+    for (at, wire, up) in changes.into_iter().filter(|c| span.contains(&c.0)) {
+        net.run_until(hours(at));
+        net.set_up(wire, up);
+    }
+    net.run_until(hours(span.end));
+}
+
+fn accepted(net: &Net, at: usize) -> bool {
+    net.events(at)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::CustodyAccepted { .. }))
+}
+
+#[test]
+fn bundle_waits_for_the_planned_contact_instead_of_going_the_wrong_way() {
+    let seed = 100;
+    // Relay 3 is reachable now but meets the leaf only at hour 10; relay 2
+    // is reachable at hour 1 and meets the leaf at hour 2.
+    let windows = [(1, 3, 0, 1), (3, 4, 10, 11), (1, 2, 1, 2), (2, 4, 2, 3)];
+    let (mut net, [base, two, three, leaf], wires) = diamond(seed, &windows);
+    let data = payload(seed, 200_000);
+    let manifest = submit(&mut net, base, &data, node(4));
+    follow_plan(&mut net, &wires, &[], 0..12);
+    assert!(
+        !accepted(&net, three),
+        "seed {seed}: relay 3 should not be used"
+    );
+    assert!(accepted(&net, two), "seed {seed}: relay 2 carries it");
+    let (at, _) = net
+        .events(leaf)
+        .iter()
+        .find(|(_, e)| matches!(e, Event::Delivered { .. }))
+        .expect("delivered");
+    assert!(
+        *at < hours(3),
+        "seed {seed}: delivered at {at:?}, by hour 3"
+    );
+    assert_eq!(reassemble(net.engine(leaf).store(), manifest), data);
+    assert_eq!(delivered(&net, leaf), 1);
+}
+
+#[test]
+fn bundle_routes_again_when_its_planned_contact_never_comes() {
+    let seed = 101;
+    // As above, and relay 3 is reachable again at hour 4. The base–relay 2
+    // contact never happens: after hour 2 the base sends via relay 3.
+    let windows = [
+        (1, 3, 0, 1),
+        (1, 3, 4, 5),
+        (3, 4, 10, 11),
+        (1, 2, 1, 2),
+        (2, 4, 2, 3),
+    ];
+    let (mut net, [base, two, three, leaf], wires) = diamond(seed, &windows);
+    let data = payload(seed, 200_000);
+    submit(&mut net, base, &data, node(4));
+    let broken = [wires[3].0];
+    follow_plan(&mut net, &wires, &broken, 0..5);
+    assert!(!accepted(&net, two));
+    assert!(
+        accepted(&net, three),
+        "seed {seed}: relay 3 took it at hour 4"
+    );
+    assert_eq!(delivered(&net, leaf), 0);
+    follow_plan(&mut net, &wires, &broken, 5..12);
+    assert_eq!(
+        delivered(&net, leaf),
+        1,
+        "seed {seed}: delivered at hour 10"
+    );
+    assert!(released(&net, base), "seed {seed}: base released custody");
 }

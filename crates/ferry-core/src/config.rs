@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::types::{Endpoint, NodeId};
+use crate::contact_plan::ContactPlan;
+use crate::types::{Endpoint, Instant, NodeId};
 
 /// Static routes and group membership.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,9 @@ pub struct EngineConfig {
     pub node: NodeId,
     pub seed: u64,
     pub routes: Routes,
+    /// Expected contacts; where it reaches a destination, it overrides
+    /// `routes` (see [`ContactPlan::route`]).
+    pub contact_plan: ContactPlan,
     /// Groups this node belongs to: bundles for them are delivered here.
     pub member_of: BTreeSet<String>,
     /// Custody signals wait this long so several can share one frame.
@@ -66,6 +70,7 @@ impl EngineConfig {
             node,
             seed,
             routes: Routes::default(),
+            contact_plan: ContactPlan::default(),
             member_of: BTreeSet::new(),
             custody_signal_delay: Duration::from_millis(50),
             retransmit_rtts: 3,
@@ -76,13 +81,41 @@ impl EngineConfig {
         }
     }
 
-    /// Where a bundle for `destination` goes from here, and whether this node
-    /// is itself a destination.
-    pub fn plan(&self, destination: &Endpoint) -> (BTreeSet<NodeId>, bool) {
+    /// Where `bytes` for `destination` go from here at `now`, and whether
+    /// this node is itself a destination. Each member is routed over the
+    /// contact plan when it reaches the member by `deadline`, else by the
+    /// static routes; each neighbour appears once.
+    pub fn plan(
+        &self,
+        destination: &Endpoint,
+        now: Instant,
+        bytes: u64,
+        deadline: Instant,
+    ) -> (BTreeSet<NodeId>, bool) {
         let local = match destination {
             Endpoint::Node(node) => *node == self.node,
             Endpoint::Group(name) => self.member_of.contains(name),
         };
-        (self.routes.next_hops(self.node, destination), local)
+        if self.contact_plan.is_empty() {
+            return (self.routes.next_hops(self.node, destination), local);
+        }
+        let members: BTreeSet<NodeId> = match destination {
+            Endpoint::Node(node) => [*node].into(),
+            Endpoint::Group(name) => self.routes.groups.get(name).cloned().unwrap_or_default(),
+        };
+        let hops = members
+            .into_iter()
+            .filter(|member| *member != self.node)
+            .flat_map(|member| {
+                match self
+                    .contact_plan
+                    .route(self.node, member, now, bytes, deadline)
+                {
+                    Some((hop, _)) => [hop].into(),
+                    None => self.routes.next_hops(self.node, &Endpoint::Node(member)),
+                }
+            })
+            .collect();
+        (hops, local)
     }
 }

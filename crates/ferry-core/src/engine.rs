@@ -174,6 +174,8 @@ pub struct Engine<S: Store> {
     backoffs: BTreeMap<(BundleId, NodeId), Duration>,
     sequence: u64,
     next_link: u32,
+    /// When a planned contact ends: bundles waiting for it are routed again.
+    replan_at: Option<Instant>,
 }
 
 /// Status reports kept per neighbour while it is out of contact; older ones
@@ -211,7 +213,10 @@ impl<S: Store> Engine<S> {
             }
         }
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        // Contacts may have passed while the node was down: plan at once.
+        let replan_at = (!config.contact_plan.is_empty()).then_some(Instant::ZERO);
         Ok(Self {
+            replan_at,
             config,
             store,
             rng,
@@ -287,7 +292,12 @@ impl<S: Store> Engine<S> {
             release: submission.release,
             hop_count: 0,
         };
-        let (hops, local) = self.config.plan(&header.destination);
+        let (hops, local) = self.config.plan(
+            &header.destination,
+            now,
+            header.payload_len,
+            header.expires_at(),
+        );
         let record = BundleRecord {
             header,
             custody_from: None,
@@ -379,7 +389,13 @@ impl<S: Store> Engine<S> {
                 state.hello_backoff = props.rtt * 2 + retransmit;
                 state.props = props;
             }
-            Contact::Down => state.up = false,
+            Contact::Down => {
+                state.up = false;
+                if !self.config.contact_plan.is_empty() {
+                    // Bundles may have waited for this contact in vain.
+                    self.replan_at = Some(now);
+                }
+            }
         }
         self.restart_session(now, link);
         for inbound in self.inbound.values_mut() {
@@ -497,7 +513,7 @@ impl<S: Store> Engine<S> {
                 Ok(())
             }
             Body::Status(report) => {
-                self.on_status(report);
+                self.on_status(now, report);
                 Ok(())
             }
             Body::Keepalive(_) => Ok(()),
@@ -826,7 +842,7 @@ impl<S: Store> Engine<S> {
             let mut gaps = vec![(start, end.min(len))];
             // Sent too recently for the receiver to have had it when it wrote
             // this want-list: still in flight, not lost.
-            for &(_, i, s, e) in recent.iter().filter(|r| r.1 == index) {
+            for &(_, _, s, e) in recent.iter().filter(|r| r.1 == index) {
                 gaps = gaps
                     .into_iter()
                     .flat_map(|(a, b)| [(a, b.min(s)), (a.max(e), b)])
@@ -997,7 +1013,12 @@ impl<S: Store> Engine<S> {
             .expect("complete implies a manifest");
         let mut header = inbound.header.clone();
         header.hop_count += 1;
-        let (mut hops, local) = self.config.plan(&header.destination);
+        let (mut hops, local) = self.config.plan(
+            &header.destination,
+            now,
+            header.payload_len,
+            header.expires_at(),
+        );
         hops.remove(&inbound.from);
         let record = BundleRecord {
             header,
@@ -1236,8 +1257,12 @@ impl<S: Store> Engine<S> {
         rtt * self.config.retransmit_rtts + self.config.retransmit_slack
     }
 
-    /// Timers: custody signal batches, repair reports, re-offers, expiry.
+    /// Timers: custody signal batches, repair reports, re-offers, expiry,
+    /// routing again when planned contacts end.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.replan_at.is_some_and(|at| at <= now) {
+            self.replan(now);
+        }
         let hellos: Vec<LinkId> = self
             .links
             .iter()
@@ -1322,7 +1347,7 @@ impl<S: Store> Engine<S> {
             .map(|r| r.header.id)
             .collect();
         for id in expired {
-            self.expire(id);
+            self.expire(now, id);
         }
         let stale: Vec<BundleId> = self
             .inbound
@@ -1335,7 +1360,71 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn expire(&mut self, id: BundleId) {
+    /// Bundles waiting for a planned contact that has passed go by the best
+    /// route left; a neighbour that gets one it already holds refuses it as
+    /// redundant, which releases it here.
+    fn replan(&mut self, now: Instant) {
+        let me = self.config.node;
+        let plan = &self.config.contact_plan;
+        self.replan_at = plan.next_end(me, now);
+        // A contact that outlasts its plan is still a contact.
+        let connected: BTreeSet<NodeId> = self
+            .links
+            .values()
+            .filter(|s| s.up && s.acked)
+            .filter_map(|s| s.session.as_ref().map(|p| p.peer))
+            .collect();
+        let mut moved = Vec::new();
+        for record in self.bundles.values() {
+            let stale: BTreeSet<NodeId> = record
+                .pending_hops
+                .iter()
+                .copied()
+                .filter(|hop| !connected.contains(hop))
+                .filter(|&hop| plan.contact_ahead(me, hop, now) == Some(false))
+                .collect();
+            if !stale.is_empty() {
+                moved.push((record.header.id, stale));
+            }
+        }
+        for (id, stale) in moved {
+            let record = self.bundles.get(&id).expect("listed above");
+            let header = &record.header;
+            let (fresh, _) = self.config.plan(
+                &header.destination,
+                now,
+                header.payload_len,
+                header.expires_at(),
+            );
+            let mut hops: BTreeSet<NodeId> =
+                record.pending_hops.difference(&stale).copied().collect();
+            hops.extend(
+                fresh
+                    .into_iter()
+                    .filter(|h| Some(*h) != record.custody_from),
+            );
+            if hops == record.pending_hops {
+                continue;
+            }
+            tracing::debug!(bundle = %id, ?stale, ?hops, "planned contact passed; routing again");
+            let record = self.bundles.get_mut(&id).expect("listed above");
+            record.pending_hops = hops;
+            let mut batch = Batch::new();
+            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+            for hop in &stale {
+                batch.delete(Cf::Timers, timer_key(id, *hop));
+                self.backoffs.remove(&(id, *hop));
+            }
+            if let Err(e) = self.store.write(&batch) {
+                self.events.push_back(Event::StoreFailed {
+                    detail: e.to_string(),
+                });
+            }
+            self.offer_to_all(now, id);
+        }
+    }
+
+    fn expire(&mut self, now: Instant, id: BundleId) {
         let Some(record) = self.bundles.remove(&id) else {
             return;
         };
@@ -1381,13 +1470,13 @@ impl<S: Store> Engine<S> {
                 .report_to
                 .clone()
                 .unwrap_or(Endpoint::Node(id.source));
-            self.route_report(target, report);
+            self.route_report(now, target, report);
         }
     }
 
     /// A status report arrived: ours to read, or to pass on towards the
     /// bundle's source.
-    fn on_status(&mut self, mut report: v1::StatusReport) {
+    fn on_status(&mut self, now: Instant, mut report: v1::StatusReport) {
         let Some(bundle) = report.bundle.as_ref().and_then(BundleId::from_proto) else {
             return;
         };
@@ -1395,11 +1484,11 @@ impl<S: Store> Engine<S> {
         if report.hops > self.config.max_hops {
             return;
         }
-        self.route_report(Endpoint::Node(bundle.source), report);
+        self.route_report(now, Endpoint::Node(bundle.source), report);
     }
 
-    fn route_report(&mut self, target: Endpoint, report: v1::StatusReport) {
-        let (hops, local) = self.config.plan(&target);
+    fn route_report(&mut self, now: Instant, target: Endpoint, report: v1::StatusReport) {
+        let (hops, local) = self.config.plan(&target, now, 0, Instant(u64::MAX));
         if local {
             let bundle = report.bundle.as_ref().and_then(BundleId::from_proto);
             let reporter = NodeId::from_slice(&report.reporter);
@@ -1456,6 +1545,7 @@ impl<S: Store> Engine<S> {
         let expiry = self.bundles.values().map(|r| r.header.expires_at());
         let inbound_expiry = self.inbound.values().map(|i| i.header.expires_at());
         links
+            .chain(self.replan_at)
             .chain(reports)
             .chain(expiry)
             .chain(inbound_expiry)

@@ -12,6 +12,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod contact_plan;
 pub mod engine;
 pub mod event;
 pub mod mem_store;
@@ -22,6 +23,7 @@ pub mod types;
 
 pub use bundle::{BundleHeader, BundleRecord, PayloadKind};
 pub use config::{EngineConfig, Routes};
+pub use contact_plan::{ContactPlan, PlannedContact};
 pub use engine::{Contact, Engine, LinkProperties, OpenError, Submission, SubmitError, Transmit};
 pub use event::{Event, Reason};
 pub use mem_store::MemStore;
