@@ -53,13 +53,11 @@ impl PlannedContact {
     /// `to`, if it fits in this window.
     fn arrival(&self, ready: Instant, bytes: u64) -> Option<Instant> {
         let begin = ready.max(self.start);
-        let sending = if self.rate_bps == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(
-                bytes.saturating_mul(8).saturating_mul(1_000_000_000) / self.rate_bps,
-            )
-        };
+        let sending = bytes
+            .saturating_mul(8)
+            .saturating_mul(1_000_000_000)
+            .checked_div(self.rate_bps)
+            .map_or(Duration::ZERO, Duration::from_nanos);
         let done = begin.saturating_add(sending);
         (done <= self.end).then(|| done.saturating_add(self.owlt))
     }
