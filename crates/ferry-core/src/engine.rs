@@ -58,6 +58,9 @@ pub enum Contact {
 pub struct Transmit {
     pub link: LinkId,
     pub frame: Vec<u8>,
+    /// Chunk data, which a driver may carry apart from control frames (on
+    /// QUIC, unidirectional streams); everything else is control.
+    pub bulk: bool,
 }
 
 /// A bundle an application hands to the engine. Its manifest and every chunk
@@ -1575,7 +1578,11 @@ impl<S: Store> Engine<S> {
         }
         let mtu = state.props.mtu as usize;
         if let Some(frame) = state.fragments.pop_front() {
-            return Some(Transmit { link, frame });
+            return Some(Transmit {
+                link,
+                frame,
+                bulk: false,
+            });
         }
         while let Some(frame) = state.control.pop_front() {
             tracing::trace!(node = %self.config.node, ?link, kind = frame.body.as_ref().map_or("", body_kind), "frame out");
@@ -1586,12 +1593,17 @@ impl<S: Store> Engine<S> {
                 return Some(Transmit {
                     link,
                     frame: encoded,
+                    bulk: false,
                 });
             }
             state.next_message = state.next_message.wrapping_add(1);
             state.fragments = mtu::fragment(&encoded, state.next_message, mtu).into();
             let first = state.fragments.pop_front().expect("at least one part");
-            return Some(Transmit { link, frame: first });
+            return Some(Transmit {
+                link,
+                frame: first,
+                bulk: false,
+            });
         }
         state.session.as_ref()?;
         let (&handle, out) = state
@@ -1684,7 +1696,11 @@ impl<S: Store> Engine<S> {
         codec
             .encode(&frame(Body::Chunk(piece)))
             .ok()
-            .map(|frame| Transmit { link, frame })
+            .map(|frame| Transmit {
+                link,
+                frame,
+                bulk: true,
+            })
     }
 
     fn queue_control(&mut self, link: LinkId, body: Body) {

@@ -18,6 +18,11 @@ impl NodeId {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// All 64 hex digits (`Display` shows the first 16, for logs).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 impl fmt::Display for NodeId {
@@ -125,6 +130,15 @@ impl BundleId {
             created_ms: proto.created_ms,
             sequence: proto.sequence,
         })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Node(node) => write!(f, "{node}"),
+            Endpoint::Group(name) => write!(f, "group:{name}"),
+        }
     }
 }
 

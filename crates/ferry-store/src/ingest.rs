@@ -115,6 +115,11 @@ impl<'s> Ingest<'s> {
         Ok(id)
     }
 
+    /// Totals so far.
+    pub fn stats(&self) -> IngestStats {
+        self.stats
+    }
+
     /// Makes everything ingested durable and returns the totals.
     pub fn finish(self) -> Result<IngestStats, StoreError> {
         self.store.sync()?;

@@ -335,41 +335,68 @@ fn dir_size(path: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-impl ferry_core::Store for RocksStore {
-    fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
-        RocksStore::has_chunk(self, id)
-    }
-    fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
-        RocksStore::get_chunk(self, id)
-    }
-    fn put_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
-        RocksStore::put_chunk(self, id, data)
-    }
-    fn put_manifest(&mut self, manifest: &Manifest) -> Result<ManifestId, StoreError> {
-        RocksStore::put_manifest(self, manifest)
-    }
-    fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
-        RocksStore::get_manifest(self, id)
-    }
-    fn delete_manifest(&mut self, id: ManifestId) -> Result<(), StoreError> {
-        RocksStore::delete_manifest(self, id)
-    }
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        RocksStore::get(self, cf, key)
-    }
-    fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Records, StoreError> {
-        RocksStore::scan_prefix(self, cf, prefix)
-    }
-    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        RocksStore::write(self, batch)
-    }
-    fn write_synced(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        RocksStore::write_synced(self, batch)
-    }
-    fn sync(&mut self) -> Result<(), StoreError> {
-        RocksStore::sync(self)
-    }
-    fn usage(&self) -> Usage {
-        RocksStore::usage(self)
-    }
+/// A `RocksStore` shared between threads: the engine owns one handle while
+/// ingest and serving read and write through others (every `RocksStore`
+/// method takes `&self`).
+#[derive(Clone)]
+pub struct SharedStore(pub std::sync::Arc<RocksStore>);
+
+/// `ferry_core::Store` for a type whose `$inner` (given `$s: &Self`) is a
+/// `&RocksStore`.
+macro_rules! impl_store {
+    ($ty:ty, $s:ident => $inner:expr) => {
+        impl ferry_core::Store for $ty {
+            fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
+                let $s = self;
+                RocksStore::has_chunk($inner, id)
+            }
+            fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+                let $s = self;
+                RocksStore::get_chunk($inner, id)
+            }
+            fn put_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
+                let $s = &*self;
+                RocksStore::put_chunk($inner, id, data)
+            }
+            fn put_manifest(&mut self, manifest: &Manifest) -> Result<ManifestId, StoreError> {
+                let $s = &*self;
+                RocksStore::put_manifest($inner, manifest)
+            }
+            fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
+                let $s = self;
+                RocksStore::get_manifest($inner, id)
+            }
+            fn delete_manifest(&mut self, id: ManifestId) -> Result<(), StoreError> {
+                let $s = &*self;
+                RocksStore::delete_manifest($inner, id)
+            }
+            fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                let $s = self;
+                RocksStore::get($inner, cf, key)
+            }
+            fn scan_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Records, StoreError> {
+                let $s = self;
+                RocksStore::scan_prefix($inner, cf, prefix)
+            }
+            fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+                let $s = &*self;
+                RocksStore::write($inner, batch)
+            }
+            fn write_synced(&mut self, batch: &Batch) -> Result<(), StoreError> {
+                let $s = &*self;
+                RocksStore::write_synced($inner, batch)
+            }
+            fn sync(&mut self) -> Result<(), StoreError> {
+                let $s = &*self;
+                RocksStore::sync($inner)
+            }
+            fn usage(&self) -> Usage {
+                let $s = self;
+                RocksStore::usage($inner)
+            }
+        }
+    };
 }
+
+impl_store!(RocksStore, s => s);
+impl_store!(SharedStore, s => &s.0);
