@@ -7,7 +7,14 @@
 //! - [`serial`]: byte-stream modems (acoustic modems, Iridium SBD) — COBS
 //!   framing with a CRC, pacing to the line rate, and half-duplex turn-taking.
 //!   Sans-IO: a driver owns the port and the clock.
+//! - `quic` (cargo feature `quic`, on by default): QUIC links between nodes
+//!   authenticated by their Ed25519 keys (`identity`), on tokio and quinn.
 //!
-//! QUIC and the impairment proxy are not written yet.
+//! The impairment proxy is not written yet.
 
 pub mod serial;
+
+#[cfg(feature = "quic")]
+pub mod identity;
+#[cfg(feature = "quic")]
+pub mod quic;

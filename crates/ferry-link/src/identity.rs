@@ -1,0 +1,310 @@
+//! Node identity: an Ed25519 key pair, the node id derived from it, and the
+//! self-signed certificate that carries it through TLS.
+//!
+//! A node id is the BLAKE3 hash of the node's 32-byte Ed25519 public key
+//! ([`node_id_from_public_key`]). QUIC peers authenticate each other with
+//! mutual TLS: each presents a self-signed X.509 certificate for its node key
+//! ([`NodeKey::self_signed_cert`]), and the other side derives the node id
+//! from the certificate's public key and checks it against its trust policy
+//! (see [`crate::quic::TrustPolicy`]). Nothing else in the certificate is
+//! trusted: names, issuers and validity dates are ignored, so a node with a
+//! wrong clock (common off-grid) still connects.
+//!
+//! On disk a key is a PKCS#8 (RFC 8410) private key, PEM-encoded
+//! (`-----BEGIN PRIVATE KEY-----`, as `openssl genpkey -algorithm ed25519`
+//! writes it); [`NodeKey::load`] also accepts the raw DER. [`NodeKey::save`]
+//! writes mode 0600 via a temporary file and a rename, so a crash leaves
+//! either the old key or the new one, never half of one.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+use ferry_core::NodeId;
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// Why a node key could not be made, read, written or certified.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The key file does not exist.
+    #[error("node key {}: no such file", path.display())]
+    Missing {
+        /// The file that was asked for.
+        path: PathBuf,
+    },
+    /// The key file exists but could not be read.
+    #[error("node key {}: cannot read: {source}", path.display())]
+    Read {
+        /// The file that was read.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The file holds no valid Ed25519 PKCS#8 key.
+    #[error("node key {}: not an Ed25519 PKCS#8 private key: {reason}", path.display())]
+    Malformed {
+        /// The file that was read.
+        path: PathBuf,
+        /// What was wrong with its contents.
+        reason: String,
+    },
+    /// Writing the key file (or its temporary file) failed.
+    #[error("node key {}: cannot write: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Encoding the key as PKCS#8 failed.
+    #[error("node key: cannot encode as PKCS#8: {0}")]
+    Encode(String),
+    /// The system's random number generator failed.
+    #[error("node key: the system random number generator failed")]
+    Random,
+    /// Making the self-signed certificate failed.
+    #[error("node {node}: cannot make a certificate: {reason}")]
+    Certificate {
+        /// The node whose certificate it is.
+        node: NodeId,
+        /// What rcgen said.
+        reason: String,
+    },
+}
+
+/// A node's Ed25519 key pair: its identity on every link.
+///
+/// The secret is wiped from memory when the key is dropped. `Debug` shows only
+/// the node id.
+#[derive(Clone)]
+pub struct NodeKey {
+    signing: SigningKey,
+}
+
+impl NodeKey {
+    /// Makes a new key from the operating system's random number generator.
+    pub fn generate() -> Result<NodeKey, IdentityError> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| IdentityError::Random)?;
+        Ok(NodeKey {
+            signing: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Makes the key whose secret is `seed` (for tests and deterministic set-ups).
+    pub fn from_seed(seed: [u8; 32]) -> NodeKey {
+        NodeKey {
+            signing: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// Reads a key from a PEM (`PRIVATE KEY`) or DER PKCS#8 file.
+    ///
+    /// Warns (but loads) if the file is readable by group or others.
+    pub fn load(path: impl AsRef<Path>) -> Result<NodeKey, IdentityError> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => IdentityError::Missing {
+                path: path.to_owned(),
+            },
+            _ => IdentityError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        warn_if_exposed(path);
+        let malformed = |reason: String| IdentityError::Malformed {
+            path: path.to_owned(),
+            reason,
+        };
+        let signing = if bytes.starts_with(b"-----BEGIN") {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| malformed("PEM file is not UTF-8".to_owned()))?;
+            SigningKey::from_pkcs8_pem(text).map_err(|e| malformed(e.to_string()))?
+        } else {
+            SigningKey::from_pkcs8_der(&bytes).map_err(|e| malformed(e.to_string()))?
+        };
+        Ok(NodeKey { signing })
+    }
+
+    /// Writes the key as a PEM PKCS#8 file with mode 0600, atomically: into a
+    /// temporary file beside `path`, synced, then renamed over `path` (which
+    /// is replaced if it exists), and the directory synced.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), IdentityError> {
+        let path = path.as_ref();
+        let pem = KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| IdentityError::Encode(e.to_string()))?;
+        write_atomically(path, pem.as_bytes()).map_err(|source| IdentityError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The 32-byte Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// This node's id: BLAKE3 of [`public_key`](Self::public_key).
+    pub fn node_id(&self) -> NodeId {
+        node_id_from_public_key(&self.public_key())
+    }
+
+    /// A self-signed X.509 certificate for this key, made with rcgen: only a
+    /// carrier for the public key in TLS. Its subject and DNS name are
+    /// `ferry-<first 16 hex digits of the node id>`, for people reading logs;
+    /// peers never check them.
+    pub fn self_signed_cert(&self) -> Result<CertificateDer<'static>, IdentityError> {
+        let node = self.node_id();
+        let fail = |e: rcgen::Error| IdentityError::Certificate {
+            node,
+            reason: e.to_string(),
+        };
+        let name = format!("ferry-{node}");
+        let key_der = self.pkcs8_der()?;
+        let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(key_der.as_slice()),
+            &rcgen::PKCS_ED25519,
+        )
+        .map_err(fail)?;
+        let mut params = rcgen::CertificateParams::new(vec![name.clone()]).map_err(fail)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key_pair).map_err(fail)?;
+        Ok(cert.der().clone())
+    }
+
+    /// The private key as rustls wants it (PKCS#8 DER).
+    pub(crate) fn private_key_der(&self) -> Result<PrivateKeyDer<'static>, IdentityError> {
+        Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            self.pkcs8_der()?,
+        )))
+    }
+
+    /// PKCS#8 v1 DER (no public key field): the form ring, rustls, rcgen and
+    /// OpenSSL all read.
+    fn pkcs8_der(&self) -> Result<Vec<u8>, IdentityError> {
+        let doc = KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_der()
+        .map_err(|e| IdentityError::Encode(e.to_string()))?;
+        Ok(doc.as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeKey({})", self.node_id())
+    }
+}
+
+/// The node id of an Ed25519 public key: its BLAKE3 hash.
+pub fn node_id_from_public_key(public_key: &[u8; 32]) -> NodeId {
+    NodeId(*blake3::hash(public_key).as_bytes())
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path` (mode 0600), syncs
+/// it, renames it over `path` and syncs the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    // A leftover from a crashed earlier attempt by a process with our pid.
+    let _ = fs::remove_file(&tmp);
+
+    let result = (|| {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Logs a warning if a key file can be read by anyone but its owner.
+fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format_args!("{:o}", mode & 0o777),
+                    "node key file is readable by others; it should be mode 0600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_blake3_of_public_key() {
+        let key = NodeKey::from_seed([7; 32]);
+        let expected = blake3::hash(&key.public_key());
+        assert_eq!(key.node_id().0, *expected.as_bytes());
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = NodeKey::generate().unwrap();
+        let b = NodeKey::generate().unwrap();
+        assert_ne!(a.public_key(), b.public_key());
+    }
+
+    #[test]
+    fn certificate_carries_the_key() {
+        let key = NodeKey::from_seed([9; 32]);
+        let cert = key.self_signed_cert().unwrap();
+        let id = crate::quic::node_id_of_certificate(&cert).unwrap();
+        assert_eq!(id, key.node_id());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let key = NodeKey::from_seed([1; 32]);
+        assert_eq!(format!("{key:?}"), format!("NodeKey({})", key.node_id()));
+    }
+}

@@ -1,0 +1,281 @@
+//! [`QuicEndpoint`]: one UDP socket that accepts and makes authenticated
+//! links.
+//!
+//! Each handshake gets its own rustls configuration, built from the node's
+//! certificate and the trust policy, so that the certificate verifier knows
+//! the remote address (for its logs) and, when connecting, the node id asked
+//! for. TLS session resumption is off on both sides: a resumed session would
+//! skip the certificate check, and with it the trust policy.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_core::NodeId;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, TransportConfig, VarInt};
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::NoServerSessionStorage;
+
+use super::framing::{self, CONTROL_ACCEPT, CONTROL_OPEN, HeaderError};
+use super::link::{CODE_CLOSED, CODE_PROTOCOL};
+use super::trust::PeerVerifier;
+use super::{ALPN, LinkError, QuicLink, TransportProfile, TrustPolicy, node_id_of_certificate};
+use crate::identity::NodeKey;
+
+/// A QUIC endpoint on one UDP socket, acting as both server and client, that
+/// only talks to nodes its [`TrustPolicy`] admits.
+///
+/// Must be created and used inside a tokio runtime.
+pub struct QuicEndpoint {
+    endpoint: quinn::Endpoint,
+    node: NodeId,
+    profile: TransportProfile,
+    tls: Tls,
+}
+
+/// What each handshake's configuration is built from.
+struct Tls {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    policy: Arc<TrustPolicy>,
+    provider: Arc<CryptoProvider>,
+    transport: Arc<TransportConfig>,
+}
+
+impl QuicEndpoint {
+    /// Binds `addr` (port 0 picks a free port) for node `key`, admitting the
+    /// peers `policy` admits, with QUIC tuned by `profile`.
+    pub fn bind(
+        addr: SocketAddr,
+        key: &NodeKey,
+        policy: TrustPolicy,
+        profile: TransportProfile,
+    ) -> Result<QuicEndpoint, LinkError> {
+        let tls = Tls {
+            cert: key.self_signed_cert()?,
+            key: key.private_key_der()?,
+            policy: Arc::new(policy),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            transport: Arc::new(profile.transport_config()?),
+        };
+        // Incoming connections are accepted with per-handshake configurations
+        // (`accept_with`); quinn needs a default one to accept at all.
+        let endpoint = quinn::Endpoint::server(tls.server_config(None)?, addr)
+            .map_err(|source| LinkError::Bind { addr, source })?;
+        let node = key.node_id();
+        tracing::debug!(node = %node, %addr, "QUIC endpoint bound");
+        Ok(QuicEndpoint {
+            endpoint,
+            node,
+            profile,
+            tls,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> Result<SocketAddr, LinkError> {
+        self.endpoint.local_addr().map_err(LinkError::LocalAddr)
+    }
+
+    /// Connects to the node `expected` at `addr`.
+    ///
+    /// Fails if the peer's certificate is not `expected`'s or not admitted by
+    /// the policy, or if the peer refuses ours. Returns once the peer has
+    /// answered on the control stream (one round trip after the handshake),
+    /// so a refusal by the peer is reported here and not on first use. Takes
+    /// at most the profile's idle timeout after the handshake.
+    pub async fn connect(&self, addr: SocketAddr, expected: NodeId) -> Result<QuicLink, LinkError> {
+        let config = self.tls.client_config(addr, expected)?;
+        // Only for the peer's logs: our verifier checks the key, not names.
+        let server_name = format!("ferry-{expected}");
+        let conn = self
+            .endpoint
+            .connect_with(config, addr, &server_name)
+            .map_err(|source| LinkError::Connect { addr, source })?
+            .await
+            .map_err(|source| LinkError::Handshake { addr, source })?;
+        let peer = peer_node_id(&conn, addr)?;
+
+        let after = self.profile.max_idle_timeout;
+        let setup = async {
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|source| LinkError::Handshake { addr, source })?;
+            send.write_all(&CONTROL_OPEN)
+                .await
+                .map_err(|e| setup_error(&conn, addr, format!("control stream: {e}")))?;
+            framing::read_header(&mut recv, CONTROL_ACCEPT)
+                .await
+                .map_err(|e| header_error(&conn, addr, e))?;
+            Ok::<_, LinkError>((send, recv))
+        };
+        let (send, recv) = match tokio::time::timeout(after, setup).await {
+            Ok(result) => result?,
+            Err(_) => return Err(setup_timeout(&conn, addr, after)),
+        };
+        Ok(QuicLink::start(
+            conn,
+            peer,
+            send,
+            recv,
+            self.profile.max_frame_len,
+        ))
+    }
+
+    /// Waits for the next incoming connection and sets it up.
+    ///
+    /// `None` once the endpoint is closed. `Some(Err(_))` for a connection
+    /// that failed (a refused peer, a failed handshake): that one is gone, but
+    /// the endpoint goes on, so call `accept` again. Each connection is set up
+    /// before the next is looked at, for at most the profile's idle timeout.
+    pub async fn accept(&self) -> Option<Result<QuicLink, LinkError>> {
+        let incoming = self.endpoint.accept().await?;
+        let addr = incoming.remote_address();
+        Some(self.accept_incoming(incoming, addr).await)
+    }
+
+    async fn accept_incoming(
+        &self,
+        incoming: quinn::Incoming,
+        addr: SocketAddr,
+    ) -> Result<QuicLink, LinkError> {
+        let config = self.tls.server_config(Some(addr))?;
+        let conn = incoming
+            .accept_with(Arc::new(config))
+            .map_err(|source| LinkError::Handshake { addr, source })?
+            .await
+            .map_err(|source| LinkError::Handshake { addr, source })?;
+        let peer = peer_node_id(&conn, addr)?;
+
+        let after = self.profile.max_idle_timeout;
+        let setup = async {
+            let (mut send, mut recv) = conn
+                .accept_bi()
+                .await
+                .map_err(|source| LinkError::Handshake { addr, source })?;
+            framing::read_header(&mut recv, CONTROL_OPEN)
+                .await
+                .map_err(|e| header_error(&conn, addr, e))?;
+            send.write_all(&CONTROL_ACCEPT)
+                .await
+                .map_err(|e| setup_error(&conn, addr, format!("control stream: {e}")))?;
+            Ok::<_, LinkError>((send, recv))
+        };
+        let (send, recv) = match tokio::time::timeout(after, setup).await {
+            Ok(result) => result?,
+            Err(_) => return Err(setup_timeout(&conn, addr, after)),
+        };
+        Ok(QuicLink::start(
+            conn,
+            peer,
+            send,
+            recv,
+            self.profile.max_frame_len,
+        ))
+    }
+
+    /// Closes every connection at once and stops accepting: pending and
+    /// later [`accept`](Self::accept) calls return `None`.
+    pub fn close(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(CODE_CLOSED), b"endpoint closed");
+    }
+}
+
+impl Tls {
+    /// The server side's configuration for a handshake with `remote`.
+    fn server_config(&self, remote: Option<SocketAddr>) -> Result<quinn::ServerConfig, LinkError> {
+        let verifier = PeerVerifier::new(self.policy.clone(), None, remote, self.provider.clone());
+        let mut tls = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.session_storage = Arc::new(NoServerSessionStorage {});
+        tls.send_tls13_tickets = 0;
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| LinkError::Config(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+
+    /// The client side's configuration for a handshake with `expected` at `remote`.
+    fn client_config(
+        &self,
+        remote: SocketAddr,
+        expected: NodeId,
+    ) -> Result<quinn::ClientConfig, LinkError> {
+        let verifier = PeerVerifier::new(
+            self.policy.clone(),
+            Some(expected),
+            Some(remote),
+            self.provider.clone(),
+        );
+        let mut tls = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.resumption = Resumption::disabled();
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| LinkError::Config(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for QuicEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicEndpoint")
+            .field("node", &self.node)
+            .field("local_addr", &self.endpoint.local_addr().ok())
+            .field("policy", &self.tls.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node id the peer proved in the handshake.
+fn peer_node_id(conn: &Connection, addr: SocketAddr) -> Result<NodeId, LinkError> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok());
+    let id = match certs.as_deref().and_then(|certs| certs.first()) {
+        Some(cert) => node_id_of_certificate(cert),
+        None => Err("peer presented no certificate".to_owned()),
+    };
+    id.map_err(|reason| setup_error(conn, addr, reason))
+}
+
+/// The error for a failed link set-up: the connection's end if it ended
+/// (a refusal by the peer shows up here), else `reason`, after closing the
+/// connection with it.
+fn setup_error(conn: &Connection, addr: SocketAddr, reason: String) -> LinkError {
+    match conn.close_reason() {
+        Some(source) => LinkError::Handshake { addr, source },
+        None => {
+            conn.close(VarInt::from_u32(CODE_PROTOCOL), reason.as_bytes());
+            LinkError::Setup { addr, reason }
+        }
+    }
+}
+
+fn header_error(conn: &Connection, addr: SocketAddr, error: HeaderError) -> LinkError {
+    setup_error(conn, addr, format!("control stream: {error}"))
+}
+
+fn setup_timeout(conn: &Connection, addr: SocketAddr, after: std::time::Duration) -> LinkError {
+    conn.close(VarInt::from_u32(CODE_PROTOCOL), b"link set-up timed out");
+    LinkError::SetupTimeout { addr, after }
+}

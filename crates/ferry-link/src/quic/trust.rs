@@ -1,0 +1,327 @@
+//! Who may connect: [`TrustPolicy`], and the rustls certificate verifiers
+//! that enforce it on both sides of a handshake.
+//!
+//! Certificates are self-signed carriers of an Ed25519 key; there are no
+//! certificate authorities. A verifier extracts the end-entity certificate's
+//! SubjectPublicKeyInfo, requires it to be Ed25519, hashes the key into a
+//! node id and asks the policy. Names, issuers, validity dates and any
+//! intermediates are ignored. The handshake signature (TLS 1.3 only, Ed25519
+//! only) is checked with ring through rustls's `verify_tls13_signature`, which
+//! proves the peer holds the private key.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::pkcs8::{DecodePublicKey, PublicKeyBytes};
+use ferry_core::NodeId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, OtherError, PeerIncompatible, SignatureScheme,
+};
+
+use crate::identity::node_id_from_public_key;
+
+/// Which peers a node talks to.
+///
+/// A peer is admitted if its node id is pinned, or if `allow_any` is set.
+/// `allow_any` exists for tests and bootstrapping only; it is off by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustPolicy {
+    /// Node ids admitted.
+    pub pinned: BTreeSet<NodeId>,
+    /// Admit every node that proves it holds its key (tests and bootstrap only).
+    pub allow_any: bool,
+}
+
+impl TrustPolicy {
+    /// A policy admitting exactly `ids`.
+    pub fn pinned(ids: impl IntoIterator<Item = NodeId>) -> TrustPolicy {
+        TrustPolicy {
+            pinned: ids.into_iter().collect(),
+            allow_any: false,
+        }
+    }
+
+    /// A policy admitting any node (tests and bootstrap only).
+    pub fn allow_any() -> TrustPolicy {
+        TrustPolicy {
+            pinned: BTreeSet::new(),
+            allow_any: true,
+        }
+    }
+
+    /// Whether `node` may connect or be connected to.
+    pub fn admits(&self, node: &NodeId) -> bool {
+        self.allow_any || self.pinned.contains(node)
+    }
+}
+
+/// The node id of the Ed25519 key in a certificate, or why there is none.
+pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, String> {
+    let parsed = ParsedCertificate::try_from(cert)
+        .map_err(|e| format!("peer certificate does not parse: {e}"))?;
+    let spki = parsed.subject_public_key_info();
+    let key = PublicKeyBytes::from_public_key_der(spki.as_ref())
+        .map_err(|e| format!("peer certificate holds no Ed25519 public key: {e}"))?;
+    // Refuse bytes that are not a point on the curve: no signature could
+    // ever verify under them.
+    VerifyingKey::from_bytes(&key.0)
+        .map_err(|_| "peer certificate's Ed25519 public key is not a valid point".to_owned())?;
+    Ok(node_id_from_public_key(&key.0))
+}
+
+/// Why a peer was refused; the text a refused peer and our logs see.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("peer {0}: node id not pinned")]
+    NotPinned(NodeId),
+    #[error("peer {got}: expected node {expected}")]
+    NotExpected { got: NodeId, expected: NodeId },
+    #[error("{0}")]
+    BadCertificate(String),
+}
+
+/// One side's certificate verifier: the policy, the node the client asked for
+/// (if any) and the remote address (for logs).
+pub(crate) struct PeerVerifier {
+    policy: Arc<TrustPolicy>,
+    expected: Option<NodeId>,
+    remote: Option<SocketAddr>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl PeerVerifier {
+    /// A verifier for one handshake. `expected` is set on the connecting side.
+    pub(crate) fn new(
+        policy: Arc<TrustPolicy>,
+        expected: Option<NodeId>,
+        remote: Option<SocketAddr>,
+        provider: Arc<CryptoProvider>,
+    ) -> PeerVerifier {
+        PeerVerifier {
+            policy,
+            expected,
+            remote,
+            provider,
+        }
+    }
+
+    /// Admits the certificate's node or returns (and logs) the refusal.
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<NodeId, rustls::Error> {
+        let remote = RemoteDisplay(self.remote);
+        let refusal = match node_id_of_certificate(end_entity) {
+            Err(reason) => {
+                tracing::warn!(%remote, "refused QUIC peer: {reason}");
+                Refusal::BadCertificate(reason)
+            }
+            Ok(got) => {
+                let refusal = match self.expected {
+                    Some(expected) if got != expected => Refusal::NotExpected { got, expected },
+                    _ if !self.policy.admits(&got) => Refusal::NotPinned(got),
+                    _ => return Ok(got),
+                };
+                tracing::warn!(peer = %got, %remote, "refused QUIC peer: {refusal}");
+                refusal
+            }
+        };
+        // `Error::Other` because its text is the refusal's own (a
+        // `CertificateError::Other` would print as a debug dump).
+        Err(rustls::Error::Other(OtherError(Arc::new(refusal))))
+    }
+
+    fn verify_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if dss.scheme != SignatureScheme::ED25519 {
+            return Err(rustls::Error::PeerIncompatible(
+                PeerIncompatible::NoSignatureSchemesInCommon,
+            ));
+        }
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+}
+
+impl fmt::Debug for PeerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerVerifier")
+            .field("policy", &self.policy)
+            .field("expected", &self.expected)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|_| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|_| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// A remote address for logs, `unknown` if not known.
+struct RemoteDisplay(Option<SocketAddr>);
+
+impl fmt::Display for RemoteDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::NodeKey;
+
+    #[test]
+    fn policy_admits_pinned_or_any() {
+        let a = NodeKey::from_seed([1; 32]).node_id();
+        let b = NodeKey::from_seed([2; 32]).node_id();
+        let pinned = TrustPolicy::pinned([a]);
+        assert!(pinned.admits(&a));
+        assert!(!pinned.admits(&b));
+        assert!(TrustPolicy::allow_any().admits(&b));
+        assert!(!TrustPolicy::default().admits(&a));
+    }
+
+    #[test]
+    fn refusals_name_the_node() {
+        let a = NodeKey::from_seed([1; 32]);
+        let b = NodeKey::from_seed([2; 32]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = a.self_signed_cert().unwrap();
+
+        let v = PeerVerifier::new(
+            Arc::new(TrustPolicy::pinned([b.node_id()])),
+            None,
+            None,
+            provider.clone(),
+        );
+        let err = v.check(&cert).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("peer {}: node id not pinned", a.node_id())),
+            "{err}"
+        );
+
+        let v = PeerVerifier::new(
+            Arc::new(TrustPolicy::allow_any()),
+            Some(b.node_id()),
+            None,
+            provider.clone(),
+        );
+        let err = v.check(&cert).unwrap_err().to_string();
+        assert!(err.contains(&a.node_id().to_string()), "{err}");
+        assert!(err.contains(&b.node_id().to_string()), "{err}");
+
+        let v = PeerVerifier::new(
+            Arc::new(TrustPolicy::pinned([a.node_id()])),
+            Some(a.node_id()),
+            None,
+            provider,
+        );
+        assert!(v.check(&cert).is_ok());
+    }
+
+    #[test]
+    fn garbage_certificate_is_refused() {
+        let err =
+            node_id_of_certificate(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).unwrap_err();
+        assert!(err.contains("does not parse"), "{err}");
+    }
+}
