@@ -12,6 +12,7 @@
 //!
 //! The impairment proxy is not written yet.
 
+pub mod profile;
 pub mod serial;
 
 #[cfg(feature = "quic")]
