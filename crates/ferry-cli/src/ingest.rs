@@ -10,7 +10,7 @@ use ferry_chunk::{Chunker, ChunkerConfig};
 use ferry_store::{Ingest, RocksStore, StoreConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::size::parse_size;
+use ferryd::units::parse_size;
 
 #[derive(clap::Args)]
 pub struct Args {

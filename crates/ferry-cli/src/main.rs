@@ -2,8 +2,8 @@
 //! subcommand lives in its own module.
 
 mod cat;
+mod daemon;
 mod ingest;
-mod size;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,14 @@ enum Command {
         #[arg(long)]
         store: PathBuf,
     },
+    /// What the running daemon holds and moves.
+    Status(daemon::Common),
+    /// Bundles held by the running daemon, and those delivered to it.
+    Bundles(daemon::Common),
+    /// Hand a file or directory to the running daemon to send.
+    Send(daemon::SendArgs),
+    /// Write an object the running daemon holds to a file, verified.
+    Get(daemon::GetArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +56,10 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args),
         Command::Cat(args) => cat::run(args),
         Command::Gc { store } => gc(store),
+        Command::Status(common) => daemon::status(common),
+        Command::Bundles(common) => daemon::bundles(common),
+        Command::Send(args) => daemon::send(args),
+        Command::Get(args) => daemon::get(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,14 @@
-//! The ferry peer daemon: tokio glue around ferry-core, config, admin API, metrics and discovery.
+//! The ferry peer daemon: tokio glue around ferry-core.
+//!
+//! - [`config`]: the TOML file, validated with the key and reason of every error.
+//! - [`driver`]: the engine thread that owns `Engine<SharedStore>`.
+//! - [`links`]: QUIC connections to peers, one per peer, pumped to the engine.
+//! - [`admin`]: the Unix-socket API the `ferry` command talks to.
+//! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod driver;
+pub mod links;
+pub mod units;

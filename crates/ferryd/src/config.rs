@@ -1,0 +1,518 @@
+//! The daemon's one TOML file: who this node is, its store, where it
+//! listens, its peers and how bundles are routed. Parsing rejects unknown
+//! keys and impossible values with the key and the reason; relative paths
+//! are taken from the file's directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferry_core::{ContactPlan, Instant, NodeId, PlannedContact, Routes};
+use ferry_link::profile::LinkProfile;
+use serde::Deserialize;
+
+use crate::units::{parse_rate, parse_size};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    node: NodeSection,
+    store: StoreSection,
+    #[serde(default)]
+    listen: ListenSection,
+    #[serde(default, rename = "peer")]
+    peers: Vec<PeerSection>,
+    #[serde(default)]
+    routes: RoutesSection,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default, rename = "contact")]
+    contacts: Vec<ContactSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    key: PathBuf,
+    #[serde(default = "default_role")]
+    role: String,
+    #[serde(default)]
+    member_of: Vec<String>,
+}
+
+fn default_role() -> String {
+    "relay".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    path: PathBuf,
+    quota: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenSection {
+    quic: Option<String>,
+    admin: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerSection {
+    name: String,
+    node_id: String,
+    quic: Option<String>,
+    #[serde(default = "default_profile")]
+    profile: String,
+}
+
+fn default_profile() -> String {
+    "lte-bush".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesSection {
+    default: Option<String>,
+    #[serde(default)]
+    next_hop: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactSection {
+    from: String,
+    to: String,
+    start: String,
+    end: String,
+    rate: Option<String>,
+    #[serde(default)]
+    both_ways: bool,
+}
+
+/// What a node plays in the fleet; shown in logs and `ferry status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Base,
+    Relay,
+    Leaf,
+}
+
+/// A neighbour, as configured.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub name: String,
+    pub node: NodeId,
+    /// Dial this address; None: wait for the peer to dial us.
+    pub quic: Option<SocketAddr>,
+    pub profile: &'static LinkProfile,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub key: PathBuf,
+    pub role: Role,
+    pub store: PathBuf,
+    pub quota: Option<u64>,
+    pub listen_quic: Option<SocketAddr>,
+    pub admin: PathBuf,
+    pub peers: Vec<Peer>,
+    pub routes: Routes,
+    pub member_of: BTreeSet<String>,
+    pub contacts: Vec<PlannedContact>,
+}
+
+impl Config {
+    /// Reads and validates `path`. `me` is this node's id (from its key),
+    /// which names may refer to as "self".
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let relative = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        let role = match file.node.role.as_str() {
+            "base" => Role::Base,
+            "relay" => Role::Relay,
+            "leaf" => Role::Leaf,
+            other => {
+                return Err(invalid(
+                    "node.role",
+                    format!("{other:?} is not one of base, relay, leaf"),
+                ));
+            }
+        };
+        let quota = file
+            .store
+            .quota
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| invalid("store.quota", e))?;
+        let listen_quic = file
+            .listen
+            .quic
+            .as_deref()
+            .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
+            .transpose()
+            .map_err(|e| invalid("listen.quic", e))?;
+        let mut peers = Vec::new();
+        let mut names: BTreeMap<String, NodeId> = BTreeMap::new();
+        for (i, p) in file.peers.iter().enumerate() {
+            let key = |field: &str| format!("peer[{i}].{field}");
+            let node = parse_node_id(&p.node_id).map_err(|e| invalid(&key("node_id"), e))?;
+            if names.insert(p.name.clone(), node).is_some() {
+                return Err(invalid(&key("name"), format!("{:?} is used twice", p.name)));
+            }
+            if peers.iter().any(|q: &Peer| q.node == node) {
+                return Err(invalid(
+                    &key("node_id"),
+                    "the same node is listed twice".into(),
+                ));
+            }
+            let quic = p
+                .quic
+                .as_deref()
+                .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
+                .transpose()
+                .map_err(|e| invalid(&key("quic"), e))?;
+            let profile = p
+                .profile
+                .parse::<&LinkProfile>()
+                .map_err(|e| invalid(&key("profile"), e.to_string()))?;
+            peers.push(Peer {
+                name: p.name.clone(),
+                node,
+                quic,
+                profile,
+            });
+        }
+        let resolve = |text: &str| -> Result<NodeId, String> {
+            names
+                .get(text)
+                .copied()
+                .map_or_else(|| parse_node_id(text), Ok)
+                .map_err(|_| format!("{text:?} is neither a peer name nor a 64-digit node id"))
+        };
+        let mut routes = Routes::default();
+        // A neighbour is its own next hop unless a route says otherwise.
+        for peer in &peers {
+            routes.next_hop.insert(peer.node, peer.node);
+        }
+        if let Some(hop) = &file.routes.default {
+            routes.default_hop = Some(resolve(hop).map_err(|e| invalid("routes.default", e))?);
+        }
+        for (dest, hop) in &file.routes.next_hop {
+            let key = format!("routes.next_hop.{dest}");
+            let dest = resolve(dest).map_err(|e| invalid(&key, e))?;
+            let hop = resolve(hop).map_err(|e| invalid(&key, e))?;
+            routes.next_hop.insert(dest, hop);
+        }
+        for (group, members) in &file.groups {
+            let key = format!("groups.{group}");
+            let members = members
+                .iter()
+                .map(|m| resolve(m))
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(|e| invalid(&key, e))?;
+            routes.groups.insert(group.clone(), members);
+        }
+        let mut contacts = Vec::new();
+        for (i, c) in file.contacts.iter().enumerate() {
+            let key = |field: &str| format!("contact[{i}].{field}");
+            // "self" is resolved by the daemon once it knows its key.
+            let node = |text: &str, field: &str| {
+                if text == "self" {
+                    Ok(SELF)
+                } else {
+                    resolve(text).map_err(|e| invalid(&key(field), e))
+                }
+            };
+            let from = node(&c.from, "from")?;
+            let to = node(&c.to, "to")?;
+            let start = parse_time(&c.start).map_err(|e| invalid(&key("start"), e))?;
+            let end = parse_time(&c.end).map_err(|e| invalid(&key("end"), e))?;
+            if end <= start {
+                return Err(invalid(
+                    &key("end"),
+                    "the window ends before it starts".into(),
+                ));
+            }
+            let rate_bps = c
+                .rate
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .map_err(|e| invalid(&key("rate"), e))?
+                .unwrap_or(0);
+            let contact = PlannedContact {
+                from,
+                to,
+                start,
+                end,
+                rate_bps,
+                owlt: Duration::ZERO,
+            };
+            if c.both_ways {
+                contacts.push(PlannedContact {
+                    from: to,
+                    to: from,
+                    ..contact.clone()
+                });
+            }
+            contacts.push(contact);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            key: relative(&file.node.key),
+            role,
+            store: relative(&file.store.path),
+            quota,
+            listen_quic,
+            admin: relative(
+                file.listen
+                    .admin
+                    .as_deref()
+                    .unwrap_or(Path::new("ferryd.sock")),
+            ),
+            peers,
+            routes,
+            member_of: file.node.member_of.into_iter().collect(),
+            contacts,
+        })
+    }
+
+    /// The contact plan with "self" replaced by this node's id.
+    pub fn contact_plan(&self, me: NodeId) -> ContactPlan {
+        let swap = |n: NodeId| if n == SELF { me } else { n };
+        ContactPlan::new(self.contacts.iter().map(|c| PlannedContact {
+            from: swap(c.from),
+            to: swap(c.to),
+            ..c.clone()
+        }))
+    }
+}
+
+/// The file `ferryd init` writes; `{role}` and `{node_id}` are filled in.
+pub const TEMPLATE: &str = r#"# ferryd configuration, written by `ferryd init`.
+# This node's id is {node_id}
+# (give it to the peers that should admit this node).
+# Relative paths are taken from this file's directory.
+
+[node]
+# The node's Ed25519 key; the node id is derived from it. Keep it secret.
+key = "node.key"
+# base, relay or leaf: shown in logs and `ferry status`.
+role = "{role}"
+# Groups this node belongs to: bundles sent to "group:NAME" are delivered here.
+member_of = []
+
+[store]
+# Where bundles and chunks are kept (RocksDB and pack files).
+path = "store"
+# Refuse custody rather than fill the disk past this size, e.g. "50 GiB".
+# quota = "50 GiB"
+
+[listen]
+# QUIC address peers dial; omit to only dial out.
+quic = "0.0.0.0:7410"
+# Unix socket of the admin API used by the `ferry` command.
+admin = "ferryd.sock"
+
+# One [[peer]] per neighbour. Only listed peers are admitted: an unknown
+# node is refused at the TLS handshake.
+# [[peer]]
+# name = "base"
+# node_id = "<64 hex digits, printed by `ferryd init` on that node>"
+# quic = "192.0.2.10:7410"   # dial it there; omit if it dials this node
+# profile = "lte-bush"       # lte-bush, geo-sat, drone-wifi, iridium-sbd, acoustic
+
+[routes]
+# The peer that carries bundles for destinations without a route of their own.
+# default = "base"
+# Destination (peer name or node id) = the peer to hand it to.
+[routes.next_hop]
+
+# Named groups of nodes, for "group:NAME" destinations.
+[groups]
+# leaves = ["leaf-1", "<node id>"]
+
+# Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
+# destination, bundles wait for the earliest-arriving route over it.
+# [[contact]]
+# from = "self"
+# to = "base"
+# start = "2026-11-28T06:00:00Z"
+# end = "2026-11-28T06:08:00Z"
+# rate = "2400 bit/s"
+# both_ways = true
+"#;
+
+/// Stands for "this node" in contacts until the key is known.
+const SELF: NodeId = NodeId([0; 32]);
+
+pub fn parse_node_id(text: &str) -> Result<NodeId, String> {
+    let bytes = hex::decode(text.trim()).map_err(|_| format!("{text:?} is not hex"))?;
+    NodeId::from_slice(&bytes).ok_or_else(|| {
+        format!(
+            "{text:?} has {} hex digits; a node id has 64",
+            text.trim().len()
+        )
+    })
+}
+
+/// An RFC 3339 time, e.g. `2026-11-28T06:00:00Z`.
+fn parse_time(text: &str) -> Result<Instant, String> {
+    let t = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))?;
+    let since = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("{text:?} is before 1970"))?;
+    Ok(Instant(since.as_micros() as u64))
+}
+
+/// The daemon's clock: microseconds since the Unix epoch, the time base of
+/// bundle ids and contact plans.
+pub fn now() -> Instant {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant(since.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/ferry/ferryd.toml"), text)
+    }
+
+    fn minimal() -> String {
+        "[node]\nkey = \"node.key\"\n[store]\npath = \"store\"\n".into()
+    }
+
+    #[test]
+    fn the_init_template_parses() {
+        let text = TEMPLATE.replace("{role}", "leaf").replace("{node_id}", ID);
+        let c = parse(&text).unwrap();
+        assert_eq!(c.role, Role::Leaf);
+        assert_eq!(c.listen_quic, Some("0.0.0.0:7410".parse().unwrap()));
+    }
+
+    #[test]
+    fn minimal_file_takes_defaults_and_resolves_paths() {
+        let c = parse(&minimal()).unwrap();
+        assert_eq!(c.key, Path::new("/etc/ferry/node.key"));
+        assert_eq!(c.store, Path::new("/etc/ferry/store"));
+        assert_eq!(c.admin, Path::new("/etc/ferry/ferryd.sock"));
+        assert_eq!(c.role, Role::Relay);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name_and_line() {
+        let err = parse(&format!("{}colour = \"red\"\n", minimal()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (
+                "[node]\nkey = \"k\"\nrole = \"boss\"\n[store]\npath = \"s\"\n",
+                "node.role",
+            ),
+            (
+                "[node]\nkey = \"k\"\n[store]\npath = \"s\"\nquota = \"lots\"\n",
+                "store.quota",
+            ),
+            (
+                &format!("{}[[peer]]\nname = \"r\"\nnode_id = \"abc\"\n", minimal()),
+                "peer[0].node_id",
+            ),
+            (
+                &format!(
+                    "{}[[peer]]\nname = \"r\"\nnode_id = \"{ID}\"\nprofile = \"carrier-pigeon\"\n",
+                    minimal()
+                ),
+                "peer[0].profile",
+            ),
+            (
+                &format!("{}[routes]\ndefault = \"nobody\"\n", minimal()),
+                "routes.default",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn peers_routes_groups_and_contacts() {
+        let text = format!(
+            "{}[[peer]]\nname = \"relay\"\nnode_id = \"{ID}\"\nquic = \"127.0.0.1:7410\"\nprofile = \"geo-sat\"\n\
+             [routes]\ndefault = \"relay\"\n[groups]\nleaves = [\"relay\"]\n\
+             [[contact]]\nfrom = \"self\"\nto = \"relay\"\nstart = \"2026-11-28T06:00:00Z\"\nend = \"2026-11-28T06:08:00Z\"\nrate = \"2400 bit/s\"\nboth_ways = true\n",
+            minimal()
+        );
+        let c = parse(&text).unwrap();
+        let relay = NodeId([1; 32]);
+        assert_eq!(c.peers[0].profile.name, "geo-sat");
+        assert_eq!(c.routes.default_hop, Some(relay));
+        assert!(c.routes.groups["leaves"].contains(&relay));
+        let me = NodeId([9; 32]);
+        let plan = c.contact_plan(me);
+        assert_eq!(plan.contact_ahead(me, relay, Instant(0)), Some(true));
+        assert_eq!(plan.contact_ahead(relay, me, Instant(0)), Some(true));
+    }
+}

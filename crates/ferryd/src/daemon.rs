@@ -1,0 +1,186 @@
+//! Starting and stopping a node: key, store, engine thread, QUIC links and
+//! the admin API, until SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{Engine, EngineConfig};
+use ferry_link::identity::NodeKey;
+use ferry_link::quic::{QuicEndpoint, TransportProfile, TrustPolicy};
+use ferry_store::{RocksStore, SharedStore, StoreConfig};
+
+use crate::admin::{self, Admin};
+use crate::config::Config;
+use crate::driver::{self, Input};
+use crate::links::Registry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("node key {path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: ferry_link::identity::IdentityError,
+    },
+    #[error("store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: ferry_store::OpenError,
+    },
+    #[error("cannot restore the engine's state: {0}")]
+    Engine(#[from] ferry_core::OpenError),
+    #[error("QUIC on {addr}: {source}")]
+    Quic {
+        addr: SocketAddr,
+        source: ferry_link::quic::LinkError,
+    },
+    #[error("admin socket {path}: {source}")]
+    Admin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the node until a signal asks it to stop, then stops it cleanly:
+/// links closed, the engine thread joined, the store flushed.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let key = NodeKey::load(&config.key).map_err(|source| DaemonError::Key {
+        path: config.key.clone(),
+        source,
+    })?;
+    let me = key.node_id();
+    let store = RocksStore::open(
+        &config.store,
+        StoreConfig {
+            quota_bytes: config.quota,
+            ..StoreConfig::default()
+        },
+    )
+    .map_err(|source| DaemonError::Store {
+        path: config.store.clone(),
+        source,
+    })?;
+    let store = Arc::new(store);
+    let seed: u64 = rand::random();
+    let mut engine_config = EngineConfig::new(me, seed);
+    engine_config.routes = config.routes.clone();
+    engine_config.member_of = config.member_of.clone();
+    engine_config.contact_plan = config.contact_plan(me);
+    engine_config.agent = format!("ferryd {} {:?}", env!("CARGO_PKG_VERSION"), config.role);
+    let mut engine = Engine::new(engine_config, SharedStore(store.clone()))?;
+    let links: BTreeMap<_, _> = config
+        .peers
+        .iter()
+        .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
+        .collect();
+    tracing::info!(
+        node = %me,
+        role = ?config.role,
+        seed,
+        bundles = engine.bundles().count(),
+        peers = links.len(),
+        "ferryd starting"
+    );
+    let (handle, engine_thread) = driver::spawn(engine);
+
+    let config = Arc::new(config);
+    let registry = Registry::new(me, links, handle.clone());
+    let mut endpoint = None;
+    let wants_quic = config.listen_quic.is_some() || config.peers.iter().any(|p| p.quic.is_some());
+    if wants_quic {
+        let addr = config
+            .listen_quic
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // One transport for the endpoint, sized for its most demanding peer.
+        let rate = config
+            .peers
+            .iter()
+            .map(|p| p.profile.rate_bps)
+            .max()
+            .unwrap_or(2_000_000);
+        let rtt = config
+            .peers
+            .iter()
+            .map(|p| p.profile.rtt)
+            .max()
+            .unwrap_or(Duration::from_millis(100));
+        let trust = TrustPolicy::pinned(config.peers.iter().map(|p| p.node));
+        let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
+            .map_err(|source| DaemonError::Quic { addr, source })?;
+        let quic = Arc::new(quic);
+        tracing::info!(addr = %quic.local_addr().unwrap_or(addr), "QUIC listening");
+        tokio::spawn(registry.clone().accept(quic.clone()));
+        for peer in &config.peers {
+            if let Some(addr) = peer.quic {
+                tokio::spawn(registry.clone().dial(quic.clone(), peer.node, addr));
+            }
+        }
+        endpoint = Some(quic);
+    }
+    let admin = Admin {
+        engine: handle.clone(),
+        store: store.clone(),
+        config: config.clone(),
+    };
+    let socket = config.admin.clone();
+    let admin_task = tokio::spawn(admin::serve(socket.clone(), admin));
+
+    tokio::select! {
+        () = shutdown_signal() => tracing::info!("stopping"),
+        result = admin_task => {
+            if let Ok(Err(source)) = result {
+                stop(handle, engine_thread, endpoint).await;
+                return Err(DaemonError::Admin { path: socket, source });
+            }
+        }
+    }
+    stop(handle, engine_thread, endpoint).await;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn stop(
+    handle: driver::EngineHandle,
+    engine_thread: std::thread::JoinHandle<()>,
+    endpoint: Option<Arc<QuicEndpoint>>,
+) {
+    if let Some(endpoint) = endpoint {
+        endpoint.close();
+    }
+    handle.send(Input::Shutdown);
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    tracing::info!("stopped");
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `ferryd init`: a new key and a commented configuration in `dir`.
+/// Refuses to overwrite either. Returns the new node id.
+pub fn init(dir: &Path, role: &str) -> Result<(ferry_core::NodeId, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let key_path = dir.join("node.key");
+    let config_path = dir.join("ferryd.toml");
+    for path in [&key_path, &config_path] {
+        if path.exists() {
+            return Err(format!("{} exists; not overwriting it", path.display()));
+        }
+    }
+    let key = NodeKey::generate().map_err(|e| e.to_string())?;
+    key.save(&key_path)
+        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+    let text = crate::config::TEMPLATE
+        .replace("{role}", role)
+        .replace("{node_id}", &key.node_id().to_hex());
+    std::fs::write(&config_path, text)
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    Ok((key.node_id(), config_path))
+}

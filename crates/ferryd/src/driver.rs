@@ -1,0 +1,365 @@
+//! The engine thread: owns `Engine<SharedStore>`, takes inputs from link
+//! and admin tasks over one channel, and feeds each link's outgoing queue.
+//!
+//! The engine is synchronous and its store syncs to disk, so it runs on its
+//! own OS thread rather than on the async runtime. The clock is the system
+//! clock in microseconds since the Unix epoch. Frames leave through a
+//! bounded queue per link; when a queue is full the link is skipped until
+//! its writer says it has room ([`Input::Ready`]), so the engine never makes
+//! frames faster than a link drains them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ferry_core::{
+    BundleId, Contact, Engine, Event, LinkId, LinkProperties, NodeId, Submission, Transmit,
+};
+use ferry_store::SharedStore;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::now;
+
+/// The sending half of a link's outgoing queue, and the flag its writer
+/// checks to tell the engine it has room again.
+pub struct Outlet {
+    pub frames: mpsc::Sender<Transmit>,
+    pub wants_ready: Arc<AtomicBool>,
+}
+
+/// What link and admin tasks tell the engine thread.
+pub enum Input {
+    /// A connection for `link` is up. `generation` tells connections of one
+    /// link apart: a `Down` for an older one is ignored.
+    Up {
+        link: LinkId,
+        generation: u64,
+        props: LinkProperties,
+        outlet: Outlet,
+    },
+    Down {
+        link: LinkId,
+        generation: u64,
+    },
+    Frame {
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
+    /// The link's queue has room again.
+    Ready {
+        link: LinkId,
+    },
+    Submit {
+        submission: Submission,
+        reply: oneshot::Sender<Result<BundleId, String>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Shutdown,
+}
+
+/// A snapshot for `ferry status` and `ferry bundles`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub node: String,
+    pub links_up: Vec<u32>,
+    pub bundles: Vec<BundleStatus>,
+    pub delivered: Vec<Delivery>,
+    pub counters: Counters,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BundleStatus {
+    pub id: String,
+    pub destination: String,
+    pub payload_bytes: u64,
+    pub pending_hops: Vec<String>,
+    pub delivered_here: bool,
+    pub received: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub bundle: String,
+    pub manifest: String,
+    pub at_ms: u64,
+}
+
+/// Running totals, for metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub custody_accepted: u64,
+    pub custody_released: u64,
+    pub custody_refused: u64,
+    pub expired: u64,
+    pub sessions_closed: u64,
+    pub store_failures: u64,
+}
+
+/// Handle for sending inputs to the engine thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub inputs: Sender<Input>,
+}
+
+impl EngineHandle {
+    pub fn send(&self, input: Input) {
+        // The engine thread outlives every task; if it is gone, the daemon
+        // is shutting down and the input does not matter.
+        let _ = self.inputs.send(input);
+    }
+
+    pub async fn submit(&self, submission: Submission) -> Result<BundleId, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Submit { submission, reply });
+        answer.await.map_err(|_| "the engine stopped".to_string())?
+    }
+
+    pub async fn status(&self) -> Result<Status, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Status { reply });
+        answer.await.map_err(|_| "the engine stopped".to_string())
+    }
+}
+
+struct Driver {
+    engine: Engine<SharedStore>,
+    outlets: BTreeMap<LinkId, (u64, Outlet)>,
+    blocked: BTreeSet<LinkId>,
+    progress: BTreeMap<BundleId, (u64, u64)>,
+    delivered: Vec<Delivery>,
+    counters: Counters,
+}
+
+/// Starts the engine thread; it runs until [`Input::Shutdown`] or until
+/// every handle is dropped.
+pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let (inputs, rx) = crossbeam_channel::unbounded();
+    let driver = Driver {
+        engine,
+        outlets: BTreeMap::new(),
+        blocked: BTreeSet::new(),
+        progress: BTreeMap::new(),
+        delivered: Vec::new(),
+        counters: Counters::default(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("ferry-engine".into())
+        .spawn(move || driver.run(rx))
+        .expect("spawning a thread");
+    (EngineHandle { inputs }, thread)
+}
+
+impl Driver {
+    fn run(mut self, rx: Receiver<Input>) {
+        loop {
+            let wait = self
+                .engine
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| at.saturating_since(now()));
+            match rx.recv_timeout(wait) {
+                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => self.handle(input),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Take everything already queued before producing output.
+            while let Ok(input) = rx.try_recv() {
+                if matches!(input, Input::Shutdown) {
+                    return;
+                }
+                self.handle(input);
+            }
+            let now = now();
+            if self.engine.poll_timeout().is_some_and(|at| at <= now) {
+                self.engine.handle_timeout(now);
+            }
+            self.transmit();
+            self.events();
+        }
+        tracing::info!("engine stopped");
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = now();
+        match input {
+            Input::Up {
+                link,
+                generation,
+                props,
+                outlet,
+            } => {
+                self.outlets.insert(link, (generation, outlet));
+                self.blocked.remove(&link);
+                self.engine.handle_contact(now, link, Contact::Up(props));
+            }
+            Input::Down { link, generation } => {
+                if self
+                    .outlets
+                    .get(&link)
+                    .is_some_and(|(g, _)| *g == generation)
+                {
+                    self.outlets.remove(&link);
+                    self.blocked.remove(&link);
+                    self.engine.handle_contact(now, link, Contact::Down);
+                }
+            }
+            Input::Frame { link, bytes } => {
+                self.counters.frames_in += 1;
+                self.counters.bytes_in += bytes.len() as u64;
+                self.engine.handle_frame(now, link, &bytes);
+            }
+            Input::Ready { link } => {
+                self.blocked.remove(&link);
+            }
+            Input::Submit { submission, reply } => {
+                let result = self
+                    .engine
+                    .submit(now, submission)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Input::Shutdown => {}
+        }
+    }
+
+    /// Moves frames from the engine into every link queue with room.
+    fn transmit(&mut self) {
+        let now = now();
+        let links: Vec<LinkId> = self
+            .outlets
+            .keys()
+            .filter(|l| !self.blocked.contains(l))
+            .copied()
+            .collect();
+        for link in links {
+            loop {
+                let outlet = &self.outlets[&link].1;
+                let permit = match outlet.frames.try_reserve() {
+                    Ok(permit) => permit,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        outlet.wants_ready.store(true, Ordering::Release);
+                        // The writer may have drained the queue between the
+                        // failed reserve and the flag: try once more.
+                        match outlet.frames.try_reserve() {
+                            Ok(permit) => {
+                                outlet.wants_ready.store(false, Ordering::Release);
+                                permit
+                            }
+                            Err(_) => {
+                                self.blocked.insert(link);
+                                break;
+                            }
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => break,
+                };
+                let Some(transmit) = self.engine.poll_transmit_on(now, link) else {
+                    break;
+                };
+                self.counters.frames_out += 1;
+                self.counters.bytes_out += transmit.frame.len() as u64;
+                permit.send(transmit);
+            }
+        }
+    }
+
+    fn events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match &event {
+                Event::Delivered { bundle, manifest } => {
+                    tracing::info!(%bundle, %manifest, "delivered");
+                    self.progress.remove(bundle);
+                    self.delivered.push(Delivery {
+                        bundle: bundle.to_string(),
+                        manifest: manifest.to_string(),
+                        at_ms: now().as_millis(),
+                    });
+                }
+                Event::CustodyAccepted { bundle, from } => {
+                    self.counters.custody_accepted += 1;
+                    self.progress.remove(bundle);
+                    tracing::info!(%bundle, from = ?from.map(|n| n.to_string()), "custody accepted");
+                }
+                Event::CustodyReleased { bundle } => {
+                    self.counters.custody_released += 1;
+                    tracing::info!(%bundle, "custody released");
+                }
+                Event::CustodyRefused { bundle, reason } => {
+                    self.counters.custody_refused += 1;
+                    tracing::warn!(%bundle, ?reason, "custody refused");
+                }
+                Event::Expired { bundle } => {
+                    self.counters.expired += 1;
+                    tracing::warn!(%bundle, "expired");
+                }
+                Event::DeletionReported {
+                    bundle,
+                    reporter,
+                    reason,
+                } => {
+                    tracing::warn!(%bundle, %reporter, ?reason, "deletion reported");
+                }
+                Event::Progress {
+                    bundle,
+                    received,
+                    total,
+                } => {
+                    self.progress.insert(*bundle, (*received, *total));
+                }
+                Event::SessionClosed { link, reason } => {
+                    self.counters.sessions_closed += 1;
+                    tracing::warn!(?link, %reason, "session closed");
+                }
+                Event::StoreFailed { detail } => {
+                    self.counters.store_failures += 1;
+                    tracing::error!(%detail, "store failed");
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let hex = |n: &NodeId| n.to_string();
+        Status {
+            node: self.engine.node().to_hex(),
+            links_up: self.outlets.keys().map(|l| l.0).collect(),
+            bundles: self
+                .engine
+                .bundles()
+                .map(|r| BundleStatus {
+                    id: r.header.id.to_string(),
+                    destination: r.header.destination.to_string(),
+                    payload_bytes: r.header.payload_len,
+                    pending_hops: r.pending_hops.iter().map(hex).collect(),
+                    delivered_here: r.delivered,
+                    received: None,
+                })
+                .chain(
+                    self.progress
+                        .iter()
+                        .map(|(id, &(got, total))| BundleStatus {
+                            id: id.to_string(),
+                            destination: String::new(),
+                            payload_bytes: total,
+                            pending_hops: Vec::new(),
+                            delivered_here: false,
+                            received: Some((got, total)),
+                        }),
+                )
+                .collect(),
+            delivered: self.delivered.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}

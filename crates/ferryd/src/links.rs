@@ -1,0 +1,222 @@
+//! QUIC links: dialling configured peers with backoff, accepting them, and
+//! pumping frames between each connection and the engine thread.
+//!
+//! One connection per peer at a time. A side dials the peers it has an
+//! address for, and not while a connection to that peer is up. When both
+//! sides dial at once, each keeps the connection dialled by the node with
+//! the smaller id and closes the other, so both keep the same one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_core::{LinkId, LinkProperties, NodeId};
+use ferry_link::quic::{QuicEndpoint, QuicLink};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::Peer;
+use crate::driver::{EngineHandle, Input, Outlet};
+
+/// Frames queued per link between the engine and the connection.
+const QUEUE: usize = 64;
+/// Largest frame the engine makes for a QUIC link (it carries whole chunks).
+const QUIC_MTU: u32 = 1 << 20;
+
+struct Live {
+    generation: u64,
+    dialled_by: NodeId,
+    link: Arc<QuicLink>,
+}
+
+/// The connections up now, by peer.
+pub struct Registry {
+    me: NodeId,
+    links: BTreeMap<NodeId, (LinkId, Peer)>,
+    live: Mutex<BTreeMap<NodeId, Live>>,
+    next_generation: Mutex<u64>,
+    gone: Notify,
+    engine: EngineHandle,
+}
+
+impl Registry {
+    pub fn new(
+        me: NodeId,
+        links: BTreeMap<NodeId, (LinkId, Peer)>,
+        engine: EngineHandle,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            me,
+            links,
+            live: Mutex::new(BTreeMap::new()),
+            next_generation: Mutex::new(0),
+            gone: Notify::new(),
+            engine,
+        })
+    }
+
+    fn connected(&self, peer: NodeId) -> bool {
+        self.live.lock().expect("not poisoned").contains_key(&peer)
+    }
+
+    /// Takes a fresh connection to `peer`, dialled by `dialled_by`, and runs
+    /// it until it ends. Returns at once if a connection already up wins.
+    pub async fn run(self: &Arc<Self>, link: QuicLink, dialled_by: NodeId) {
+        let link = Arc::new(link);
+        let peer = link.peer();
+        let Some((link_id, config)) = self.links.get(&peer).cloned() else {
+            // The trust policy only admits configured peers.
+            link.close("not a configured peer");
+            return;
+        };
+        let generation = {
+            let mut next = self.next_generation.lock().expect("not poisoned");
+            *next += 1;
+            *next
+        };
+        {
+            let mut live = self.live.lock().expect("not poisoned");
+            if let Some(old) = live.get(&peer) {
+                let keep_old = old.dialled_by < dialled_by
+                    || (old.dialled_by == dialled_by && old.generation > generation);
+                if keep_old {
+                    tracing::debug!(peer = %config.name, "duplicate connection closed");
+                    link.close("duplicate connection");
+                    return;
+                }
+                old.link.close("replaced by a newer connection");
+            }
+            live.insert(
+                peer,
+                Live {
+                    generation,
+                    dialled_by,
+                    link: link.clone(),
+                },
+            );
+        }
+        tracing::info!(peer = %config.name, node = %peer, remote = %link.remote_addr(), "link up");
+        self.pump(link_id, generation, &config, link).await;
+        {
+            let mut live = self.live.lock().expect("not poisoned");
+            if live.get(&peer).is_some_and(|l| l.generation == generation) {
+                live.remove(&peer);
+            }
+        }
+        self.engine.send(Input::Down {
+            link: link_id,
+            generation,
+        });
+        self.gone.notify_waiters();
+        tracing::info!(peer = %config.name, "link down");
+    }
+
+    async fn pump(&self, link_id: LinkId, generation: u64, peer: &Peer, link: Arc<QuicLink>) {
+        let (frames, mut queue) = mpsc::channel(QUEUE);
+        let wants_ready = Arc::new(AtomicBool::new(false));
+        let profile = peer.profile;
+        self.engine.send(Input::Up {
+            link: link_id,
+            generation,
+            props: LinkProperties {
+                mtu: QUIC_MTU,
+                rtt: profile.rtt,
+                reliable: true,
+                rate_bps: profile.rate_bps,
+                // Long round trips: send chunks before the want-list returns.
+                pipeline: profile.rtt >= Duration::from_millis(300),
+            },
+            outlet: Outlet {
+                frames,
+                wants_ready: wants_ready.clone(),
+            },
+        });
+        let engine = self.engine.clone();
+        let writer = async {
+            while let Some(transmit) = queue.recv().await {
+                let sent = if transmit.bulk {
+                    link.send_bulk(transmit.frame).await
+                } else {
+                    link.send_control(transmit.frame).await
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(peer = %peer.name, error = %e, "send failed");
+                    break;
+                }
+                if wants_ready.swap(false, Ordering::AcqRel) {
+                    engine.send(Input::Ready { link: link_id });
+                }
+            }
+        };
+        let reader = async {
+            loop {
+                match link.recv().await {
+                    Ok(Some(bytes)) => engine.send(Input::Frame {
+                        link: link_id,
+                        bytes,
+                    }),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.name, error = %e, "link failed");
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = writer => {}
+            () = reader => {}
+        }
+        link.close("link ended");
+    }
+
+    /// Dials `peer` at `addr` whenever no connection to it is up, backing
+    /// off from one second to a minute while it fails.
+    pub async fn dial(
+        self: Arc<Self>,
+        endpoint: Arc<QuicEndpoint>,
+        peer: NodeId,
+        addr: SocketAddr,
+    ) {
+        let name = self
+            .links
+            .get(&peer)
+            .map_or(String::new(), |(_, p)| p.name.clone());
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            while self.connected(peer) {
+                let gone = self.gone.notified();
+                if !self.connected(peer) {
+                    break;
+                }
+                gone.await;
+            }
+            match endpoint.connect(addr, peer).await {
+                Ok(link) => {
+                    backoff = Duration::from_secs(1);
+                    self.run(link, self.me).await;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %name, %addr, error = %e, retry_in = ?backoff, "cannot connect");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Accepts connections until the endpoint closes.
+    pub async fn accept(self: Arc<Self>, endpoint: Arc<QuicEndpoint>) {
+        while let Some(incoming) = endpoint.accept().await {
+            match incoming {
+                Ok(link) => {
+                    let registry = self.clone();
+                    let peer = link.peer();
+                    tokio::spawn(async move { registry.run(link, peer).await });
+                }
+                Err(e) => tracing::warn!(error = %e, "refused an incoming connection"),
+            }
+        }
+    }
+}
