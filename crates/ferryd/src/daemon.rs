@@ -43,115 +43,147 @@ pub enum DaemonError {
     },
 }
 
-/// Runs the node until a signal asks it to stop, then stops it cleanly:
-/// links closed, the engine thread joined, the store flushed.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let key = NodeKey::load(&config.key).map_err(|source| DaemonError::Key {
-        path: config.key.clone(),
-        source,
-    })?;
-    let me = key.node_id();
-    let store = RocksStore::open(
-        &config.store,
-        StoreConfig {
-            quota_bytes: config.quota,
-            ..StoreConfig::default()
-        },
-    )
-    .map_err(|source| DaemonError::Store {
-        path: config.store.clone(),
-        source,
-    })?;
-    let store = Arc::new(store);
-    let seed: u64 = rand::random();
-    let mut engine_config = EngineConfig::new(me, seed);
-    engine_config.routes = config.routes.clone();
-    engine_config.member_of = config.member_of.clone();
-    engine_config.contact_plan = config.contact_plan(me);
-    engine_config.agent = format!("ferryd {} {:?}", env!("CARGO_PKG_VERSION"), config.role);
-    let mut engine = Engine::new(engine_config, SharedStore(store.clone()))?;
-    let links: BTreeMap<_, _> = config
-        .peers
-        .iter()
-        .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
-        .collect();
-    tracing::info!(
-        node = %me,
-        role = ?config.role,
-        seed,
-        bundles = engine.bundles().count(),
-        peers = links.len(),
-        "ferryd starting"
-    );
-    let (handle, engine_thread) = driver::spawn(engine);
+/// A running node: its engine thread, QUIC endpoint and admin API.
+pub struct Node {
+    pub id: ferry_core::NodeId,
+    pub engine: driver::EngineHandle,
+    pub store: Arc<RocksStore>,
+    pub config: Arc<Config>,
+    /// Where QUIC listens, if it does.
+    pub quic_addr: Option<SocketAddr>,
+    engine_thread: std::thread::JoinHandle<()>,
+    endpoint: Option<Arc<QuicEndpoint>>,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+}
 
-    let config = Arc::new(config);
-    let registry = Registry::new(me, links, handle.clone());
-    let mut endpoint = None;
-    let wants_quic = config.listen_quic.is_some() || config.peers.iter().any(|p| p.quic.is_some());
-    if wants_quic {
-        let addr = config
-            .listen_quic
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        // One transport for the endpoint, sized for its most demanding peer.
-        let rate = config
+impl Node {
+    /// Opens the key and the store, restores the engine and starts links and
+    /// the admin API. Must be called inside a tokio runtime.
+    pub async fn start(config: Config) -> Result<Node, DaemonError> {
+        let key = NodeKey::load(&config.key).map_err(|source| DaemonError::Key {
+            path: config.key.clone(),
+            source,
+        })?;
+        let me = key.node_id();
+        let store = RocksStore::open(
+            &config.store,
+            StoreConfig {
+                quota_bytes: config.quota,
+                ..StoreConfig::default()
+            },
+        )
+        .map_err(|source| DaemonError::Store {
+            path: config.store.clone(),
+            source,
+        })?;
+        let store = Arc::new(store);
+        let seed: u64 = rand::random();
+        let mut engine_config = EngineConfig::new(me, seed);
+        engine_config.routes = config.routes.clone();
+        engine_config.member_of = config.member_of.clone();
+        engine_config.contact_plan = config.contact_plan(me);
+        engine_config.agent = format!("ferryd {} {:?}", env!("CARGO_PKG_VERSION"), config.role);
+        let mut engine = Engine::new(engine_config, SharedStore(store.clone()))?;
+        let links: BTreeMap<_, _> = config
             .peers
             .iter()
-            .map(|p| p.profile.rate_bps)
-            .max()
-            .unwrap_or(2_000_000);
-        let rtt = config
-            .peers
-            .iter()
-            .map(|p| p.profile.rtt)
-            .max()
-            .unwrap_or(Duration::from_millis(100));
-        let trust = TrustPolicy::pinned(config.peers.iter().map(|p| p.node));
-        let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
-            .map_err(|source| DaemonError::Quic { addr, source })?;
-        let quic = Arc::new(quic);
-        tracing::info!(addr = %quic.local_addr().unwrap_or(addr), "QUIC listening");
-        tokio::spawn(registry.clone().accept(quic.clone()));
-        for peer in &config.peers {
-            if let Some(addr) = peer.quic {
-                tokio::spawn(registry.clone().dial(quic.clone(), peer.node, addr));
+            .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
+            .collect();
+        tracing::info!(
+            node = %me,
+            role = ?config.role,
+            seed,
+            bundles = engine.bundles().count(),
+            peers = links.len(),
+            "ferryd starting"
+        );
+        let (handle, engine_thread) = driver::spawn(engine);
+
+        let config = Arc::new(config);
+        let registry = Registry::new(me, links, handle.clone());
+        let mut endpoint = None;
+        let mut quic_addr = None;
+        let wants_quic =
+            config.listen_quic.is_some() || config.peers.iter().any(|p| p.quic.is_some());
+        if wants_quic {
+            let addr = config
+                .listen_quic
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            // One transport for the endpoint, sized for its most demanding peer.
+            let rate = config
+                .peers
+                .iter()
+                .map(|p| p.profile.rate_bps)
+                .max()
+                .unwrap_or(2_000_000);
+            let rtt = config
+                .peers
+                .iter()
+                .map(|p| p.profile.rtt)
+                .max()
+                .unwrap_or(Duration::from_millis(100));
+            let trust = TrustPolicy::pinned(config.peers.iter().map(|p| p.node));
+            let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
+                .map_err(|source| DaemonError::Quic { addr, source })?;
+            let quic = Arc::new(quic);
+            quic_addr = Some(quic.local_addr().unwrap_or(addr));
+            tracing::info!(addr = %quic_addr.unwrap_or(addr), "QUIC listening");
+            tokio::spawn(registry.clone().accept(quic.clone()));
+            for peer in &config.peers {
+                if let Some(addr) = peer.quic {
+                    tokio::spawn(registry.clone().dial(quic.clone(), peer.node, addr));
+                }
             }
+            endpoint = Some(quic);
         }
-        endpoint = Some(quic);
+        let admin = Admin {
+            engine: handle.clone(),
+            store: store.clone(),
+            config: config.clone(),
+        };
+        let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));
+        Ok(Node {
+            id: me,
+            engine: handle,
+            store,
+            config,
+            quic_addr,
+            engine_thread,
+            endpoint,
+            admin,
+        })
     }
-    let admin = Admin {
-        engine: handle.clone(),
-        store: store.clone(),
-        config: config.clone(),
-    };
-    let socket = config.admin.clone();
-    let admin_task = tokio::spawn(admin::serve(socket.clone(), admin));
 
+    /// Closes links, stops the engine thread (its last writes are synced)
+    /// and removes the admin socket.
+    pub async fn stop(self) {
+        if let Some(endpoint) = &self.endpoint {
+            endpoint.close();
+        }
+        self.admin.abort();
+        self.engine.send(Input::Shutdown);
+        let thread = self.engine_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let _ = std::fs::remove_file(&self.config.admin);
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs the node until a signal asks it to stop, then stops it cleanly.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let mut node = Node::start(config).await?;
+    let socket = node.config.admin.clone();
     tokio::select! {
         () = shutdown_signal() => tracing::info!("stopping"),
-        result = admin_task => {
+        result = &mut node.admin => {
             if let Ok(Err(source)) = result {
-                stop(handle, engine_thread, endpoint).await;
+                node.stop().await;
                 return Err(DaemonError::Admin { path: socket, source });
             }
         }
     }
-    stop(handle, engine_thread, endpoint).await;
-    let _ = std::fs::remove_file(&socket);
+    node.stop().await;
     Ok(())
-}
-
-async fn stop(
-    handle: driver::EngineHandle,
-    engine_thread: std::thread::JoinHandle<()>,
-    endpoint: Option<Arc<QuicEndpoint>>,
-) {
-    if let Some(endpoint) = endpoint {
-        endpoint.close();
-    }
-    handle.send(Input::Shutdown);
-    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
-    tracing::info!("stopped");
 }
 
 async fn shutdown_signal() {

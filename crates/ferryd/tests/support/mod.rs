@@ -1,0 +1,164 @@
+//! Real ferryd processes for tests: init, configure, start, kill -9, ask.
+
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferryd::admin::{Request, request};
+
+pub struct Node {
+    pub dir: PathBuf,
+    /// All 64 hex digits.
+    pub id: String,
+    pub child: Option<Child>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ferryd init` in `root/name`.
+pub fn init(root: &Path, name: &str, role: &str) -> Node {
+    let dir = root.join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        .args(["init", "--role", role, "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("node id "))
+        .expect("init prints the node id")
+        .to_string();
+    Node {
+        dir,
+        id,
+        child: None,
+    }
+}
+
+/// A peer entry for a config; `dial` is where to reach it, if this side dials.
+pub fn peer(name: &str, node: &Node, dial: Option<u16>, profile: &str) -> String {
+    let quic = dial.map_or(String::new(), |p| format!("quic = \"127.0.0.1:{p}\"\n"));
+    format!(
+        "[[peer]]\nname = \"{name}\"\nnode_id = \"{}\"\n{quic}profile = \"{profile}\"\n",
+        node.id
+    )
+}
+
+/// Writes the node's ferryd.toml: QUIC on `port`, then `rest` verbatim.
+pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
+    let text = format!(
+        "[node]\nkey = \"node.key\"\nrole = \"{role}\"\n[store]\npath = \"store\"\n\
+         [listen]\nquic = \"127.0.0.1:{port}\"\nadmin = \"ferryd.sock\"\n{rest}"
+    );
+    std::fs::write(node.dir.join("ferryd.toml"), text).unwrap();
+}
+
+impl Node {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("ferryd.sock")
+    }
+
+    /// Starts `ferryd run`, appending to the node's log.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("ferryd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferryd"))
+            .args(["run", "--config"])
+            .arg(self.dir.join("ferryd.toml"))
+            .env("FERRY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// This node's log and those beside it, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.parent().unwrap())
+            .unwrap()
+            .flatten()
+        {
+            let path = entry.path().join("ferryd.log");
+            if path.exists() {
+                all += &format!("\n--- {}:\n", entry.path().display());
+                all += &std::fs::read_to_string(path).unwrap_or_default();
+            }
+        }
+        all
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ferryd.log")).unwrap_or_default()
+    }
+
+    pub fn ask(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        req: &Request,
+    ) -> Result<serde_json::Value, String> {
+        rt.block_on(request(&self.socket(), req))
+    }
+
+    /// Asks for status until `done` holds for it, or panics with the logs.
+    pub fn wait_for(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(status) = self.ask(rt, &Request::Status)
+                && done(&status)
+            {
+                return status;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(exit)) = child.try_wait()
+            {
+                panic!("ferryd exited ({exit}) waiting for {what};{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what};{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
