@@ -9,13 +9,16 @@
 //!   Sans-IO: a driver owns the port and the clock.
 //! - `quic` (cargo feature `quic`, on by default): QUIC links between nodes
 //!   authenticated by their Ed25519 keys (`identity`), on tokio and quinn.
-//!
-//! The impairment proxy is not written yet.
+//! - `proxy` (cargo feature `proxy`, on by default): a UDP impairment proxy
+//!   that puts a link profile (rate, delay, loss bursts, contact windows)
+//!   between two endpoints, for real-process tests.
 
 pub mod profile;
 pub mod serial;
 
 #[cfg(feature = "quic")]
 pub mod identity;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "quic")]
 pub mod quic;
