@@ -63,6 +63,14 @@ pub struct Transmit {
     pub bulk: bool,
 }
 
+/// Running totals, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Offers repeated because the next hop did not answer in time: custody
+    /// retransmissions.
+    pub reoffers: u64,
+}
+
 /// A bundle an application hands to the engine. Its manifest and every chunk
 /// must already be in the store (e.g. put there by an ingest).
 #[derive(Clone, Debug)]
@@ -177,6 +185,7 @@ pub struct Engine<S: Store> {
     backoffs: BTreeMap<(BundleId, NodeId), Duration>,
     sequence: u64,
     next_link: u32,
+    stats: EngineStats,
     /// When a planned contact ends: bundles waiting for it are routed again.
     replan_at: Option<Instant>,
 }
@@ -232,6 +241,7 @@ impl<S: Store> Engine<S> {
             backoffs,
             sequence,
             next_link: 0,
+            stats: EngineStats::default(),
         })
     }
 
@@ -252,6 +262,11 @@ impl<S: Store> Engine<S> {
     /// Stops the engine, keeping only its store: what a restart starts from.
     pub fn into_store(self) -> S {
         self.store
+    }
+
+    /// Running totals since the engine started.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
     }
 
     /// Bundles this node holds a record of.
@@ -1340,6 +1355,7 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
+        self.stats.reoffers += retries.len() as u64;
         for (link, id) in retries {
             self.offer_on(now, link, id);
         }

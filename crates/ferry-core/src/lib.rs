@@ -24,7 +24,9 @@ pub mod types;
 pub use bundle::{BundleHeader, BundleRecord, PayloadKind};
 pub use config::{EngineConfig, Routes};
 pub use contact_plan::{ContactPlan, PlannedContact};
-pub use engine::{Contact, Engine, LinkProperties, OpenError, Submission, SubmitError, Transmit};
+pub use engine::{
+    Contact, Engine, EngineStats, LinkProperties, OpenError, Submission, SubmitError, Transmit,
+};
 pub use event::{Event, Reason};
 pub use mem_store::MemStore;
 pub use store::{Batch, BatchOp, Cf, PutOutcome, Records, Store, StoreError, Usage};

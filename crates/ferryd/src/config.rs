@@ -75,6 +75,7 @@ struct StoreSection {
 struct ListenSection {
     quic: Option<String>,
     admin: Option<PathBuf>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +141,8 @@ pub struct Config {
     pub quota: Option<u64>,
     pub listen_quic: Option<SocketAddr>,
     pub admin: PathBuf,
+    /// Where Prometheus scrapes `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
     pub peers: Vec<Peer>,
     pub routes: Routes,
     pub member_of: BTreeSet<String>,
@@ -200,6 +203,13 @@ impl Config {
             .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
             .transpose()
             .map_err(|e| invalid("listen.quic", e))?;
+        let metrics = file
+            .listen
+            .metrics
+            .as_deref()
+            .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
+            .transpose()
+            .map_err(|e| invalid("listen.metrics", e))?;
         let mut peers = Vec::new();
         let mut names: BTreeMap<String, NodeId> = BTreeMap::new();
         for (i, p) in file.peers.iter().enumerate() {
@@ -319,6 +329,7 @@ impl Config {
                     .as_deref()
                     .unwrap_or(Path::new("ferryd.sock")),
             ),
+            metrics,
             peers,
             routes,
             member_of: file.node.member_of.into_iter().collect(),
@@ -362,6 +373,8 @@ path = "store"
 quic = "0.0.0.0:7410"
 # Unix socket of the admin API used by the `ferry` command.
 admin = "ferryd.sock"
+# Prometheus metrics at http://ADDRESS/metrics; omit to turn off.
+# metrics = "127.0.0.1:9410"
 
 # One [[peer]] per neighbour. Only listed peers are admitted: an unknown
 # node is refused at the TLS handshake.

@@ -54,6 +54,7 @@ pub struct Node {
     engine_thread: std::thread::JoinHandle<()>,
     endpoint: Option<Arc<QuicEndpoint>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Node {
@@ -97,6 +98,10 @@ impl Node {
             peers = links.len(),
             "ferryd starting"
         );
+        let link_names = links
+            .values()
+            .map(|(link, peer)| (link.0, peer.name.clone()))
+            .collect();
         let (handle, engine_thread) = driver::spawn(engine);
 
         let config = Arc::new(config);
@@ -142,6 +147,9 @@ impl Node {
             config: config.clone(),
         };
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));
+        let metrics = config
+            .metrics
+            .map(|addr| tokio::spawn(crate::metrics::serve(addr, handle.clone(), link_names)));
         Ok(Node {
             id: me,
             engine: handle,
@@ -151,6 +159,7 @@ impl Node {
             engine_thread,
             endpoint,
             admin,
+            metrics,
         })
     }
 
@@ -161,6 +170,9 @@ impl Node {
             endpoint.close();
         }
         self.admin.abort();
+        if let Some(metrics) = &self.metrics {
+            metrics.abort();
+        }
         self.engine.send(Input::Shutdown);
         let thread = self.engine_thread;
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -67,9 +67,23 @@ pub enum Input {
 pub struct Status {
     pub node: String,
     pub links_up: Vec<u32>,
+    pub links: Vec<LinkStatus>,
     pub bundles: Vec<BundleStatus>,
     pub delivered: Vec<Delivery>,
     pub counters: Counters,
+    pub store_bytes: u64,
+    pub store_quota: Option<u64>,
+}
+
+/// Traffic on one link since the daemon started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LinkStatus {
+    pub link: u32,
+    pub up: bool,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -102,6 +116,8 @@ pub struct Counters {
     pub expired: u64,
     pub sessions_closed: u64,
     pub store_failures: u64,
+    /// Offers repeated because a next hop did not answer in time.
+    pub custody_retransmissions: u64,
 }
 
 /// Handle for sending inputs to the engine thread.
@@ -134,6 +150,7 @@ struct Driver {
     engine: Engine<SharedStore>,
     outlets: BTreeMap<LinkId, (u64, Outlet)>,
     blocked: BTreeSet<LinkId>,
+    traffic: BTreeMap<LinkId, LinkStatus>,
     progress: BTreeMap<BundleId, (u64, u64)>,
     delivered: Vec<Delivery>,
     counters: Counters,
@@ -147,6 +164,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         engine,
         outlets: BTreeMap::new(),
         blocked: BTreeSet::new(),
+        traffic: BTreeMap::new(),
         progress: BTreeMap::new(),
         delivered: Vec::new(),
         counters: Counters::default(),
@@ -214,6 +232,9 @@ impl Driver {
             Input::Frame { link, bytes } => {
                 self.counters.frames_in += 1;
                 self.counters.bytes_in += bytes.len() as u64;
+                let traffic = self.traffic.entry(link).or_default();
+                traffic.frames_in += 1;
+                traffic.bytes_in += bytes.len() as u64;
                 self.engine.handle_frame(now, link, &bytes);
             }
             Input::Ready { link } => {
@@ -269,6 +290,9 @@ impl Driver {
                 };
                 self.counters.frames_out += 1;
                 self.counters.bytes_out += transmit.frame.len() as u64;
+                let traffic = self.traffic.entry(link).or_default();
+                traffic.frames_out += 1;
+                traffic.bytes_out += transmit.frame.len() as u64;
                 permit.send(transmit);
             }
         }
@@ -331,9 +355,23 @@ impl Driver {
 
     fn status(&self) -> Status {
         let hex = |n: &NodeId| n.to_string();
+        let usage = ferry_core::Store::usage(self.engine.store());
+        let mut counters = self.counters.clone();
+        counters.custody_retransmissions = self.engine.stats().reoffers;
         Status {
             node: self.engine.node().to_hex(),
             links_up: self.outlets.keys().map(|l| l.0).collect(),
+            links: self
+                .traffic
+                .iter()
+                .map(|(link, t)| LinkStatus {
+                    link: link.0,
+                    up: self.outlets.contains_key(link),
+                    ..t.clone()
+                })
+                .collect(),
+            store_bytes: usage.bytes,
+            store_quota: usage.quota,
             bundles: self
                 .engine
                 .bundles()
@@ -359,7 +397,7 @@ impl Driver {
                 )
                 .collect(),
             delivered: self.delivered.clone(),
-            counters: self.counters.clone(),
+            counters,
         }
     }
 }

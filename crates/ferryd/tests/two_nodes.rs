@@ -16,12 +16,15 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     let mut base = init(root.path(), "base", "base");
     let mut leaf = init(root.path(), "leaf", "leaf");
     let mut stranger = init(root.path(), "stranger", "leaf");
-    let leaf_port = free_port();
+    let (leaf_port, metrics_port) = (free_port(), free_port());
     configure(
         &base,
         "base",
         free_port(),
-        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+        &format!(
+            "metrics = \"127.0.0.1:{metrics_port}\"\n{}",
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush")
+        ),
     );
     configure(
         &leaf,
@@ -107,6 +110,20 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     base.wait_for(&rt, "custody released", minute, |s| {
         s["counters"]["custody_released"].as_u64() == Some(files.len() as u64)
     });
+    // Prometheus sees the traffic to the leaf and the released bundles.
+    let metrics = scrape(metrics_port);
+    let sent_bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_link_bytes_total{peer=\"leaf\",direction=\"out\"} "))
+        .unwrap_or_else(|| panic!("no traffic metric:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(sent_bytes > 3 << 20, "{metrics}");
+    assert!(
+        metrics.contains("ferry_bundles{state=\"released\"} 3\n"),
+        "{metrics}"
+    );
+
     // The stranger was refused by the leaf at the handshake, by node id.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !leaf.log().contains(&stranger.id[..16]) {
@@ -125,4 +142,21 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("not pinned"), "{refusal}");
     stranger.kill9();
+}
+
+/// `GET /metrics` on the loopback port, the body returned.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }
