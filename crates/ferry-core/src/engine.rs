@@ -974,21 +974,32 @@ impl<S: Store> Engine<S> {
                 ));
             }
             if inbound.missing.contains(&chunk.chunk_index) {
-                let buf = inbound
-                    .partial
-                    .entry(chunk.chunk_index)
-                    .or_insert_with(|| PieceBuf::new(entry.len));
-                let before = buf.received();
-                if !buf.insert(chunk.offset, &chunk.data) {
-                    return Err("chunk piece out of bounds".into());
-                }
-                inbound.received += buf.received() - before;
-                if buf.is_complete() {
-                    let bytes = inbound
+                let whole = chunk.offset == 0
+                    && chunk.data.len() == entry.len as usize
+                    && !inbound.partial.contains_key(&chunk.chunk_index);
+                let complete = if whole {
+                    // The whole chunk in one frame: no reassembly buffer.
+                    inbound.received += u64::from(entry.len);
+                    Some(chunk.data)
+                } else {
+                    let buf = inbound
                         .partial
-                        .remove(&chunk.chunk_index)
-                        .expect("present")
-                        .into_bytes();
+                        .entry(chunk.chunk_index)
+                        .or_insert_with(|| PieceBuf::new(entry.len));
+                    let before = buf.received();
+                    if !buf.insert(chunk.offset, &chunk.data) {
+                        return Err("chunk piece out of bounds".into());
+                    }
+                    inbound.received += buf.received() - before;
+                    buf.is_complete().then(|| {
+                        inbound
+                            .partial
+                            .remove(&chunk.chunk_index)
+                            .expect("present")
+                            .into_bytes()
+                    })
+                };
+                if let Some(bytes) = complete {
                     match self.store.put_chunk_checked(entry.id, &bytes) {
                         Ok(_) => {
                             inbound.missing.remove(&chunk.chunk_index);
@@ -1684,7 +1695,13 @@ impl<S: Store> Engine<S> {
             piece.checkpoint = false;
         }
         let take = (end - start).min(room);
-        piece.data = bytes.get(start as usize..(start + take) as usize)?.to_vec();
+        let whole = start == 0 && take as usize == bytes.len() && ranges.len() == 1;
+        piece.data = if whole {
+            // The whole chunk in one piece: hand over the buffer read for it.
+            out.sending.take().expect("filled above").1
+        } else {
+            bytes.get(start as usize..(start + take) as usize)?.to_vec()
+        };
         if !state.props.reliable {
             out.recent.push_back((now, index, start, start + take));
             let window = in_flight_window(&state.props);

@@ -106,6 +106,31 @@ impl FrameCodec {
 
     /// Decodes the frame at the front of `buf` (a stream may hold more after it).
     pub fn decode(&self, buf: &[u8]) -> Result<Decoded, FrameError> {
+        let total = self.frame_len(buf)?;
+        let header = total - self.payload_len(buf)?;
+        let frame = Frame::decode(&buf[header..total])?;
+        frame.validate()?;
+        Ok(Decoded {
+            frame,
+            consumed: total,
+        })
+    }
+
+    /// Length of the whole frame at the front of `buf`, header included,
+    /// from its header alone; an error if the header is bad, the frame too
+    /// large, or not all of it is in `buf`. Splits a run of frames cheaply.
+    pub fn frame_len(&self, buf: &[u8]) -> Result<usize, FrameError> {
+        let payload_len = self.payload_len(buf)?;
+        let total = 1 + prost::length_delimiter_len(payload_len) + payload_len;
+        if buf.len() < total {
+            return Err(FrameError::Incomplete {
+                needed: total - buf.len(),
+            });
+        }
+        Ok(total)
+    }
+
+    fn payload_len(&self, buf: &[u8]) -> Result<usize, FrameError> {
         let Some(&version) = buf.first() else {
             return Err(FrameError::Incomplete { needed: 2 });
         };
@@ -113,8 +138,7 @@ impl FrameCodec {
             return Err(FrameError::UnsupportedVersion { found: version });
         }
         let (payload_len, len_bytes) = get_leb128(&buf[1..])?;
-        let header = 1 + len_bytes;
-        let total = header
+        let total = (1 + len_bytes)
             .checked_add(payload_len)
             .ok_or(FrameError::BadLength)?;
         if total > self.max_frame {
@@ -123,17 +147,7 @@ impl FrameCodec {
                 max: self.max_frame,
             });
         }
-        if buf.len() < total {
-            return Err(FrameError::Incomplete {
-                needed: total - buf.len(),
-            });
-        }
-        let frame = Frame::decode(&buf[header..total])?;
-        frame.validate()?;
-        Ok(Decoded {
-            frame,
-            consumed: total,
-        })
+        Ok(payload_len)
     }
 
     /// Decodes a buffer that must hold exactly one frame (a datagram).
