@@ -10,10 +10,18 @@
 //! - [`pacing`]: the [`Pacer`] keeps writes to the modem's line rate.
 //! - [`turns`]: [`Turns`] decides which end of a half-duplex link may talk.
 //!
+//! With the `serial-port` feature, [`port::SerialLink`] is the async driver
+//! that does this over a real serial port (tokio-serial).
+//!
 //! The engine repairs lost frames itself, so this layer never retransmits.
 
 pub mod codec;
 pub mod pacing;
+#[cfg(feature = "serial-port")]
+pub mod port;
+#[cfg(all(unix, feature = "serial-port"))]
+#[doc(hidden)]
+pub mod pty;
 pub mod turns;
 
 pub use codec::{
