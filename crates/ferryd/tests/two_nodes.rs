@@ -142,6 +142,28 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("not pinned"), "{refusal}");
     stranger.kill9();
+
+    // SIGTERM stops a node cleanly: exit status 0, admin socket removed.
+    let mut child = base.child.take().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:{}",
+            base.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}:{}", base.logs());
+    assert!(!base.socket().exists());
 }
 
 /// `GET /metrics` on the loopback port, the body returned.
