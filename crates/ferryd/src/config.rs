@@ -196,20 +196,10 @@ impl Config {
             .map(parse_size)
             .transpose()
             .map_err(|e| invalid("store.quota", e))?;
-        let listen_quic = file
-            .listen
-            .quic
-            .as_deref()
-            .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
-            .transpose()
-            .map_err(|e| invalid("listen.quic", e))?;
-        let metrics = file
-            .listen
-            .metrics
-            .as_deref()
-            .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
-            .transpose()
-            .map_err(|e| invalid("listen.metrics", e))?;
+        let listen_quic =
+            parse_addr(file.listen.quic.as_deref()).map_err(|e| invalid("listen.quic", e))?;
+        let metrics =
+            parse_addr(file.listen.metrics.as_deref()).map_err(|e| invalid("listen.metrics", e))?;
         let mut peers = Vec::new();
         let mut names: BTreeMap<String, NodeId> = BTreeMap::new();
         for (i, p) in file.peers.iter().enumerate() {
@@ -224,12 +214,7 @@ impl Config {
                     "the same node is listed twice".into(),
                 ));
             }
-            let quic = p
-                .quic
-                .as_deref()
-                .map(|a| a.parse::<SocketAddr>().map_err(|e| format!("{a:?}: {e}")))
-                .transpose()
-                .map_err(|e| invalid(&key("quic"), e))?;
+            let quic = parse_addr(p.quic.as_deref()).map_err(|e| invalid(&key("quic"), e))?;
             let profile = p
                 .profile
                 .parse::<&LinkProfile>()
@@ -407,6 +392,11 @@ admin = "ferryd.sock"
 
 /// Stands for "this node" in contacts until the key is known.
 const SELF: NodeId = NodeId([0; 32]);
+
+fn parse_addr(text: Option<&str>) -> Result<Option<SocketAddr>, String> {
+    text.map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
+        .transpose()
+}
 
 pub fn parse_node_id(text: &str) -> Result<NodeId, String> {
     let bytes = hex::decode(text.trim()).map_err(|_| format!("{text:?} is not hex"))?;

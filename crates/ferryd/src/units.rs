@@ -1,22 +1,23 @@
 //! Human units in configuration and on the command line: byte sizes
 //! (`512`, `64K`, `10MiB`, `4.7G`) and link rates (`2400 bit/s`, `2 Mbit/s`).
 
-/// Parses a size; suffixes are binary (K = 1024), with or without `iB`/`B`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `12.5 Mbit/s` into the number and the lower-cased unit.
+fn number_and_unit(text: &str, example: &str) -> Result<(f64, String), String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number
+    let value = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 512M or 10G)"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_lowercase()
-        .trim_end_matches("ib")
-        .trim_end_matches('b')
-    {
+        .map_err(|_| format!("{text:?} is not {example}"))?;
+    Ok((value, unit.trim().to_ascii_lowercase()))
+}
+
+/// Parses a size; suffixes are binary (K = 1024), with or without `iB`/`B`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(text, "a size (try 512M or 10G)")?;
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
         "" => 0,
         "k" => 10,
         "m" => 20,
@@ -38,15 +39,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Parses a link rate in bits per second; suffixes are decimal (k = 1000),
 /// with an optional `bit/s`, `bps` or `b/s`: `2400`, `5k`, `2 Mbit/s`.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a rate (try 2400 bit/s or 2 Mbit/s)"))?;
-    let unit = unit.trim().to_ascii_lowercase();
+    let (value, unit) = number_and_unit(text, "a rate (try 2400 bit/s or 2 Mbit/s)")?;
     let prefix = ["bit/s", "bps", "b/s"]
         .iter()
         .find_map(|s| unit.strip_suffix(s))

@@ -89,19 +89,8 @@ fn relay_killed_mid_transfer_loses_nothing() {
     let file = root.path().join("payload.bin");
     std::fs::write(&file, &data).unwrap();
     let minute = Duration::from_secs(60);
-    base.wait_for(&rt, "the base's admin API", minute, |_| true);
-    let sent = base
-        .ask(
-            &rt,
-            &Request::Send {
-                path: file,
-                to: leaf.id.clone(),
-                priority: None,
-                lifetime_s: None,
-            },
-        )
-        .unwrap();
-    let manifest = sent["sent"][0]["manifest"].as_str().unwrap().to_string();
+    let sent = base.send(&rt, &file, &leaf.id.clone());
+    let manifest = sent[0]["manifest"].as_str().unwrap().to_string();
 
     // Kill the relay once it holds a good part of the bundle, not all of it.
     relay.wait_for(&rt, "the relay receiving", 10 * minute, |s| {

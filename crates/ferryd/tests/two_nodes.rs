@@ -62,19 +62,7 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
         .build()
         .unwrap();
     let minute = Duration::from_secs(60);
-    base.wait_for(&rt, "the base's admin API", minute, |_| true);
-    let sent = base
-        .ask(
-            &rt,
-            &Request::Send {
-                path: payload.clone(),
-                to: "leaf".into(),
-                priority: None,
-                lifetime_s: None,
-            },
-        )
-        .unwrap_or_else(|e| panic!("send failed: {e}{}", base.logs()));
-    let sent = sent["sent"].as_array().unwrap().clone();
+    let sent = base.send(&rt, &payload, "leaf");
     assert_eq!(sent.len(), files.len());
 
     let status = leaf.wait_for(&rt, "every file delivered", minute, |s| {

@@ -133,6 +133,30 @@ impl Node {
         rt.block_on(request(&self.socket(), req))
     }
 
+    /// Hands `path` to the node for `to`, once its admin API answers;
+    /// returns what it sent, one entry per file.
+    pub fn send(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        path: &Path,
+        to: &str,
+    ) -> Vec<serde_json::Value> {
+        self.wait_for(rt, "the admin API", Duration::from_secs(60), |_| true);
+        let request = Request::Send {
+            path: path.to_path_buf(),
+            to: to.to_string(),
+            priority: None,
+            lifetime_s: None,
+        };
+        let answer = self
+            .ask(rt, &request)
+            .unwrap_or_else(|e| panic!("send failed: {e}{}", self.logs()));
+        answer["sent"]
+            .as_array()
+            .expect("a list of sent files")
+            .clone()
+    }
+
     /// Asks for status until `done` holds for it, or panics with the logs.
     pub fn wait_for(
         &mut self,
