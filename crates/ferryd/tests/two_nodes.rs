@@ -133,11 +133,9 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
 
     // SIGTERM stops a node cleanly: exit status 0, admin socket removed.
     let mut child = base.child.take().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) takes any pid and signal; it only sends the signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
