@@ -779,3 +779,26 @@ fn bundle_routes_again_when_its_planned_contact_never_comes() {
     );
     assert!(released(&net, base), "seed {seed}: base released custody");
 }
+
+#[test]
+fn a_release_too_large_for_the_wire_is_refused_at_submit() {
+    let (mut net, [b, _, _], _) = chain(110, clean());
+    let manifest = ingest(net.engine_mut(b).store_mut(), &payload(110, 1000));
+    let now = net.now;
+    let result = net.engine_mut(b).submit(
+        now,
+        Submission {
+            destination: Endpoint::Node(node(3)),
+            lifetime: Duration::from_secs(60),
+            priority: Priority::Normal,
+            kind: PayloadKind::Blob,
+            manifest,
+            release: vec![0; ferry_proto::MAX_RELEASE_LEN + 1],
+        },
+    );
+    assert!(
+        matches!(result, Err(ferry_core::SubmitError::Invalid(_))),
+        "{result:?}"
+    );
+    assert_eq!(net.engine(b).bundles().count(), 0);
+}

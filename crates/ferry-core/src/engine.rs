@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ferry_chunk::{Manifest, ManifestId};
 use ferry_proto::v1::{self, frame::Body};
-use ferry_proto::{FrameCodec, FrameError, MANIFEST_INDEX, SUPPORTED_VERSIONS, negotiate};
+use ferry_proto::{
+    FrameCodec, FrameError, MANIFEST_INDEX, SUPPORTED_VERSIONS, Validate, negotiate,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -89,6 +91,8 @@ pub enum SubmitError {
     MissingManifest(ManifestId),
     #[error("chunk {index} of manifest {manifest} is not in the store; the payload is incomplete")]
     MissingChunk { manifest: ManifestId, index: usize },
+    #[error("the bundle could not travel: {0}")]
+    Invalid(ferry_proto::ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -310,6 +314,8 @@ impl<S: Store> Engine<S> {
             release: submission.release,
             hop_count: 0,
         };
+        // What a peer would refuse, this node does not take custody of.
+        header.to_proto().validate().map_err(SubmitError::Invalid)?;
         let (hops, local) = self.config.plan(
             &header.destination,
             now,
@@ -1624,7 +1630,17 @@ impl<S: Store> Engine<S> {
                 });
             }
             state.next_message = state.next_message.wrapping_add(1);
-            state.fragments = mtu::fragment(&encoded, state.next_message, mtu).into();
+            let Ok(parts) = mtu::fragment(&encoded, state.next_message, mtu) else {
+                // Validation bounds every control frame below the fragment
+                // limit; should one exceed it, it is dropped, not sent.
+                tracing::warn!(
+                    ?link,
+                    len = encoded.len(),
+                    "control frame too large to send"
+                );
+                continue;
+            };
+            state.fragments = parts.into();
             let first = state.fragments.pop_front().expect("at least one part");
             return Some(Transmit {
                 link,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use ferry_proto::v1::{self, frame::Body};
-use ferry_proto::{FrameCodec, MAX_FRAGMENTED_FRAME};
+use ferry_proto::{FrameCodec, FrameError, MAX_FRAGMENTED_FRAME};
 
 use crate::pieces::PieceBuf;
 
@@ -47,8 +47,9 @@ pub fn data_room(mtu: usize, body_len: usize) -> usize {
     room.max(1)
 }
 
-/// Cuts an encoded frame larger than `mtu` into encoded `Fragment` frames.
-pub fn fragment(encoded: &[u8], message: u32, mtu: usize) -> Vec<Vec<u8>> {
+/// Cuts an encoded frame larger than `mtu` into encoded `Fragment` frames;
+/// an error if it exceeds `MAX_FRAGMENTED_FRAME`.
+pub fn fragment(encoded: &[u8], message: u32, mtu: usize) -> Result<Vec<Vec<u8>>, FrameError> {
     let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
     let total = encoded.len() as u32;
     let mut parts = Vec::new();
@@ -69,10 +70,10 @@ pub fn fragment(encoded: &[u8], message: u32, mtu: usize) -> Vec<Vec<u8>> {
         let frame = v1::Frame {
             body: Some(Body::Fragment(part)),
         };
-        parts.push(codec.encode(&frame).expect("a fragment is valid and small"));
+        parts.push(codec.encode(&frame)?);
         offset = end;
     }
-    parts
+    Ok(parts)
 }
 
 /// Fragments of one session's frames being put together.
@@ -187,7 +188,7 @@ mod tests {
     fn fragments_fit_and_reassemble_in_any_order() {
         let encoded: Vec<u8> = (0..=255u8).cycle().take(1_000).collect();
         for mtu in [32usize, 64, 256] {
-            let parts = fragment(&encoded, 9, mtu);
+            let parts = fragment(&encoded, 9, mtu).unwrap();
             assert!(parts.iter().all(|p| p.len() <= mtu), "mtu {mtu}");
             let codec = FrameCodec::new(1 << 20);
             let mut reassembly = Reassembly::default();
@@ -201,6 +202,12 @@ mod tests {
             }
             assert_eq!(whole.as_deref(), Some(&encoded[..]), "mtu {mtu}");
         }
+    }
+
+    #[test]
+    fn a_frame_over_the_fragment_limit_is_an_error_not_a_panic() {
+        let huge = vec![0; MAX_FRAGMENTED_FRAME as usize + 1];
+        assert!(fragment(&huge, 1, 1400).is_err());
     }
 
     #[test]

@@ -102,13 +102,30 @@ impl Validate for Endpoint {
             v1::endpoint::Kind::Group(name) if name.is_empty() => {
                 fail("endpoint.group", "must not be empty")
             }
+            v1::endpoint::Kind::Group(name) if name.len() > MAX_GROUP_NAME_LEN => fail(
+                "endpoint.group",
+                format!("{} bytes exceeds {MAX_GROUP_NAME_LEN}", name.len()),
+            ),
             v1::endpoint::Kind::Group(_) => Ok(()),
         }
     }
 }
 
+/// Longest group name an endpoint may carry.
+pub const MAX_GROUP_NAME_LEN: usize = 255;
+/// Largest release description a bundle header may carry. It bounds every
+/// offer, so any control frame fits `MAX_FRAGMENTED_FRAME` when it must be
+/// sent in fragments.
+pub const MAX_RELEASE_LEN: usize = 64 << 10;
+
 impl Validate for BundleHeader {
     fn validate(&self) -> Result<(), ValidationError> {
+        if self.release.len() > MAX_RELEASE_LEN {
+            return fail(
+                "bundle_header.release",
+                format!("{} bytes exceeds {MAX_RELEASE_LEN}", self.release.len()),
+            );
+        }
         required("bundle_header.id", &self.id)?.validate()?;
         required("bundle_header.destination", &self.destination)?.validate()?;
         if let Some(report_to) = &self.report_to {
@@ -351,6 +368,34 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(piece.validate().unwrap_err().field, "chunk.data");
+    }
+
+    #[test]
+    fn oversized_release_and_group_name_are_invalid() {
+        let header = BundleHeader {
+            id: Some(BundleId {
+                source: vec![1; ID_LEN],
+                created_ms: 1,
+                sequence: 1,
+            }),
+            destination: Some(Endpoint {
+                kind: Some(v1::endpoint::Kind::Group("leaves".into())),
+            }),
+            lifetime_ms: 1,
+            manifest_id: vec![2; ID_LEN],
+            ..Default::default()
+        };
+        header.validate().unwrap();
+        let mut big = header.clone();
+        big.release = vec![0; MAX_RELEASE_LEN + 1];
+        assert_eq!(big.validate().unwrap_err().field, "bundle_header.release");
+        let mut long = header;
+        long.destination = Some(Endpoint {
+            kind: Some(v1::endpoint::Kind::Group(
+                "g".repeat(MAX_GROUP_NAME_LEN + 1),
+            )),
+        });
+        assert_eq!(long.validate().unwrap_err().field, "endpoint.group");
     }
 
     #[test]
