@@ -22,20 +22,25 @@ impl Routes {
     /// neighbour appears once, so a group bundle crosses each link once and
     /// the next hop fans it out.
     pub fn next_hops(&self, me: NodeId, destination: &Endpoint) -> BTreeSet<NodeId> {
+        self.members(me, destination)
+            .filter_map(|member| self.next_hop_of(member))
+            .collect()
+    }
+
+    /// The nodes `destination` names, other than `me`.
+    fn members(&self, me: NodeId, destination: &Endpoint) -> impl Iterator<Item = NodeId> {
         let members: BTreeSet<NodeId> = match destination {
             Endpoint::Node(node) => [*node].into(),
             Endpoint::Group(name) => self.groups.get(name).cloned().unwrap_or_default(),
         };
-        members
-            .into_iter()
-            .filter(|member| *member != me)
-            .filter_map(|member| {
-                self.next_hop
-                    .get(&member)
-                    .or(self.default_hop.as_ref())
-                    .copied()
-            })
-            .collect()
+        members.into_iter().filter(move |member| *member != me)
+    }
+
+    fn next_hop_of(&self, member: NodeId) -> Option<NodeId> {
+        self.next_hop
+            .get(&member)
+            .or(self.default_hop.as_ref())
+            .copied()
     }
 }
 
@@ -99,21 +104,14 @@ impl EngineConfig {
         if self.contact_plan.is_empty() {
             return (self.routes.next_hops(self.node, destination), local);
         }
-        let members: BTreeSet<NodeId> = match destination {
-            Endpoint::Node(node) => [*node].into(),
-            Endpoint::Group(name) => self.routes.groups.get(name).cloned().unwrap_or_default(),
-        };
-        let hops = members
-            .into_iter()
-            .filter(|member| *member != self.node)
-            .flat_map(|member| {
-                match self
-                    .contact_plan
+        let hops = self
+            .routes
+            .members(self.node, destination)
+            .filter_map(|member| {
+                self.contact_plan
                     .route(self.node, member, now, bytes, deadline)
-                {
-                    Some((hop, _)) => [hop].into(),
-                    None => self.routes.next_hops(self.node, &Endpoint::Node(member)),
-                }
+                    .map(|(hop, _)| hop)
+                    .or_else(|| self.routes.next_hop_of(member))
             })
             .collect();
         (hops, local)

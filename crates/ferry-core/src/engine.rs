@@ -852,13 +852,7 @@ impl<S: Store> Engine<S> {
                 manifest.entries().get(index as usize).map(|e| e.len)
             }
         };
-        while out
-            .recent
-            .front()
-            .is_some_and(|&(sent, ..)| sent + window <= now)
-        {
-            out.recent.pop_front();
-        }
+        forget_arrived(&mut out.recent, now, window);
         let recent = &out.recent;
         let mut add = |index: u32, start: u32, end: u32| -> Result<(), String> {
             let len =
@@ -1321,28 +1315,9 @@ impl<S: Store> Engine<S> {
                     let ranges = sources
                         .into_iter()
                         .flat_map(|(source, seqs)| sequence_ranges(source, &seqs));
-                    // As many ranges per frame as fit the MTU, at least one.
-                    let mut signal = v1::CustodySignal {
-                        accepted,
-                        reason,
-                        ranges: Vec::new(),
-                    };
-                    for range in ranges {
-                        signal.ranges.push(range);
-                        let fits =
-                            FrameCodec::encoded_len(&frame(Body::Custody(signal.clone()))) <= mtu;
-                        if !fits && signal.ranges.len() > 1 {
-                            let range = signal.ranges.pop().expect("pushed above");
-                            let full = std::mem::replace(&mut signal.ranges, vec![range]);
-                            state
-                                .control
-                                .push_back(frame(Body::Custody(v1::CustodySignal {
-                                    ranges: full,
-                                    ..signal.clone()
-                                })));
-                        }
+                    for signal in mtu::custody_signals(accepted, reason, ranges, mtu) {
+                        state.control.push_back(frame(Body::Custody(signal)));
                     }
-                    state.control.push_back(frame(Body::Custody(signal)));
                 }
             }
         }
@@ -1720,14 +1695,7 @@ impl<S: Store> Engine<S> {
         };
         if !state.props.reliable {
             out.recent.push_back((now, index, start, start + take));
-            let window = in_flight_window(&state.props);
-            while out
-                .recent
-                .front()
-                .is_some_and(|&(sent, ..)| sent + window <= now)
-            {
-                out.recent.pop_front();
-            }
+            forget_arrived(&mut out.recent, now, in_flight_window(&state.props));
         }
         if start + take >= end {
             ranges.remove(0);
@@ -1810,6 +1778,17 @@ fn in_flight_window(props: &LinkProperties) -> Duration {
         (u64::from(props.mtu) * 8).saturating_mul(1_000_000_000) / props.rate_bps,
     );
     props.rtt + frame * 3
+}
+
+/// Drops pieces sent long enough ago that any want-list now arriving has
+/// seen them.
+fn forget_arrived(recent: &mut VecDeque<(Instant, u32, u32, u32)>, now: Instant, window: Duration) {
+    while recent
+        .front()
+        .is_some_and(|&(sent, ..)| sent + window <= now)
+    {
+        recent.pop_front();
+    }
 }
 
 fn timer_key(id: BundleId, hop: NodeId) -> Vec<u8> {

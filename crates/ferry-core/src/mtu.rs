@@ -121,6 +121,40 @@ pub fn want_frame_len(want: &v1::WantList) -> usize {
     frame_len_with_data(prost::Message::encoded_len(want), 0)
 }
 
+/// Custody signals for `ranges`, as many ranges to a frame as fit `mtu`
+/// (at least one: a range alone too large goes in fragments).
+pub fn custody_signals(
+    accepted: bool,
+    reason: i32,
+    ranges: impl IntoIterator<Item = v1::SequenceRange>,
+    mtu: usize,
+) -> Vec<v1::CustodySignal> {
+    let empty = v1::CustodySignal {
+        accepted,
+        reason,
+        ranges: Vec::new(),
+    };
+    let base = prost::Message::encoded_len(&empty);
+    let mut signals = Vec::new();
+    let mut signal = empty.clone();
+    let mut body = base;
+    for range in ranges {
+        // A repeated message field: key, length, message.
+        let len = prost::Message::encoded_len(&range);
+        let item = 1 + prost::length_delimiter_len(len) + len;
+        if !signal.ranges.is_empty() && frame_len_with_data(body + item, 0) > mtu {
+            signals.push(std::mem::replace(&mut signal, empty.clone()));
+            body = base;
+        }
+        signal.ranges.push(range);
+        body += item;
+    }
+    if !signal.ranges.is_empty() {
+        signals.push(signal);
+    }
+    signals
+}
+
 /// Drops the tail of a want-list until it fits `mtu`, keeping at least one
 /// entry of each kind: what is dropped is asked for in the next report, and
 /// the first missing chunks stay at the front.
@@ -247,6 +281,37 @@ mod tests {
         trim_want(&mut bitmap, 100);
         assert!(want_frame_len(&bitmap) <= 100);
         assert!(bitmap.bitmap.len() > 80);
+    }
+
+    #[test]
+    fn custody_signals_fill_frames_and_keep_every_range() {
+        let ranges: Vec<v1::SequenceRange> = (0..40)
+            .map(|i| v1::SequenceRange {
+                source: vec![i as u8; 32],
+                first: i * 10,
+                last: i * 10 + 3,
+            })
+            .collect();
+        for mtu in [32usize, 200, 1400] {
+            let signals = custody_signals(true, 0, ranges.clone(), mtu);
+            let sent: Vec<_> = signals.iter().flat_map(|s| s.ranges.clone()).collect();
+            assert_eq!(sent, ranges, "mtu {mtu}");
+            for (i, signal) in signals.iter().enumerate() {
+                let len = FrameCodec::encoded_len(&v1::Frame {
+                    body: Some(Body::Custody(signal.clone())),
+                });
+                assert!(len <= mtu || signal.ranges.len() == 1, "mtu {mtu}: {len}");
+                if let Some(next) = signals.get(i + 1) {
+                    // Not split early: the next range would not have fitted.
+                    let mut more = signal.clone();
+                    more.ranges.push(next.ranges[0].clone());
+                    let more_len = FrameCodec::encoded_len(&v1::Frame {
+                        body: Some(Body::Custody(more)),
+                    });
+                    assert!(more_len > mtu, "mtu {mtu}");
+                }
+            }
+        }
     }
 
     #[test]
