@@ -4,7 +4,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use ferry_core::{Contact, Engine, EngineConfig, Event, Instant, LinkId, LinkProperties, MemStore};
+use ferry_core::{
+    Contact, Engine, EngineConfig, Event, Instant, LinkId, LinkProperties, MemStore,
+    transmission_time,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -43,9 +46,7 @@ impl LinkModel {
     }
 
     fn serialisation(&self, bytes: usize) -> Duration {
-        Duration::from_nanos(
-            (bytes as u64 * 8).saturating_mul(1_000_000_000) / self.rate_bps.max(1),
-        )
+        transmission_time(bytes as u64, self.rate_bps.max(1)).unwrap_or_default()
     }
 
     fn properties(&self) -> LinkProperties {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::types::{Instant, NodeId};
+use crate::types::{Instant, NodeId, transmission_time};
 
 /// One expected contact from `from` to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,11 +53,7 @@ impl PlannedContact {
     /// `to`, if it fits in this window.
     fn arrival(&self, ready: Instant, bytes: u64) -> Option<Instant> {
         let begin = ready.max(self.start);
-        let sending = bytes
-            .saturating_mul(8)
-            .saturating_mul(1_000_000_000)
-            .checked_div(self.rate_bps)
-            .map_or(Duration::ZERO, Duration::from_nanos);
+        let sending = transmission_time(bytes, self.rate_bps).unwrap_or_default();
         let done = begin.saturating_add(sending);
         (done <= self.end).then(|| done.saturating_add(self.owlt))
     }

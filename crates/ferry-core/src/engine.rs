@@ -20,7 +20,7 @@ use crate::event::{Event, Reason};
 use crate::mtu::{self, MIN_MTU, Reassembly};
 use crate::pieces::PieceBuf;
 use crate::store::{Batch, Cf, Store, StoreError};
-use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
+use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority, transmission_time};
 
 const SEQUENCE_KEY: &[u8] = b"sequence";
 /// `Cf::Timers` keys: prefix, bundle key, next hop.
@@ -1771,13 +1771,10 @@ impl<S: Store> Engine<S> {
 /// arriving now could know: a round trip plus a full frame's serialisation
 /// each way and one waiting frame; without a known rate, a quarter RTT.
 fn in_flight_window(props: &LinkProperties) -> Duration {
-    if props.rate_bps == 0 {
-        return props.rtt + props.rtt / 4;
+    match transmission_time(u64::from(props.mtu), props.rate_bps) {
+        Some(frame) => props.rtt + frame * 3,
+        None => props.rtt + props.rtt / 4,
     }
-    let frame = Duration::from_nanos(
-        (u64::from(props.mtu) * 8).saturating_mul(1_000_000_000) / props.rate_bps,
-    );
-    props.rtt + frame * 3
 }
 
 /// Drops pieces sent long enough ago that any want-list now arriving has

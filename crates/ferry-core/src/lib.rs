@@ -30,4 +30,4 @@ pub use engine::{
 pub use event::{Event, Reason};
 pub use mem_store::MemStore;
 pub use store::{Batch, BatchOp, Cf, PutOutcome, Records, Store, StoreError, Usage};
-pub use types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority};
+pub use types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority, transmission_time};

@@ -133,6 +133,15 @@ impl BundleId {
     }
 }
 
+/// How long `bytes` take to leave at `rate_bps`; `None` when the rate is
+/// unknown (zero). Saturates instead of overflowing.
+pub fn transmission_time(bytes: u64, rate_bps: u64) -> Option<Duration> {
+    let nanos = (u128::from(bytes) * 8 * 1_000_000_000).checked_div(u128::from(rate_bps))?;
+    Some(Duration::from_nanos(
+        u64::try_from(nanos).unwrap_or(u64::MAX),
+    ))
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -173,8 +173,7 @@ impl ImpairmentModel {
 
     /// How long `bytes` occupy the line.
     pub fn serialisation(&self, bytes: usize) -> Duration {
-        let nanos = (bytes as u128 * 8 * 1_000_000_000) / u128::from(self.rate_bps.max(1));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        ferry_core::transmission_time(bytes as u64, self.rate_bps.max(1)).unwrap_or_default()
     }
 
     /// How many bytes the line sends in `time` (rounded up).
