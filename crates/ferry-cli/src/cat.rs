@@ -1,10 +1,9 @@
 //! `ferry cat`: reassemble an object from a store, verified, to stdout.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
-use ferry_chunk::{ManifestId, Reassembler};
+use ferry_chunk::ManifestId;
 use ferry_store::{RocksStore, StoreConfig};
 
 #[derive(clap::Args)]
@@ -23,18 +22,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .get_manifest(id)?
         .ok_or_else(|| anyhow!("manifest {id} is not in {}", args.store.display()))?;
     let stdout = std::io::stdout().lock();
-    let mut out = Reassembler::new(&manifest, std::io::BufWriter::new(stdout));
-    for (index, chunk_id) in manifest.entries().iter().map(|entry| entry.id).enumerate() {
-        let bytes = store.get_chunk(chunk_id)?.ok_or_else(|| {
-            anyhow!("chunk {index} ({chunk_id}) of manifest {id} is missing from the store")
-        })?;
-        out.push(&bytes)
-            .with_context(|| format!("reassembling manifest {id}"))?;
-    }
-    out.finish()
-        .with_context(|| format!("reassembling manifest {id}"))?
-        .flush()?;
-    Ok(())
+    store
+        .read_object(&manifest, std::io::BufWriter::new(stdout))
+        .with_context(|| format!("reassembling manifest {id}"))
 }
 
 fn parse_manifest_id(text: &str) -> anyhow::Result<ManifestId> {

@@ -30,4 +30,4 @@ pub use ferry_core::{Batch, Cf, PutOutcome, Usage};
 pub use gc::GcReport;
 pub use ingest::{Ingest, IngestError, IngestStats};
 pub use options::StoreConfig;
-pub use store::{RocksStore, SharedStore};
+pub use store::{FetchError, RocksStore, SharedStore};

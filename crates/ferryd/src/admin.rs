@@ -224,7 +224,6 @@ fn ingest(
 /// Writes the object `id` to `out` (through a temporary file renamed into
 /// place), every chunk and the native digest verified.
 fn reassemble(store: &RocksStore, id: ferry_chunk::ManifestId, out: &Path) -> Result<u64, String> {
-    use std::io::Write;
     let manifest = store
         .get_manifest(id)
         .map_err(|e| e.to_string())?
@@ -232,18 +231,9 @@ fn reassemble(store: &RocksStore, id: ferry_chunk::ManifestId, out: &Path) -> Re
     let partial = out.with_extension("ferry-partial");
     let file = std::fs::File::create(&partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let mut writer = ferry_chunk::Reassembler::new(&manifest, std::io::BufWriter::new(file));
-    let result = (|| {
-        for (index, entry) in manifest.entries().iter().enumerate() {
-            let bytes = store
-                .get_chunk(entry.id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("chunk {index} of {id} is missing"))?;
-            writer.push(&bytes).map_err(|e| e.to_string())?;
-        }
-        let mut file = writer.finish().map_err(|e| e.to_string())?;
-        file.flush().map_err(|e| e.to_string())
-    })();
+    let result = store
+        .read_object(&manifest, std::io::BufWriter::new(file))
+        .map_err(|e| format!("object {id}: {e}"));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
         return Err(e);

@@ -230,8 +230,6 @@ impl Driver {
                 }
             }
             Input::Frame { link, bytes } => {
-                self.counters.frames_in += 1;
-                self.counters.bytes_in += bytes.len() as u64;
                 let traffic = self.traffic.entry(link).or_default();
                 traffic.frames_in += 1;
                 traffic.bytes_in += bytes.len() as u64;
@@ -288,8 +286,6 @@ impl Driver {
                 let Some(transmit) = self.engine.poll_transmit_on(now, link) else {
                     break;
                 };
-                self.counters.frames_out += 1;
-                self.counters.bytes_out += transmit.frame.len() as u64;
                 let traffic = self.traffic.entry(link).or_default();
                 traffic.frames_out += 1;
                 traffic.bytes_out += transmit.frame.len() as u64;
@@ -358,6 +354,13 @@ impl Driver {
         let usage = ferry_core::Store::usage(self.engine.store());
         let mut counters = self.counters.clone();
         counters.custody_retransmissions = self.engine.stats().reoffers;
+        // Node totals are the links' sums.
+        for t in self.traffic.values() {
+            counters.frames_in += t.frames_in;
+            counters.bytes_in += t.bytes_in;
+            counters.frames_out += t.frames_out;
+            counters.bytes_out += t.bytes_out;
+        }
         Status {
             node: self.engine.node().to_hex(),
             links_up: self.outlets.keys().map(|l| l.0).collect(),
