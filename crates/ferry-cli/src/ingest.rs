@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ferry_chunk::{Chunker, ChunkerConfig};
-use ferry_store::{Ingest, RocksStore, StoreConfig};
+use ferry_store::{Ingest, RocksStore, Source, StoreConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use ferryd::units::parse_size;
@@ -104,12 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Source {
-    path: PathBuf,
-    len: u64,
-}
-
-/// The files to ingest, in a stable (sorted) order. Symlinks are not followed.
+/// The files to ingest, or stdin for `-`.
 fn sources(path: &Path) -> anyhow::Result<Vec<Source>> {
     if path == Path::new("-") {
         return Ok(vec![Source {
@@ -117,35 +112,7 @@ fn sources(path: &Path) -> anyhow::Result<Vec<Source>> {
             len: 0,
         }]);
     }
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.is_file() {
-        return Ok(vec![Source {
-            path: path.to_path_buf(),
-            len: meta.len(),
-        }]);
-    }
-    if !meta.is_dir() {
-        bail!(
-            "{} is neither a regular file nor a directory",
-            path.display()
-        );
-    }
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot walk {}", path.display()))?;
-        if entry.file_type().is_file() {
-            let len = entry
-                .metadata()
-                .with_context(|| format!("cannot read {}", entry.path().display()))?
-                .len();
-            out.push(Source {
-                path: entry.into_path(),
-                len,
-            });
-        }
-    }
-    Ok(out)
+    ferry_store::sources(path).map_err(anyhow::Error::msg)
 }
 
 fn progress_bar(total: u64, streaming: bool) -> ProgressBar {

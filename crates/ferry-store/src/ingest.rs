@@ -10,6 +10,48 @@ use ferry_core::PutOutcome;
 
 use crate::{RocksStore, StoreError};
 
+/// A regular file to ingest and its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: std::path::PathBuf,
+    pub len: u64,
+}
+
+/// The regular files `path` names: itself if it is a file, every file below
+/// it (sorted, symlinks not followed) if it is a directory. Errors name the
+/// path that could not be read.
+pub fn sources(path: &std::path::Path) -> Result<Vec<Source>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![Source {
+            path: path.to_path_buf(),
+            len: meta.len(),
+        }]);
+    }
+    if !meta.is_dir() {
+        return Err(format!(
+            "{} is neither a regular file nor a directory",
+            path.display()
+        ));
+    }
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+        let entry = entry.map_err(|e| format!("cannot walk {}: {e}", path.display()))?;
+        if entry.file_type().is_file() {
+            let len = entry
+                .metadata()
+                .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?
+                .len();
+            out.push(Source {
+                path: entry.into_path(),
+                len,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Totals over one ingest session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestStats {

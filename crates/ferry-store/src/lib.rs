@@ -28,6 +28,6 @@ mod store;
 pub use error::{OpenError, StoreError};
 pub use ferry_core::{Batch, Cf, PutOutcome, Usage};
 pub use gc::GcReport;
-pub use ingest::{Ingest, IngestError, IngestStats};
+pub use ingest::{Ingest, IngestError, IngestStats, Source, sources};
 pub use options::StoreConfig;
 pub use store::{FetchError, RocksStore, SharedStore};

@@ -181,21 +181,11 @@ fn ingest(
     let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
     let mut ingest = Ingest::new(store, chunker);
     let mut files = Vec::new();
-    let entries: Vec<PathBuf> = if path.is_dir() {
-        walkdir::WalkDir::new(path)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.into_path())
-            .collect()
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let entries = ferry_store::sources(path)?;
     if entries.is_empty() {
         return Err(format!("{} holds no files", path.display()));
     }
-    for file in entries {
+    for ferry_store::Source { path: file, .. } in entries {
         let name = file
             .strip_prefix(path)
             .ok()
