@@ -24,19 +24,20 @@
 //! prints every frame the engines send, with its time, on stderr.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestId, Reassembler};
+use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{
-    Contact, Endpoint, Engine, EngineConfig, Event, Instant, LinkId, MemStore, NodeId, PayloadKind,
+    Contact, Endpoint, Engine, EngineConfig, Event, LinkId, MemStore, NodeId, PayloadKind,
     Priority, Routes, Store, Submission,
 };
-use ferry_link::serial::port::{SerialLink, SerialLinkConfig};
+use ferry_link::serial::port::{BITS_PER_BYTE, SerialLink, SerialLinkConfig};
 use ferry_link::serial::pty::{Direction, Impairment, LineRelay, PtyPair};
 use ferry_link::serial::{CrcKind, SerialConfig};
 use ferry_proto::v1::frame::Body;
 use ferry_proto::{FrameCodec, MANIFEST_INDEX};
 use ferry_sim::put_object;
+use ferryd::config::now;
 use rand::{RngCore, SeedableRng};
 
 const BAUD: u32 = 9600;
@@ -57,14 +58,6 @@ fn main() {
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// The real clock as the engine's time: microseconds since the Unix epoch.
-fn now() -> Instant {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    Instant(since.as_micros() as u64)
 }
 
 fn node(n: u8) -> NodeId {
@@ -144,7 +137,7 @@ async fn run(seed: u64, data: &[u8]) -> serde_json::Value {
     let ab = relay.stats(Direction::AToB);
     let ba = relay.stats(Direction::BToA);
     // The line's data capacity over the transfer, in bytes (8N1: 10 bits a byte).
-    let capacity = f64::from(BAUD) / 10.0 * seconds;
+    let capacity = f64::from(BAUD) / f64::from(BITS_PER_BYTE) * seconds;
     let payload = data.len() as f64;
     let framing = a_stats.bytes_sent - a_stats.payload_bytes_sent;
     let idle = capacity - a_stats.bytes_sent as f64;
@@ -361,15 +354,18 @@ fn reassemble(store: &MemStore, manifest: ManifestId) -> Vec<u8> {
         .get_manifest(manifest)
         .expect("memory store")
         .expect("manifest delivered");
-    let mut out = Reassembler::new(&manifest, Vec::new());
-    for entry in manifest.entries() {
-        out.push(
-            &store
-                .get_chunk(entry.id)
-                .expect("memory store")
-                .expect("chunk delivered"),
-        )
-        .expect("chunk verifies");
-    }
-    out.finish().expect("payload verifies")
+    let mut out = Vec::new();
+    ferry_chunk::reassemble(
+        &manifest,
+        |id| {
+            store
+                .get_chunk(id)
+                .ok()
+                .flatten()
+                .ok_or("chunk not delivered")
+        },
+        &mut out,
+    )
+    .expect("payload delivered and verifies");
+    out
 }
