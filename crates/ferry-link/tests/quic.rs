@@ -338,3 +338,55 @@ async fn refusals_are_logged_with_node_id_and_remote_address() {
         );
     }
 }
+
+/// A peer that starts a handshake and then goes silent does not hold up the
+/// next peer: each [`Accepting`](ferry_link::quic::Accepting) handshakes on
+/// its own.
+#[tokio::test]
+async fn a_stalled_handshake_holds_up_no_other_connection() {
+    let (server_key, silent_key, good_key) = (key(3), key(4), key(5));
+    let server_id = server_key.node_id();
+    let server = endpoint(
+        &server_key,
+        TrustPolicy::pinned([silent_key.node_id(), good_key.node_id()]),
+    );
+    // Passes the silent client's first datagram (its Initial) to the server
+    // and drops everything after, both ways: the handshake can only stall.
+    let hole = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let server_addr = addr(&server);
+    let forwarder = tokio::spawn(async move {
+        let mut buf = vec![0; 65_536];
+        let (n, _) = hole.recv_from(&mut buf).await.unwrap();
+        hole.send_to(&buf[..n], server_addr).await.unwrap();
+        while hole.recv_from(&mut buf).await.is_ok() {}
+    });
+    let silent = endpoint(&silent_key, TrustPolicy::pinned([server_id]));
+    let silent_connect = tokio::spawn(async move { silent.connect(hole_addr, server_id).await });
+    let stalled = guard(server.incoming()).await.expect("endpoint open");
+    assert_eq!(stalled.remote_addr(), hole_addr);
+    let stalled = tokio::spawn(stalled.establish());
+
+    let good = endpoint(&good_key, TrustPolicy::pinned([server_id]));
+    let (connected, accepted) = guard(async {
+        tokio::join!(good.connect(server_addr, server_id), async {
+            server
+                .incoming()
+                .await
+                .expect("endpoint open")
+                .establish()
+                .await
+        })
+    })
+    .await;
+    assert_eq!(connected.expect("good peer connects").peer(), server_id);
+    assert_eq!(
+        accepted.expect("good peer accepted").peer(),
+        good_key.node_id()
+    );
+    // The silent handshake waits for its idle timeout (at least 30 s).
+    assert!(!stalled.is_finished(), "the silent handshake cannot finish");
+    stalled.abort();
+    silent_connect.abort();
+    forwarder.abort();
+}

@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ferry_core::{
     BundleId, Contact, Engine, Event, LinkId, LinkProperties, NodeId, Submission, Transmit,
 };
+use ferry_proto::FrameCodec;
 use ferry_store::SharedStore;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +45,8 @@ pub enum Input {
         link: LinkId,
         generation: u64,
     },
+    /// One or more whole frames from `link`, back to back (engine frames
+    /// are self-delimiting; a link may batch them).
     Frame {
         link: LinkId,
         bytes: Vec<u8>,
@@ -148,6 +151,7 @@ impl EngineHandle {
 
 struct Driver {
     engine: Engine<SharedStore>,
+    codec: FrameCodec,
     outlets: BTreeMap<LinkId, (u64, Outlet)>,
     blocked: BTreeSet<LinkId>,
     traffic: BTreeMap<LinkId, LinkStatus>,
@@ -162,6 +166,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
     let (inputs, rx) = crossbeam_channel::unbounded();
     let driver = Driver {
         engine,
+        codec: FrameCodec::new(ferry_proto::HARD_MAX_FRAME),
         outlets: BTreeMap::new(),
         blocked: BTreeSet::new(),
         traffic: BTreeMap::new(),
@@ -231,9 +236,16 @@ impl Driver {
             }
             Input::Frame { link, bytes } => {
                 let traffic = self.traffic.entry(link).or_default();
-                traffic.frames_in += 1;
                 traffic.bytes_in += bytes.len() as u64;
-                self.engine.handle_frame(now, link, &bytes);
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    // A frame with a broken header goes to the engine whole
+                    // (with what follows it), which closes the session over it.
+                    let len = self.codec.frame_len(rest).unwrap_or(rest.len());
+                    traffic.frames_in += 1;
+                    self.engine.handle_frame(now, link, &rest[..len]);
+                    rest = &rest[len..];
+                }
             }
             Input::Ready { link } => {
                 self.blocked.remove(&link);

@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use ferry_core::{LinkId, LinkProperties, NodeId};
 use ferry_link::quic::{QuicEndpoint, QuicLink};
-use ferry_proto::FrameCodec;
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::Peer;
 use crate::driver::{EngineHandle, Input, Outlet};
 
 /// Frames queued per link between the engine and the connection.
-const QUEUE: usize = 64;
+const QUEUE: usize = 512;
 /// Largest frame the engine makes for a QUIC link (it carries whole chunks).
 const QUIC_MTU: u32 = 1 << 20;
 /// Queued bulk frames sent together, up to about this many bytes.
@@ -138,15 +137,19 @@ impl Registry {
         let engine = self.engine.clone();
         let writer = async {
             // Engine frames are self-delimiting: bulk frames already queued
-            // go out together as one QUIC frame (up to BATCH bytes), which
-            // saves a task hand-off per chunk.
+            // go out together as one QUIC frame (up to BATCH bytes, not
+            // copied), which saves a task hand-off per chunk.
             let mut next = queue.recv().await;
             while let Some(transmit) = next.take() {
                 let sent = if transmit.bulk {
-                    let mut batch = transmit.frame;
-                    while batch.len() < BATCH {
+                    let mut len = transmit.frame.len();
+                    let mut batch = vec![transmit.frame];
+                    while len < BATCH {
                         match queue.try_recv() {
-                            Ok(t) if t.bulk => batch.extend_from_slice(&t.frame),
+                            Ok(t) if t.bulk => {
+                                len += t.frame.len();
+                                batch.push(t.frame);
+                            }
                             Ok(t) => {
                                 next = Some(t);
                                 break;
@@ -154,7 +157,7 @@ impl Registry {
                             Err(_) => break,
                         }
                     }
-                    link.send_bulk(batch).await
+                    link.send_bulk_parts(batch).await
                 } else {
                     link.send_control(transmit.frame).await
                 };
@@ -171,22 +174,13 @@ impl Registry {
             }
         };
         let reader = async {
-            let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
             loop {
                 match link.recv().await {
-                    Ok(Some(bytes)) => {
-                        // Split a batch; a frame with a broken header goes to
-                        // the engine whole, which closes the session over it.
-                        let mut rest = &bytes[..];
-                        while !rest.is_empty() {
-                            let len = codec.frame_len(rest).unwrap_or(rest.len());
-                            engine.send(Input::Frame {
-                                link: link_id,
-                                bytes: rest[..len].to_vec(),
-                            });
-                            rest = &rest[len..];
-                        }
-                    }
+                    // A batch of frames: the engine thread splits it.
+                    Ok(Some(bytes)) => engine.send(Input::Frame {
+                        link: link_id,
+                        bytes,
+                    }),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(peer = %peer.name, error = %e, "link failed");
@@ -237,17 +231,24 @@ impl Registry {
         }
     }
 
-    /// Accepts connections until the endpoint closes.
+    /// Accepts connections until the endpoint closes. Each handshake runs
+    /// in its own task, so a peer that stalls its handshake or set-up holds
+    /// up no other.
     pub async fn accept(self: Arc<Self>, endpoint: Arc<QuicEndpoint>) {
-        while let Some(incoming) = endpoint.accept().await {
-            match incoming {
-                Ok(link) => {
-                    let registry = self.clone();
-                    let peer = link.peer();
-                    tokio::spawn(async move { registry.run(link, peer).await });
+        while let Some(accepting) = endpoint.incoming().await {
+            let registry = self.clone();
+            tokio::spawn(async move {
+                let remote = accepting.remote_addr();
+                match accepting.establish().await {
+                    Ok(link) => {
+                        let peer = link.peer();
+                        registry.run(link, peer).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "refused an incoming connection");
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "refused an incoming connection"),
-            }
+            });
         }
     }
 }

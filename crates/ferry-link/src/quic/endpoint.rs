@@ -10,6 +10,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_core::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -136,28 +137,70 @@ impl QuicEndpoint {
     ///
     /// `None` once the endpoint is closed. `Some(Err(_))` for a connection
     /// that failed (a refused peer, a failed handshake): that one is gone, but
-    /// the endpoint goes on, so call `accept` again. Each connection is set up
-    /// before the next is looked at, for at most the profile's idle timeout.
+    /// the endpoint goes on, so call `accept` again. This sets up one
+    /// connection before looking at the next; a server that must not let a
+    /// slow or silent peer hold up the others takes [`incoming`](Self::incoming)
+    /// and runs each [`Accepting::establish`] in its own task.
     pub async fn accept(&self) -> Option<Result<QuicLink, LinkError>> {
-        let incoming = self.endpoint.accept().await?;
-        let addr = incoming.remote_address();
-        Some(self.accept_incoming(incoming, addr).await)
+        Some(self.incoming().await?.establish().await)
     }
 
-    async fn accept_incoming(
-        &self,
-        incoming: quinn::Incoming,
-        addr: SocketAddr,
-    ) -> Result<QuicLink, LinkError> {
-        let config = self.tls.server_config(Some(addr))?;
+    /// Waits for the next incoming connection attempt, without handshaking.
+    /// `None` once the endpoint is closed.
+    pub async fn incoming(&self) -> Option<Accepting> {
+        let incoming = self.endpoint.accept().await?;
+        let addr = incoming.remote_address();
+        Some(Accepting {
+            config: self.tls.server_config(Some(addr)),
+            incoming,
+            addr,
+            setup_timeout: self.profile.max_idle_timeout,
+            max_frame: self.profile.max_frame_len,
+        })
+    }
+
+    /// Closes every connection at once and stops accepting: pending and
+    /// later [`accept`](Self::accept) calls return `None`.
+    pub fn close(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(CODE_CLOSED), b"endpoint closed");
+    }
+}
+
+/// An incoming connection attempt from [`QuicEndpoint::incoming`], not yet
+/// handshaken.
+pub struct Accepting {
+    incoming: quinn::Incoming,
+    config: Result<quinn::ServerConfig, LinkError>,
+    addr: SocketAddr,
+    setup_timeout: Duration,
+    max_frame: u32,
+}
+
+impl Accepting {
+    /// Where the attempt comes from.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs the handshake (the trust policy decides on the peer's
+    /// certificate) and the control stream's set-up, for at most the
+    /// profile's idle timeout after the handshake.
+    pub async fn establish(self) -> Result<QuicLink, LinkError> {
+        let Accepting {
+            incoming,
+            config,
+            addr,
+            setup_timeout: after,
+            max_frame,
+        } = self;
         let conn = incoming
-            .accept_with(Arc::new(config))
+            .accept_with(Arc::new(config?))
             .map_err(|source| LinkError::Handshake { addr, source })?
             .await
             .map_err(|source| LinkError::Handshake { addr, source })?;
         let peer = peer_node_id(&conn, addr)?;
 
-        let after = self.profile.max_idle_timeout;
         let setup = async {
             let (mut send, mut recv) = conn
                 .accept_bi()
@@ -175,20 +218,7 @@ impl QuicEndpoint {
             Ok(result) => result?,
             Err(_) => return Err(setup_timeout(&conn, addr, after)),
         };
-        Ok(QuicLink::start(
-            conn,
-            peer,
-            send,
-            recv,
-            self.profile.max_frame_len,
-        ))
-    }
-
-    /// Closes every connection at once and stops accepting: pending and
-    /// later [`accept`](Self::accept) calls return `None`.
-    pub fn close(&self) {
-        self.endpoint
-            .close(VarInt::from_u32(CODE_CLOSED), b"endpoint closed");
+        Ok(QuicLink::start(conn, peer, send, recv, max_frame))
     }
 }
 
@@ -276,7 +306,7 @@ fn header_error(conn: &Connection, addr: SocketAddr, error: HeaderError) -> Link
     setup_error(conn, addr, format!("control stream: {error}"))
 }
 
-fn setup_timeout(conn: &Connection, addr: SocketAddr, after: std::time::Duration) -> LinkError {
+fn setup_timeout(conn: &Connection, addr: SocketAddr, after: Duration) -> LinkError {
     conn.close(VarInt::from_u32(CODE_PROTOCOL), b"link set-up timed out");
     LinkError::SetupTimeout { addr, after }
 }

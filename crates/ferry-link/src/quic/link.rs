@@ -59,9 +59,10 @@ struct Ctx {
     fatal: OnceLock<String>,
 }
 
-/// A frame for a writer task, and where to report how writing it went.
+/// A frame for a writer task, in one or more parts sent back to back, and
+/// where to report how writing it went.
 struct Outgoing {
-    frame: Vec<u8>,
+    parts: Vec<Vec<u8>>,
     done: oneshot::Sender<Result<(), LinkError>>,
 }
 
@@ -138,26 +139,39 @@ impl QuicLink {
     /// QUIC's send buffer (which waits while flow control says the peer is
     /// behind), not once it has arrived. Frames keep their order.
     pub async fn send_control(&self, frame: Vec<u8>) -> Result<(), LinkError> {
-        self.send(&self.control, frame).await
+        self.send(&self.control, vec![frame]).await
     }
 
     /// Sends a frame on this side's bulk stream (opened on the first call).
     /// Same guarantees as [`send_control`](Self::send_control); bulk frames
     /// keep their order among themselves, not relative to control frames.
     pub async fn send_bulk(&self, frame: Vec<u8>) -> Result<(), LinkError> {
-        self.send(&self.bulk, frame).await
+        self.send(&self.bulk, vec![frame]).await
     }
 
-    async fn send(&self, queue: &mpsc::Sender<Outgoing>, frame: Vec<u8>) -> Result<(), LinkError> {
-        if frame.len() > self.ctx.max_frame as usize {
+    /// Sends `parts`, back to back, as one frame on the bulk stream, without
+    /// copying them: the peer's [`recv`](Self::recv) returns their
+    /// concatenation. For senders whose frames are self-delimiting and that
+    /// batch many small ones.
+    pub async fn send_bulk_parts(&self, parts: Vec<Vec<u8>>) -> Result<(), LinkError> {
+        self.send(&self.bulk, parts).await
+    }
+
+    async fn send(
+        &self,
+        queue: &mpsc::Sender<Outgoing>,
+        parts: Vec<Vec<u8>>,
+    ) -> Result<(), LinkError> {
+        let len: usize = parts.iter().map(Vec::len).sum();
+        if len > self.ctx.max_frame as usize {
             return Err(LinkError::FrameTooLarge {
-                len: frame.len(),
+                len,
                 max: self.ctx.max_frame,
             });
         }
         let (done, result) = oneshot::channel();
         queue
-            .send(Outgoing { frame, done })
+            .send(Outgoing { parts, done })
             .await
             .map_err(|_| self.ctx.link_error())?;
         result.await.map_err(|_| self.ctx.link_error())?
@@ -311,8 +325,8 @@ async fn accept_bulk_streams(ctx: Arc<Ctx>, inbox: mpsc::UnboundedSender<Inbound
 
 /// Writes queued control frames; finishes the stream when the link is dropped.
 async fn write_control(ctx: Arc<Ctx>, mut stream: SendStream, mut queue: mpsc::Receiver<Outgoing>) {
-    while let Some(Outgoing { frame, done }) = queue.recv().await {
-        let result = write_frame(&ctx, &mut stream, "control", frame).await;
+    while let Some(Outgoing { parts, done }) = queue.recv().await {
+        let result = write_frame(&ctx, &mut stream, "control", parts).await;
         let _ = done.send(result);
     }
     let _ = stream.finish();
@@ -321,7 +335,7 @@ async fn write_control(ctx: Arc<Ctx>, mut stream: SendStream, mut queue: mpsc::R
 /// Writes queued bulk frames, opening the bulk stream on the first one.
 async fn write_bulk(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Outgoing>) {
     let mut stream: Option<SendStream> = None;
-    while let Some(Outgoing { frame, done }) = queue.recv().await {
+    while let Some(Outgoing { parts, done }) = queue.recv().await {
         if stream.is_none() {
             match open_bulk(&ctx).await {
                 Ok(opened) => stream = Some(opened),
@@ -332,7 +346,7 @@ async fn write_bulk(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Outgoing>) {
             }
         }
         let result = match stream.as_mut() {
-            Some(stream) => write_frame(&ctx, stream, "bulk", frame).await,
+            Some(stream) => write_frame(&ctx, stream, "bulk", parts).await,
             None => Err(ctx.link_error()),
         };
         let _ = done.send(result);
@@ -351,21 +365,22 @@ async fn open_bulk(ctx: &Ctx) -> Result<SendStream, LinkError> {
     Ok(stream)
 }
 
-/// Writes one frame (prefix and body) without copying the body.
+/// Writes one frame (prefix, then the parts of its body) without copying
+/// the body.
 async fn write_frame(
     ctx: &Ctx,
     stream: &mut SendStream,
     kind: &str,
-    frame: Vec<u8>,
+    parts: Vec<Vec<u8>>,
 ) -> Result<(), LinkError> {
-    let len = u32::try_from(frame.len()).map_err(|_| LinkError::FrameTooLarge {
-        len: frame.len(),
+    let len: usize = parts.iter().map(Vec::len).sum();
+    let len = u32::try_from(len).map_err(|_| LinkError::FrameTooLarge {
+        len,
         max: ctx.max_frame,
     })?;
-    let mut chunks = [
-        Bytes::copy_from_slice(&framing::prefix(len)),
-        Bytes::from(frame),
-    ];
+    let mut chunks = Vec::with_capacity(parts.len() + 1);
+    chunks.push(Bytes::copy_from_slice(&framing::prefix(len)));
+    chunks.extend(parts.into_iter().map(Bytes::from));
     stream
         .write_all_chunks(&mut chunks)
         .await

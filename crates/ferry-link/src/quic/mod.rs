@@ -50,7 +50,7 @@ mod link;
 mod profile;
 mod trust;
 
-pub use endpoint::QuicEndpoint;
+pub use endpoint::{Accepting, QuicEndpoint};
 pub use error::LinkError;
 pub use link::QuicLink;
 pub use profile::{Congestion, TransportProfile};
