@@ -245,3 +245,95 @@ fn a_missing_device_is_retried_and_the_node_keeps_running() {
     assert_eq!(status["links_up"], serde_json::json!([]), "{status}");
     assert!(node.child.as_mut().unwrap().try_wait().unwrap().is_none());
 }
+
+/// Reads what the daemon writes on `far` and counts the intact serial
+/// frames in it, until the task is aborted (which closes the far end: a
+/// hang-up for the daemon's port).
+fn listen(
+    rt: &tokio::runtime::Runtime,
+    mut far: PtyStream,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::AsyncReadExt;
+    let frames = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = frames.clone();
+    let task = rt.spawn(async move {
+        let mut decoder = ferry_link::serial::Decoder::new(Default::default()).unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = far.read(&mut buf).await {
+            let intact = decoder.decode_all(&buf[..n]).into_iter().flatten().count();
+            counted.fetch_add(intact as u64, Ordering::Relaxed);
+        }
+    });
+    (task, frames)
+}
+
+#[test]
+fn a_port_that_hangs_up_takes_the_link_down_until_the_device_is_back() {
+    use std::sync::atomic::Ordering;
+    let rt = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let mut node = init(root.path(), "base", "base");
+    let other = init(root.path(), "sub", "leaf");
+    // A stable name for the device, as udev gives one (/dev/serial/by-id/...).
+    let device = root.path().join("modem");
+    let first = {
+        let _runtime = rt.enter();
+        PtyPair::open().unwrap()
+    };
+    std::os::unix::fs::symlink(first.path(), &device).unwrap();
+    let (near, far) = first.into_streams();
+    let (listener, frames) = listen(&rt, far);
+    configure(
+        &node,
+        "base",
+        free_port(),
+        &serial_peer("sub-1", &other, "acoustic", &serial(&device, "")),
+    );
+    node.start();
+    let up = |s: &serde_json::Value| s["links_up"].as_array().is_some_and(|l| !l.is_empty());
+    node.wait_for(&rt, "the serial link up", MINUTE, up);
+    // The engine says Hello on the line, in serial frames.
+    let deadline = Instant::now() + MINUTE;
+    while frames.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "nothing sent:{}", node.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The modem goes away: the port hangs up, the link goes down.
+    listener.abort();
+    drop(near);
+    node.wait_for(&rt, "the serial link down", MINUTE, |s| !up(s));
+    let log = node.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("serial link down")
+            && l.contains("peer=sub-1")),
+        "{log}"
+    );
+
+    // It comes back under the same name: the daemon opens it again.
+    let second = {
+        let _runtime = rt.enter();
+        PtyPair::open().unwrap()
+    };
+    std::fs::remove_file(&device).unwrap();
+    std::os::unix::fs::symlink(second.path(), &device).unwrap();
+    let (_near, far) = second.into_streams();
+    let (_listener, frames) = listen(&rt, far);
+    node.wait_for(&rt, "the serial link up again", MINUTE, up);
+    let deadline = Instant::now() + MINUTE;
+    while frames.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "nothing sent:{}", node.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ups = node
+        .log()
+        .lines()
+        .filter(|l| l.contains("serial link up"))
+        .count();
+    assert_eq!(ups, 2, "{}", node.log());
+}
