@@ -234,7 +234,7 @@ impl Config {
                             .into(),
                     ));
                 }
-                Some(section) => Some(section.build(profile, &relative).map_err(
+                Some(section) => Some(section.build(profile, relative).map_err(
                     |(field, reason)| invalid(&key(&format!("serial.{field}")), reason),
                 )?),
                 None => None,

@@ -36,6 +36,8 @@ use crate::driver::{EngineHandle, Input, Outlet};
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// Longest wait; a link that stayed up this long retries from the first.
 const LAST_RETRY: Duration = Duration::from_secs(60);
+/// How often the line's counters are logged (at debug).
+const STATS_EVERY: Duration = Duration::from_secs(60);
 
 /// The tasks driving this node's serial peers.
 pub struct SerialLinks {
@@ -55,15 +57,6 @@ impl SerialLinks {
             })
             .collect();
         SerialLinks { tasks }
-    }
-
-    /// How many serial peers there are.
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
     }
 
     /// Stops every task and closes the devices.
@@ -162,6 +155,31 @@ impl Pump<'_> {
         tokio::select! {
             reason = self.write(queue) => reason,
             reason = self.read() => reason,
+            never = self.log_stats() => never,
+        }
+    }
+
+    /// Logs the line's counters now and then: what the link's traffic
+    /// metrics do not show (framing, frames lost to CRC errors, turns).
+    async fn log_stats(&self) -> String {
+        let mut every = tokio::time::interval(STATS_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let stats = self.port.stats();
+            tracing::debug!(
+                peer = %self.peer,
+                bytes_sent = stats.bytes_sent,
+                bytes_received = stats.bytes_received,
+                frames_sent = stats.frames_sent,
+                frames_received = stats.frames_received,
+                frames_dropped = stats.decoder.dropped(),
+                dropped_crc = stats.decoder.dropped_crc,
+                turns = stats.turns.turns,
+                turn_timeouts = stats.turns.timeouts,
+                handovers_sent = stats.handovers_sent,
+                "serial line"
+            );
         }
     }
 

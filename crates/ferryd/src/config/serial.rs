@@ -343,6 +343,15 @@ mod tests {
                 "peer[0].serial.modem_mtu: 32 leaves 25 bytes",
             ),
             (
+                format!("{dev}baud = 9600\nmodem_mtu = 38\n"),
+                "peer[0].serial.modem_mtu: 38 leaves 31 bytes per engine frame after crc32 \
+                 framing; the engine needs 32 (use 39 or more)",
+            ),
+            (
+                format!("{dev}baud = 9600\nmodem_mtu = 36\ncrc = \"crc16\"\n"),
+                "(use 37 or more)",
+            ),
+            (
                 format!("{dev}baud = 9600\nhalf_duplex = true\n"),
                 "peer[0].serial.initiator: is required when half_duplex = true",
             ),
@@ -394,6 +403,17 @@ mod tests {
         for (serial, expected) in cases {
             let err = rejected(&serial);
             assert!(err.contains(expected), "expected {expected:?}, got {err}");
+        }
+        // The smallest frames the engine can use.
+        for (mtu, crc) in [(39, "crc32"), (37, "crc16")] {
+            let c = parse(&with_serial(&format!(
+                "{dev}baud = 9600\nmodem_mtu = {mtu}\ncrc = \"{crc}\"\n"
+            )))
+            .unwrap();
+            assert_eq!(
+                c.peers[0].serial.as_ref().unwrap().link_properties().mtu,
+                32
+            );
         }
         // Unknown keys in the table are refused by name.
         let err = rejected(&format!("{dev}baud = 9600\nparity = \"even\"\n"));
