@@ -391,7 +391,7 @@ admin = "ferryd.sock"
 # profile = "lte-bush"       # lte-bush, geo-sat, drone-wifi, iridium-sbd, acoustic
 #
 # A peer behind a serial modem (acoustic, satellite) has a [peer.serial]
-# table instead of quic. Both ends must agree on baud, line_rate,
+# table instead of quic. Both ends must agree on line_rate (or baud),
 # modem_mtu, crc, half_duplex, propagation, max_turn and guard.
 # [[peer]]
 # name = "sub-1"
@@ -401,7 +401,7 @@ admin = "ferryd.sock"
 # device = "/dev/ttyUSB0"
 # baud = 19200               # the port's rate, 8N1
 # line_rate = "80 bit/s"     # pace slower than the port (the modem's air rate)
-# modem_mtu = 64             # bytes per modem frame, all framing included (32..=2048)
+# modem_mtu = 64             # bytes per modem frame, all framing included (39..=2048)
 # crc = "crc32"              # or "crc16" (2 bytes a frame fewer)
 # half_duplex = true         # the modem cannot talk and listen at once
 # initiator = true           # with half_duplex: true at exactly one end
