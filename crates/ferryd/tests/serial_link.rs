@@ -172,9 +172,13 @@ fn a_file_crosses_a_lossy_full_duplex_serial_line() {
         line.relay.stats(Direction::AToB),
         line.relay.stats(Direction::BToA),
     );
-    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}");
+    let status = leaf.wait_for(&rt, "status", MINUTE, |_| true);
+    let leaf_frames = status["links"][0]["frames_out"].as_u64().unwrap();
+    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}\nleaf engine frames {leaf_frames}");
     assert!(ab.frames_dropped + ab.frames_corrupted > 0, "{ab:?}");
     assert!(ab.bytes_in > 48 << 10, "{ab:?}");
+    // Full duplex: every frame on the line is an engine frame, no turns.
+    assert!(ba.frames <= leaf_frames, "{ba:?}, {status}");
 }
 
 #[test]
@@ -194,8 +198,14 @@ fn a_file_crosses_a_half_duplex_serial_line() {
         line.relay.stats(Direction::AToB),
         line.relay.stats(Direction::BToA),
     );
-    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}");
+    let status = leaf.wait_for(&rt, "status", MINUTE, |_| true);
+    let leaf_frames = status["links"][0]["frames_out"].as_u64().unwrap();
+    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}\nleaf engine frames {leaf_frames}");
     assert!(ab.bytes_in > 24 << 10, "{ab:?}");
+    // The leaf mostly listened: most of what it put on the line were empty
+    // frames handing the turn back (at most two engine frames may still
+    // wait for its next turn).
+    assert!(ba.frames > leaf_frames + 2, "{ba:?}, {status}");
 }
 
 #[test]
