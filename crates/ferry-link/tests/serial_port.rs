@@ -332,3 +332,68 @@ async fn half_duplex_ends_take_turns() {
     assert_eq!(sa.decoder.dropped() + sb.decoder.dropped(), 0);
     assert!(relay.stats(Direction::AToB).bytes_out <= sa.bytes_sent);
 }
+
+#[tokio::test]
+async fn a_busy_end_keeps_the_turns_a_talking_end_hands_it() {
+    // A always has a frame for `ready`; B sends a short frame now and then,
+    // so the turns A gets are not idle hand-overs (no idle hold). A driver
+    // that answers `ready` at once must still get its frame into each turn:
+    // the link gives it the lead time at the start of a turn, as after a frame.
+    let baud = 115_200;
+    let half = |name: &str, initiator: bool| {
+        let mut config = config(name, baud);
+        config.half_duplex = Some(HalfDuplex {
+            initiator,
+            turns: TurnConfig {
+                max_turn: Duration::from_millis(150),
+                max_frame_airtime: config.frame_airtime(),
+                propagation: Duration::from_millis(20),
+                guard: Duration::from_millis(20),
+                idle_initial: Duration::from_millis(10),
+                idle_max: Duration::from_millis(80),
+            },
+        });
+        config
+    };
+    let line = Impairment {
+        delay: Duration::from_millis(5),
+        ..Impairment::clean(baud)
+    };
+    let Relayed {
+        relay: _relay,
+        a,
+        b,
+    } = relayed(half("a", true), half("b", false), line, 9);
+    // About 1 s of airtime for A, and B's chatter over its first 0.6 s:
+    // A has a frame waiting in every turn it gets meanwhile.
+    let to_b: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            let mut frame = frame(8, i, 200);
+            frame.resize(200, 0);
+            frame
+        })
+        .collect();
+    let chatter = async {
+        for i in 0..6 {
+            b.ready().await.unwrap();
+            b.send(frame(9, i, 20)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ((), at_b, (), at_a) = tokio::join!(
+        send_when_ready(&a, &to_b),
+        recv_n(&b, to_b.len()),
+        chatter,
+        recv_n(&a, 6),
+    );
+    assert_eq!(at_b, to_b);
+    assert_eq!(at_a.len(), 6);
+    let stats = a.stats();
+    // Before the lead at the start of a turn, A passed most of its turns
+    // on unused (12 of 22 in one run).
+    assert!(stats.turns.idle_handovers <= 2, "{stats:?}");
+    assert!(
+        stats.handovers_sent <= stats.turns.turns / 2 + 1,
+        "{stats:?}"
+    );
+}

@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::units::{parse_rate, parse_size};
 
+mod serial;
+pub use serial::SerialPeer;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -86,6 +89,7 @@ struct PeerSection {
     quic: Option<String>,
     #[serde(default = "default_profile")]
     profile: String,
+    serial: Option<serial::SerialSection>,
 }
 
 fn default_profile() -> String {
@@ -129,6 +133,8 @@ pub struct Peer {
     /// Dial this address; None: wait for the peer to dial us.
     pub quic: Option<SocketAddr>,
     pub profile: &'static LinkProfile,
+    /// Reached over this serial line instead of QUIC.
+    pub serial: Option<SerialPeer>,
 }
 
 /// A validated configuration.
@@ -219,11 +225,26 @@ impl Config {
                 .profile
                 .parse::<&LinkProfile>()
                 .map_err(|e| invalid(&key("profile"), e.to_string()))?;
+            let serial = match &p.serial {
+                Some(_) if quic.is_some() => {
+                    return Err(invalid(
+                        &key("serial"),
+                        "a peer is reached over QUIC or over a serial line, not both \
+                         (remove quic or the serial table)"
+                            .into(),
+                    ));
+                }
+                Some(section) => Some(section.build(profile, relative).map_err(
+                    |(field, reason)| invalid(&key(&format!("serial.{field}")), reason),
+                )?),
+                None => None,
+            };
             peers.push(Peer {
                 name: p.name.clone(),
                 node,
                 quic,
                 profile,
+                serial,
             });
         }
         let resolve = |text: &str| -> Result<NodeId, String> {
@@ -368,6 +389,25 @@ admin = "ferryd.sock"
 # node_id = "<64 hex digits, printed by `ferryd init` on that node>"
 # quic = "192.0.2.10:7410"   # dial it there; omit if it dials this node
 # profile = "lte-bush"       # lte-bush, geo-sat, drone-wifi, iridium-sbd, acoustic
+#
+# A peer behind a serial modem (acoustic, satellite) has a [peer.serial]
+# table instead of quic. Both ends must agree on line_rate (or baud),
+# modem_mtu, crc, half_duplex, propagation, max_turn and guard.
+# [[peer]]
+# name = "sub-1"
+# node_id = "<64 hex digits>"
+# profile = "acoustic"
+# [peer.serial]
+# device = "/dev/ttyUSB0"
+# baud = 19200               # the port's rate, 8N1
+# line_rate = "80 bit/s"     # pace slower than the port (the modem's air rate)
+# modem_mtu = 64             # bytes per modem frame, all framing included (39..=2048)
+# crc = "crc32"              # or "crc16" (2 bytes a frame fewer)
+# half_duplex = true         # the modem cannot talk and listen at once
+# initiator = true           # with half_duplex: true at exactly one end
+# propagation = "1s"         # one-way delay bound; default half the profile's RTT
+# max_turn = "2min"          # half-duplex turn; default 16 frames' airtime
+# guard = "200ms"            # turn-around margin; default propagation / 5
 
 [routes]
 # The peer that carries bundles for destinations without a route of their own.

@@ -16,6 +16,7 @@ use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::driver::{self, Input};
 use crate::links::Registry;
+use crate::serial_links::SerialLinks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -55,6 +56,7 @@ pub struct Node {
     endpoint: Option<Arc<QuicEndpoint>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    serial: SerialLinks,
 }
 
 impl Node {
@@ -105,6 +107,7 @@ impl Node {
         let (handle, engine_thread) = driver::spawn(engine);
 
         let config = Arc::new(config);
+        let serial = SerialLinks::start(&links, &handle);
         let registry = Registry::new(me, links, handle.clone());
         let mut endpoint = None;
         let mut quic_addr = None;
@@ -127,7 +130,9 @@ impl Node {
                 .map(|p| p.profile.rtt)
                 .max()
                 .unwrap_or(Duration::from_millis(100));
-            let trust = TrustPolicy::pinned(config.peers.iter().map(|p| p.node));
+            // A peer on a serial line is not admitted over QUIC.
+            let quic_peers = config.peers.iter().filter(|p| p.serial.is_none());
+            let trust = TrustPolicy::pinned(quic_peers.map(|p| p.node));
             let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
                 .map_err(|source| DaemonError::Quic { addr, source })?;
             let quic = Arc::new(quic);
@@ -160,6 +165,7 @@ impl Node {
             endpoint,
             admin,
             metrics,
+            serial,
         })
     }
 
@@ -170,6 +176,7 @@ impl Node {
             endpoint.close();
         }
         self.admin.abort();
+        self.serial.stop().await;
         if let Some(metrics) = &self.metrics {
             metrics.abort();
         }

@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML file, validated with the key and reason of every error.
 //! - [`driver`]: the engine thread that owns `Engine<SharedStore>`.
 //! - [`links`]: QUIC connections to peers, one per peer, pumped to the engine.
+//! - [`serial_links`]: serial devices (acoustic, satellite modems), one per peer.
 //! - [`admin`]: the Unix-socket API the `ferry` command talks to.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
@@ -13,4 +14,5 @@ pub mod daemon;
 pub mod driver;
 pub mod links;
 pub mod metrics;
+pub mod serial_links;
 pub mod units;

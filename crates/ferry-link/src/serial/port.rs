@@ -13,7 +13,9 @@
 //!   each frame just before it leaves, never a frame time ahead. On a
 //!   half-duplex link the writer also follows [`Turns`]: it writes only in
 //!   its own turns, marks the turn's last frame with [`END_OF_TURN`], and
-//!   passes the turn with an empty frame when it has nothing (more) to send.
+//!   passes the turn with an empty frame when it has nothing (more) to send
+//!   — but only once `ready` has been answering for [`WRITE_LEAD`], so that
+//!   a driver that sends when ready also gets its frame into a fresh turn.
 //! - the **reader** feeds whatever arrives to the streaming
 //!   [`Decoder`](super::Decoder) and queues the frames that passed the CRC
 //!   for [`SerialLink::recv`]; dropped frames are only counted
@@ -521,6 +523,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// the line and the turn allow; returns when the link is dropped.
     async fn pump(&mut self) -> Result<(), Arc<io::Error>> {
         let mut pending: Option<Vec<u8>> = None;
+        // Since when the writer has been waiting for a frame, free to write it.
+        let mut wanted_since: Option<Instant> = None;
         loop {
             let now = self.clock.now();
             let (turn_ok, turn_wake) = self
@@ -535,9 +539,16 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             let line_free = self.pacer.can_send(now + WRITE_LEAD);
             let line_idle = self.pacer.can_send(now);
             let free = line_free && turn_ok;
-            self.shared
-                .wants_frame
-                .send_replace(free && pending.is_none());
+            let wants = free && pending.is_none();
+            self.shared.wants_frame.send_replace(wants);
+            let asked_at = if wants {
+                *wanted_since.get_or_insert(now)
+            } else {
+                wanted_since = None;
+                now
+            };
+            // The driver has had the lead time to answer `ready` with a frame.
+            let lead_over = now >= asked_at + WRITE_LEAD;
             if free {
                 if pending.is_none() {
                     match self.queued.try_recv() {
@@ -553,19 +564,24 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                         .unwrap_or(false);
                     let flags = if last { END_OF_TURN } else { 0 };
                     self.write(now, flags, &frame).await?;
+                    wanted_since = None;
                     continue;
                 }
-                // Nothing to send. Pass the turn only once the line is idle:
-                // the driver has had the lead time to come up with a frame.
+                // Nothing to send. Pass the turn only once the line is idle
+                // and the driver has had the lead time to come up with a
+                // frame: after a frame, the line's last WRITE_LEAD; at the
+                // start of a turn, when the line has long been idle, the
+                // first WRITE_LEAD of the turn.
                 let handover = self
                     .shared
                     .with_turns(|turns| {
-                        (line_idle && turns.should_end_turn(now, true))
+                        (line_idle && lead_over && turns.should_end_turn(now, true))
                             .then(|| turns.handover_flags())
                     })
                     .flatten();
                 if let Some(flags) = handover {
                     self.write(now, flags, &[]).await?;
+                    wanted_since = None;
                     continue;
                 }
             }
@@ -579,7 +595,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 // Half-duplex: look again for the hand-over when the line is idle.
                 (!line_idle && half_duplex).then_some(busy_until)
             };
-            let wake = [line_wake, turn_wake]
+            // Half-duplex: look again for the hand-over when the lead is over.
+            let lead_wake = (wants && half_duplex && !lead_over).then(|| asked_at + WRITE_LEAD);
+            let wake = [line_wake, turn_wake, lead_wake]
                 .into_iter()
                 .flatten()
                 .min()

@@ -52,18 +52,22 @@ pub struct PtyPair {
 impl PtyPair {
     /// Opens a pseudo-terminal. Must be called within a tokio runtime (the
     /// ends register with its reactor).
+    ///
+    /// Both descriptors are close-on-exec: a child process (a daemon under
+    /// test that opens [`path`](Self::path)) does not inherit them, so
+    /// closing the far end here is a hang-up it sees.
     pub fn open() -> io::Result<PtyPair> {
-        let pty = nix::pty::openpty(None, None)?;
-        let mut termios = tcgetattr(&pty.slave)?;
+        let (master, slave) = open_pty()?;
+        let mut termios = tcgetattr(&slave)?;
         cfmakeraw(&mut termios);
-        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios)?;
-        let mut termios = tcgetattr(&pty.master)?;
+        tcsetattr(&slave, SetArg::TCSANOW, &termios)?;
+        let mut termios = tcgetattr(&master)?;
         cfmakeraw(&mut termios);
-        tcsetattr(&pty.master, SetArg::TCSANOW, &termios)?;
-        let path = nix::unistd::ttyname(&pty.slave)?;
+        tcsetattr(&master, SetArg::TCSANOW, &termios)?;
+        let path = nix::unistd::ttyname(&slave)?;
         Ok(PtyPair {
-            near: PtyStream::new(pty.slave)?,
-            far: PtyStream::new(pty.master)?,
+            near: PtyStream::new(slave)?,
+            far: PtyStream::new(master)?,
             path,
         })
     }
@@ -79,6 +83,32 @@ impl PtyPair {
     pub fn into_streams(self) -> (PtyStream, PtyStream) {
         (self.near, self.far)
     }
+}
+
+/// A new pseudo-terminal, (master, slave), both close-on-exec from the
+/// start (no other thread's child can inherit them).
+#[cfg(target_os = "linux")]
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let slave = nix::fcntl::open(Path::new(&name), flags, Mode::empty())?;
+    Ok((master.into(), slave))
+}
+
+/// A new pseudo-terminal, (master, slave), made close-on-exec just after
+/// opening.
+#[cfg(not(target_os = "linux"))]
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::FdFlag;
+    let pty = nix::pty::openpty(None, None)?;
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    }
+    Ok((pty.master, pty.slave))
 }
 
 /// One end of a [`PtyPair`] as an async byte stream.

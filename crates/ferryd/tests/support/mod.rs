@@ -65,6 +65,16 @@ pub fn peer(name: &str, node: &Node, dial: Option<u16>, profile: &str) -> String
     )
 }
 
+/// A peer entry reached over a serial line: `serial` is the body of its
+/// `[peer.serial]` table (device, baud, ...). Put it last, or before a table.
+pub fn serial_peer(name: &str, node: &Node, profile: &str, serial: &str) -> String {
+    format!(
+        "[[peer]]\nname = \"{name}\"\nnode_id = \"{}\"\nprofile = \"{profile}\"\n\
+         [peer.serial]\n{serial}",
+        node.id
+    )
+}
+
 /// Writes the node's ferryd.toml: QUIC on `port`, then `rest` verbatim.
 pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
     let text = format!(
