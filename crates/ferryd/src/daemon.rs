@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use ferry_core::{Engine, EngineConfig};
 use ferry_link::identity::NodeKey;
-use ferry_link::quic::{QuicEndpoint, TransportProfile, TrustPolicy};
+use ferry_link::quic::{QuicEndpoint, SharedTrust, TransportProfile, TrustPolicy};
 use ferry_store::{RocksStore, SharedStore, StoreConfig};
 
 use crate::admin::{self, Admin};
-use crate::config::Config;
+use crate::config::{Config, Enrol};
+use crate::discovery::{self, Bootstrap, Learned, Mdns};
 use crate::driver::{self, Input};
 use crate::links::Registry;
 
@@ -36,6 +37,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: ferry_link::quic::LinkError,
     },
+    #[error("discovery: {0}")]
+    Discovery(#[from] discovery::DiscoveryError),
     #[error("admin socket {path}: {source}")]
     Admin {
         path: PathBuf,
@@ -55,6 +58,7 @@ pub struct Node {
     endpoint: Option<Arc<QuicEndpoint>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    mdns: Option<Mdns>,
 }
 
 impl Node {
@@ -78,18 +82,31 @@ impl Node {
             source,
         })?;
         let store = Arc::new(store);
+        // What discovery learned before (enrolled leaves, the anchor's
+        // address and welcome) counts as configuration.
+        let learned = Learned::load(&discovery::learned_path(&config))?;
+        let learned_peers = learned.peers(&config);
+        let (routes, member_of) = discovery::routes(&config, &learned);
         let seed: u64 = rand::random();
         let mut engine_config = EngineConfig::new(me, seed);
-        engine_config.routes = config.routes.clone();
-        engine_config.member_of = config.member_of.clone();
+        engine_config.routes = routes;
+        engine_config.member_of = member_of;
         engine_config.contact_plan = config.contact_plan(me);
         engine_config.agent = format!("ferryd {} {:?}", env!("CARGO_PKG_VERSION"), config.role);
         let mut engine = Engine::new(engine_config, SharedStore(store.clone()))?;
         let links: BTreeMap<_, _> = config
             .peers
             .iter()
+            .chain(&learned_peers)
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
+        // Welcomes delivered before a crash left no time to keep them.
+        let mut held_admin: Vec<_> = engine
+            .bundles()
+            .filter(|r| r.header.kind == ferry_core::PayloadKind::Admin && r.delivered)
+            .map(|r| (r.header.id, r.header.manifest))
+            .collect();
+        held_admin.sort_by_key(|(id, _)| (id.created_ms, id.sequence));
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -103,13 +120,36 @@ impl Node {
             .map(|(link, peer)| (link.0, peer.name.clone()))
             .collect();
         let (handle, engine_thread) = driver::spawn(engine);
+        let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
+        for held in held_admin {
+            let _ = admin_tx.send(held);
+        }
+        handle.send(Input::Watch {
+            kind: ferry_core::PayloadKind::Admin,
+            to: admin_tx,
+        });
 
         let config = Arc::new(config);
         let registry = Registry::new(me, links, handle.clone());
+        let boot = Bootstrap::new(me, config.clone(), handle.clone(), store.clone(), learned);
+        tokio::spawn(discovery::run_welcomes(
+            boot.clone(),
+            config.discovery.anchor,
+            admin_rx,
+        ));
+        let mut mdns = None;
+        if config.discovery.enabled() {
+            match Mdns::start(&config) {
+                Ok(started) => mdns = Some(started),
+                // Learned addresses still work without the local network.
+                Err(e) => tracing::error!(error = %e, "mDNS unavailable; discovery off"),
+            }
+        }
         let mut endpoint = None;
         let mut quic_addr = None;
-        let wants_quic =
-            config.listen_quic.is_some() || config.peers.iter().any(|p| p.quic.is_some());
+        let wants_quic = config.listen_quic.is_some()
+            || config.peers.iter().any(|p| p.quic.is_some())
+            || config.discovery.anchor.is_some();
         if wants_quic {
             let addr = config
                 .listen_quic
@@ -127,13 +167,43 @@ impl Node {
                 .map(|p| p.profile.rtt)
                 .max()
                 .unwrap_or(Duration::from_millis(100));
-            let trust = TrustPolicy::pinned(config.peers.iter().map(|p| p.node));
-            let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
-                .map_err(|source| DaemonError::Quic { addr, source })?;
+            let trust = SharedTrust::new(trust_policy(&config, &learned_peers));
+            let quic = QuicEndpoint::bind(
+                addr,
+                &key,
+                trust.clone(),
+                TransportProfile::for_link(rate, rtt),
+            )
+            .map_err(|source| DaemonError::Quic { addr, source })?;
             let quic = Arc::new(quic);
             quic_addr = Some(quic.local_addr().unwrap_or(addr));
             tracing::info!(addr = %quic_addr.unwrap_or(addr), "QUIC listening");
+            if config.discovery.enrol != Enrol::Nobody {
+                registry.set_enrolment(discovery::Enrolment::new(boot.clone(), trust));
+            }
             tokio::spawn(registry.clone().accept(quic.clone()));
+            if let (Some(mdns), Some(addr)) = (&mdns, quic_addr)
+                && config.discovery.advertise
+                && let Err(e) = mdns.advertise(me, config.role, addr)
+            {
+                tracing::error!(error = %e, "cannot advertise on mDNS");
+            }
+            if let Some(anchor) = config.discovery.anchor {
+                let found = match mdns.as_ref().map(Mdns::browse).transpose() {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot browse mDNS");
+                        None
+                    }
+                };
+                tokio::spawn(discovery::run_anchor(
+                    boot.clone(),
+                    anchor,
+                    quic.clone(),
+                    registry.clone(),
+                    found,
+                ));
+            }
             for peer in &config.peers {
                 if let Some(addr) = peer.quic {
                     tokio::spawn(registry.clone().dial(quic.clone(), peer.node, addr));
@@ -160,12 +230,16 @@ impl Node {
             endpoint,
             admin,
             metrics,
+            mdns,
         })
     }
 
     /// Closes links, stops the engine thread (its last writes are synced)
     /// and removes the admin socket.
     pub async fn stop(self) {
+        if let Some(mdns) = &self.mdns {
+            mdns.shutdown();
+        }
         if let Some(endpoint) = &self.endpoint {
             endpoint.close();
         }
@@ -179,6 +253,18 @@ impl Node {
         let _ = std::fs::remove_file(&self.config.admin);
         tracing::info!("stopped");
     }
+}
+
+/// Who may connect: configured and learned peers, and (until they enrol)
+/// the nodes `[discovery] enrol` names, or anyone for `enrol = "any"`.
+fn trust_policy(config: &Config, learned: &[crate::config::Peer]) -> TrustPolicy {
+    let mut policy = TrustPolicy::pinned(config.peers.iter().chain(learned).map(|p| p.node));
+    match &config.discovery.enrol {
+        Enrol::Nobody => {}
+        Enrol::Only(ids) => policy.pinned.extend(ids.iter().copied()),
+        Enrol::Any => policy.allow_any = true,
+    }
+    policy
 }
 
 /// Runs the node until a signal asks it to stop, then stops it cleanly.
