@@ -2093,9 +2093,9 @@ mod tests {
         );
         let events = exchange(&mut a, &mut b, now);
         assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, Event::CustodyAccepted { bundle, from: Some(A) } if *bundle == id)),
+            events.iter().any(
+                |e| matches!(e, Event::CustodyAccepted { bundle, from: Some(A) } if *bundle == id)
+            ),
             "{events:?}"
         );
         let released: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();

@@ -386,6 +386,29 @@ admin = "ferryd.sock"
 [groups]
 # leaves = ["leaf-1", "<node id>"]
 
+# Discovery on the local network (mDNS/DNS-SD, service _ferry._udp).
+[discovery]
+# Advertise this node (its id, role and QUIC port) so new leaves find it.
+# advertise = true
+# On a new leaf: the one node it trusts (64 hex digits), its base. The leaf
+# browses for it, dials it with its id pinned (the advertisement is only a
+# hint; the TLS handshake proves the identity), enrols and receives its
+# routes. Not also a [[peer]].
+# anchor = "<node id of the base>"
+# On a base: who may enrol without a [[peer]] entry: a list of node ids, or
+# "any" — any node on the local network that holds a key (staging only).
+# Enrolled leaves are kept in learned.json beside this file; removing an id
+# here stops new enrolments, not those already made.
+# enrol = ["<node id of a new leaf>"]
+# Groups a leaf enrolled here joins (it is told so, and routed to for them).
+# welcome_groups = ["leaves"]
+# Interfaces mDNS uses; all when omitted.
+# interfaces = ["eth0"]
+# The mDNS port: 5353, the standard one; another only for tests.
+# mdns_port = 5353
+# Profile of links to the anchor and to enrolled leaves.
+# profile = "lte-bush"
+
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.
 # [[contact]]
@@ -668,6 +691,81 @@ mod tests {
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn discovery_keys_are_checked_with_their_names() {
+        let listen = "[listen]\nquic = \"127.0.0.1:7410\"\n";
+        let c = parse(&format!(
+            "{}{listen}[discovery]\nadvertise = true\nenrol = [\"{ID}\"]\nwelcome_groups = [\"leaves\"]\ninterfaces = [\"lo\"]\n",
+            minimal()
+        ))
+        .unwrap();
+        assert!(c.discovery.advertise);
+        assert_eq!(c.discovery.enrol, Enrol::Only([NodeId([1; 32])].into()));
+        assert!(c.discovery.enrol.allows(&NodeId([1; 32])));
+        assert!(!c.discovery.enrol.allows(&NodeId([2; 32])));
+        assert_eq!(c.discovery.mdns_port, 5353);
+        assert_eq!(c.discovery.profile.name, "lte-bush");
+        let c = parse(&format!(
+            "{}{listen}[discovery]\nenrol = \"any\"\n",
+            minimal()
+        ))
+        .unwrap();
+        assert!(c.discovery.enrol.allows(&NodeId([2; 32])));
+        assert!(!c.discovery.enabled());
+        let c = parse(&format!("{}[discovery]\nanchor = \"{ID}\"\n", minimal())).unwrap();
+        assert_eq!(c.discovery.anchor, Some(NodeId([1; 32])));
+        assert_eq!(c.discovery.enrol, Enrol::Nobody);
+        assert!(c.discovery.enabled());
+
+        let cases = [
+            (
+                "[discovery]\nadvertise = true\n".to_string(),
+                "discovery.advertise: needs listen.quic",
+            ),
+            (
+                format!("{listen}[discovery]\nenrol = \"everyone\"\n"),
+                "discovery.enrol: \"everyone\" is neither",
+            ),
+            (
+                format!("{listen}[discovery]\nenrol = [\"{ID}\", \"12\"]\n"),
+                "discovery.enrol[1]",
+            ),
+            (
+                format!("[discovery]\nenrol = [\"{ID}\"]\n"),
+                "discovery.enrol: needs listen.quic",
+            ),
+            (
+                "[discovery]\nanchor = \"base\"\n".to_string(),
+                "discovery.anchor",
+            ),
+            (
+                format!(
+                    "[[peer]]\nname = \"base\"\nnode_id = \"{ID}\"\n[discovery]\nanchor = \"{ID}\"\n"
+                ),
+                "discovery.anchor: is also [[peer]] \"base\"",
+            ),
+            (
+                "[discovery]\nmdns_port = 0\n".to_string(),
+                "discovery.mdns_port",
+            ),
+            (
+                "[discovery]\nprofile = \"smoke\"\n".to_string(),
+                "discovery.profile",
+            ),
+            (
+                "[discovery]\nwelcome_groups = [\" \"]\n".to_string(),
+                "discovery.welcome_groups",
+            ),
+            ("[discovery]\nbeacon = true\n".to_string(), "beacon"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&format!("{}{text}", minimal()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
         }
     }
 

@@ -196,7 +196,8 @@ impl Learned {
 impl Welcome {
     fn check(&self) -> Result<(NodeId, NodeId), String> {
         let from = parse_node_id(&self.from).map_err(|e| format!("from: {e}"))?;
-        let route = parse_node_id(&self.default_route).map_err(|e| format!("default_route: {e}"))?;
+        let route =
+            parse_node_id(&self.default_route).map_err(|e| format!("default_route: {e}"))?;
         if let Some(group) = self.groups.iter().find(|g| g.trim().is_empty()) {
             return Err(format!("groups: {group:?} is not a group name"));
         }
@@ -316,7 +317,12 @@ impl Mdns {
 
     /// Advertises this node's QUIC address: `addr`'s port, and its IP unless
     /// that is unspecified (then every address of the chosen interfaces).
-    pub fn advertise(&self, me: NodeId, role: Role, addr: SocketAddr) -> Result<(), DiscoveryError> {
+    pub fn advertise(
+        &self,
+        me: NodeId,
+        role: Role,
+        addr: SocketAddr,
+    ) -> Result<(), DiscoveryError> {
         let hex = me.to_hex();
         let instance = format!("ferry-{}", &hex[..16]);
         let host = format!("{instance}.local.");
@@ -326,7 +332,8 @@ impl Mdns {
         } else {
             addr.ip().to_string()
         };
-        let mut info = ServiceInfo::new(SERVICE, &instance, &host, ip, addr.port(), &properties[..])?;
+        let mut info =
+            ServiceInfo::new(SERVICE, &instance, &host, ip, addr.port(), &properties[..])?;
         if addr.ip().is_unspecified() {
             info = info.enable_addr_auto();
         }
@@ -643,7 +650,9 @@ impl Enrolment {
             Ok(bundle) => {
                 tracing::info!(peer = %peer.name, %bundle, groups = ?welcome.groups, "sent the leaf its routes");
             }
-            Err(e) => tracing::error!(peer = %peer.name, error = %e, "cannot send the leaf its routes"),
+            Err(e) => {
+                tracing::error!(peer = %peer.name, error = %e, "cannot send the leaf its routes")
+            }
         }
         Some((link, peer))
     }

@@ -347,8 +347,9 @@ impl Driver {
                             .bundles()
                             .find(|r| r.header.id == *bundle)
                             .map(|r| r.header.kind);
-                        self.watches
-                            .retain(|(k, to)| Some(*k) != kind || to.send((*bundle, *manifest)).is_ok());
+                        self.watches.retain(|(k, to)| {
+                            Some(*k) != kind || to.send((*bundle, *manifest)).is_ok()
+                        });
                     }
                 }
                 Event::CustodyAccepted { bundle, from } => {

@@ -40,10 +40,20 @@ fn private_network() -> bool {
             *dst = *src as libc::c_char;
         }
         let got = libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req);
-        assert_eq!(got, 0, "SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            got,
+            0,
+            "SIOCGIFFLAGS lo: {}",
+            std::io::Error::last_os_error()
+        );
         req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_MULTICAST) as libc::c_short;
         let set = libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req);
-        assert_eq!(set, 0, "SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            set,
+            0,
+            "SIOCSIFFLAGS lo: {}",
+            std::io::Error::last_os_error()
+        );
         libc::close(sock);
     }
     true
@@ -157,15 +167,27 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
     let rt = runtime();
 
     // Found over mDNS, dialled with the base's id pinned, enrolled.
-    wait_for_log(&leaf, "the anchor found", &["found the anchor", &base.id[..16]]);
-    let enrolled = wait_for_log(&base, "the leaf enrolled", &["enrolled a leaf", &leaf.id[..16]]);
+    wait_for_log(
+        &leaf,
+        "the anchor found",
+        &["found the anchor", &base.id[..16]],
+    );
+    let enrolled = wait_for_log(
+        &base,
+        "the leaf enrolled",
+        &["enrolled a leaf", &leaf.id[..16]],
+    );
     let name = format!("leaf-{}", &leaf.id[..8]);
     assert!(enrolled.contains(&name), "{enrolled}");
     leaf.wait_for(&rt, "the link to the base", MINUTE, |s| {
         s["links_up"].as_array().is_some_and(|l| l.len() == 1)
     });
     // Its routes arrived in an Admin bundle and were kept.
-    wait_for_log(&leaf, "routes from the base", &["routes received from the anchor"]);
+    wait_for_log(
+        &leaf,
+        "routes from the base",
+        &["routes received from the anchor"],
+    );
     let kept = learned(&leaf);
     assert_eq!(kept["welcome"]["from"], base.id.as_str(), "{kept}");
     assert_eq!(kept["welcome"]["default_route"], base.id.as_str(), "{kept}");
@@ -187,12 +209,30 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
     rng.fill_bytes(&mut data);
     let scratch = root.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    send_and_check(&rt, &mut base, &mut leaf, &leaf_id, "to-leaf", &data, &scratch);
+    send_and_check(
+        &rt, &mut base, &mut leaf, &leaf_id, "to-leaf", &data, &scratch,
+    );
     rng.fill_bytes(&mut data);
-    send_and_check(&rt, &mut base, &mut leaf, "group:leaves", "to-group", &data, &scratch);
+    send_and_check(
+        &rt,
+        &mut base,
+        &mut leaf,
+        "group:leaves",
+        "to-group",
+        &data,
+        &scratch,
+    );
     // And from the leaf to the base, over the default route it was sent.
     rng.fill_bytes(&mut data[..5_000]);
-    send_and_check(&rt, &mut leaf, &mut base, &base_id, "to-base", &data[..5_000], &scratch);
+    send_and_check(
+        &rt,
+        &mut leaf,
+        &mut base,
+        &base_id,
+        "to-base",
+        &data[..5_000],
+        &scratch,
+    );
 
     // Restart both with the base no longer advertising: the leaf reaches it
     // at the address it learned, the base still knows the leaf.
@@ -211,9 +251,22 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
         leaf.logs()
     );
     rng.fill_bytes(&mut data);
-    send_and_check(&rt, &mut base, &mut leaf, "group:leaves", "after-restart", &data, &scratch);
+    send_and_check(
+        &rt,
+        &mut base,
+        &mut leaf,
+        "group:leaves",
+        "after-restart",
+        &data,
+        &scratch,
+    );
     // Enrolment happened once: the restarted base took the leaf from learned.json.
-    assert_eq!(base.log().matches("enrolled a leaf").count(), 1, "{}", base.logs());
+    assert_eq!(
+        base.log().matches("enrolled a leaf").count(),
+        1,
+        "{}",
+        base.logs()
+    );
 }
 
 #[test]
@@ -254,8 +307,16 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
 
     // The uninvited leaf finds the base and dials it; the base refuses it
     // at the handshake, naming it.
-    wait_for_log(&uninvited, "the anchor found", &["found the anchor", &base.id[..16]]);
-    let refusal = wait_for_log(&base, "the refusal", &["refused QUIC peer", &uninvited.id[..16]]);
+    wait_for_log(
+        &uninvited,
+        "the anchor found",
+        &["found the anchor", &base.id[..16]],
+    );
+    let refusal = wait_for_log(
+        &base,
+        "the refusal",
+        &["refused QUIC peer", &uninvited.id[..16]],
+    );
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("not pinned"), "{refusal}");
     wait_for_log(

@@ -98,11 +98,15 @@ impl SharedTrust {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, TrustPolicy> {
         // A writer cannot panic half-way through a set insert: the policy is
         // whole even if a lock holder panicked.
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, TrustPolicy> {
-        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
