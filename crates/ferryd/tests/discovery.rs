@@ -3,8 +3,9 @@
 //! base's id as its anchor finds it, enrols, receives its routes, and then
 //! gets files sent to it (and to a group the welcome put it in), verified.
 //! After a restart without mDNS both sides still reach each other from
-//! `learned.json`. A leaf with another anchor never connects, and a leaf
-//! the base does not let enrol is refused with a log line naming it.
+//! `learned.json`. A leaf with another anchor never connects (not even to
+//! a forged advertisement of its anchor's id), and a leaf the base does
+//! not let enrol is refused with a log line naming it.
 //!
 //! Each test runs in a private network namespace (its own loopback, mDNS on
 //! the standard port) when it may create one (root, or CAP_SYS_ADMIN);
@@ -59,18 +60,18 @@ fn private_network() -> bool {
     true
 }
 
-/// The `[discovery]` keys every node of a test shares: mDNS on loopback
-/// only, on the standard port in a private namespace, else on a port of
-/// this test's own.
-fn network() -> String {
+/// The `[discovery]` keys every node of a test shares, and the mDNS port:
+/// mDNS on loopback only, on the standard port in a private namespace,
+/// else on a port of this test's own.
+fn network() -> (String, u16) {
     // FERRY_TEST_HOST_NETWORK=1 tries the fallback where namespaces work too.
     if std::env::var_os("FERRY_TEST_HOST_NETWORK").is_none() && private_network() {
         eprintln!("mDNS in a private network namespace, port 5353");
-        "interfaces = [\"lo\"]\n".into()
+        ("interfaces = [\"lo\"]\n".into(), 5353)
     } else {
         let port = free_port();
         eprintln!("no private network namespace here: mDNS on the host's loopback, port {port}");
-        format!("interfaces = [\"lo\"]\nmdns_port = {port}\n")
+        (format!("interfaces = [\"lo\"]\nmdns_port = {port}\n"), port)
     }
 }
 
@@ -143,7 +144,7 @@ fn send_and_check(
 
 #[test]
 fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_without_mdns() {
-    let net = network();
+    let (net, _) = network();
     let root = tempfile::tempdir().unwrap();
     let mut base = init(root.path(), "base", "base");
     let mut leaf = init(root.path(), "leaf", "leaf");
@@ -271,7 +272,7 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
 
 #[test]
 fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused() {
-    let net = network();
+    let (net, mdns_port) = network();
     let root = tempfile::tempdir().unwrap();
     let mut base = init(root.path(), "base", "base");
     let mut elsewhere = init(root.path(), "elsewhere", "leaf");
@@ -294,10 +295,11 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
         free_port(),
         &format!("[discovery]\nanchor = \"{}\"\n{net}", someone.id),
     );
+    let uninvited_port = free_port();
     configure(
         &uninvited,
         "leaf",
-        free_port(),
+        uninvited_port,
         &format!("[discovery]\nanchor = \"{}\"\n{net}", base.id),
     );
     base.start();
@@ -332,7 +334,39 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
         &["not this leaf's anchor", &base.id[..16]],
     );
     assert!(ignored.contains(&someone.id[..16]), "{ignored}");
-    // Neither got a link, nothing enrolled, and the base never heard of
+    // An advertisement is only a hint: one forged with the anchor's id but
+    // pointing at another node is refused at the TLS handshake.
+    let forger = mdns_sd::ServiceDaemon::new_with_port(mdns_port).unwrap();
+    forger.disable_interface(mdns_sd::IfKind::All).unwrap();
+    forger.enable_interface("lo").unwrap();
+    let impostor_port = uninvited_port;
+    let forged = mdns_sd::ServiceInfo::new(
+        ferryd::discovery::SERVICE,
+        "forged",
+        "forged.local.",
+        "127.0.0.1",
+        impostor_port,
+        &[("id", someone.id.as_str()), ("role", "base")][..],
+    )
+    .unwrap();
+    forger.register(forged).unwrap();
+    wait_for_log(
+        &elsewhere,
+        "the forged anchor found",
+        &["found the anchor", &someone.id[..16]],
+    );
+    let refused = wait_for_log(
+        &elsewhere,
+        "the impostor refused",
+        &["refused QUIC peer", &uninvited.id[..16]],
+    );
+    assert!(
+        refused.contains(&format!("expected node {}", &someone.id[..16])),
+        "{refused}"
+    );
+    let _ = forger.shutdown();
+
+    // Nobody got a link, nothing enrolled, and the base never heard of
     // the leaf with another anchor.
     for leaf in [&mut elsewhere, &mut uninvited] {
         let status = leaf.wait_for(&rt, "status", MINUTE, |_| true);
@@ -343,5 +377,10 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
     assert_eq!(status["links_up"], serde_json::json!([]), "{status}");
     assert!(!base.log().contains("enrolled a leaf"), "{}", base.logs());
     assert!(!base.log().contains(&elsewhere.id[..16]), "{}", base.logs());
-    assert!(!root.path().join("base/learned.json").exists());
+    for name in ["base", "elsewhere", "uninvited"] {
+        assert!(
+            !root.path().join(name).join("learned.json").exists(),
+            "{name}"
+        );
+    }
 }
