@@ -100,13 +100,13 @@ impl Node {
             .chain(&learned_peers)
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
-        // Welcomes delivered before a crash left no time to keep them.
-        let mut held_admin: Vec<_> = engine
+        // The newest welcome held, in case a crash came before it was kept.
+        let held_welcome = engine
             .bundles()
             .filter(|r| r.header.kind == ferry_core::PayloadKind::Admin && r.delivered)
-            .map(|r| (r.header.id, r.header.manifest))
-            .collect();
-        held_admin.sort_by_key(|(id, _)| (id.created_ms, id.sequence));
+            .filter(|r| Some(r.header.id.source) == config.discovery.anchor)
+            .max_by_key(|r| (r.header.id.created_ms, r.header.id.sequence))
+            .map(|r| (r.header.id, r.header.manifest));
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -121,7 +121,7 @@ impl Node {
             .collect();
         let (handle, engine_thread) = driver::spawn(engine);
         let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
-        for held in held_admin {
+        if let Some(held) = held_welcome {
             let _ = admin_tx.send(held);
         }
         handle.send(Input::Watch {

@@ -242,6 +242,9 @@ pub struct Bootstrap {
     pub store: Arc<RocksStore>,
     path: PathBuf,
     learned: Mutex<Learned>,
+    /// Held from a change until its write is done, so writes land in the
+    /// order of the changes.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl Bootstrap {
@@ -259,6 +262,7 @@ impl Bootstrap {
             engine,
             store,
             learned: Mutex::new(learned),
+            saving: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -269,6 +273,7 @@ impl Bootstrap {
     /// Changes the learned state and writes it out; a failed write is
     /// logged (the change holds until the daemon stops).
     async fn update(&self, change: impl FnOnce(&mut Learned)) -> Learned {
+        let _saving = self.saving.lock().await;
         let learned = {
             let mut learned = self.learned.lock().expect("not poisoned");
             change(&mut learned);
@@ -443,8 +448,11 @@ pub async fn run_anchor(
                     }
                     continue;
                 }
-                tracing::info!(peer = "anchor", node = %anchor, addrs = ?node.addrs, "found the anchor on the local network");
-                seen.send_replace(node.addrs);
+                // Answers repeat (announcements, refreshes): news only.
+                if *seen.borrow() != node.addrs {
+                    tracing::info!(peer = "anchor", node = %anchor, addrs = ?node.addrs, "found the anchor on the local network");
+                    seen.send_replace(node.addrs);
+                }
             }
         });
     }
