@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ferry_core::{Engine, EngineConfig};
 use ferry_link::identity::NodeKey;
-use ferry_link::quic::{QuicEndpoint, SharedTrust, TransportProfile, TrustPolicy};
+use ferry_link::quic::{QuicEndpoint, SharedTrust, TransportProfile};
 use ferry_store::{RocksStore, SharedStore, StoreConfig};
 
 use crate::admin::{self, Admin};
@@ -167,7 +167,7 @@ impl Node {
                 .map(|p| p.profile.rtt)
                 .max()
                 .unwrap_or(Duration::from_millis(100));
-            let trust = SharedTrust::new(trust_policy(&config, &learned_peers));
+            let trust = SharedTrust::new(discovery::trust_policy(&config, &learned_peers));
             let quic = QuicEndpoint::bind(
                 addr,
                 &key,
@@ -253,18 +253,6 @@ impl Node {
         let _ = std::fs::remove_file(&self.config.admin);
         tracing::info!("stopped");
     }
-}
-
-/// Who may connect: configured and learned peers, and (until they enrol)
-/// the nodes `[discovery] enrol` names, or anyone for `enrol = "any"`.
-fn trust_policy(config: &Config, learned: &[crate::config::Peer]) -> TrustPolicy {
-    let mut policy = TrustPolicy::pinned(config.peers.iter().chain(learned).map(|p| p.node));
-    match &config.discovery.enrol {
-        Enrol::Nobody => {}
-        Enrol::Only(ids) => policy.pinned.extend(ids.iter().copied()),
-        Enrol::Any => policy.allow_any = true,
-    }
-    policy
 }
 
 /// Runs the node until a signal asks it to stop, then stops it cleanly.

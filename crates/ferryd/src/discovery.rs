@@ -29,13 +29,13 @@ use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{BundleId, Endpoint, LinkId, NodeId, PayloadKind, Priority, Routes, Submission};
-use ferry_link::quic::{QuicEndpoint, SharedTrust};
+use ferry_link::quic::{QuicEndpoint, SharedTrust, TrustPolicy};
 use ferry_store::{Ingest, RocksStore};
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, Peer, Role, parse_node_id};
+use crate::config::{Config, Enrol, Peer, Role, parse_node_id};
 use crate::driver::{EngineHandle, Input};
 use crate::links::Registry;
 
@@ -231,6 +231,18 @@ pub fn routes(config: &Config, learned: &Learned) -> (Routes, BTreeSet<String>) 
         }
     }
     (routes, member_of)
+}
+
+/// Who may connect: configured and learned peers, and (until they enrol)
+/// the nodes `[discovery] enrol` names, or anyone for `enrol = "any"`.
+pub fn trust_policy(config: &Config, learned: &[Peer]) -> TrustPolicy {
+    let mut policy = TrustPolicy::pinned(config.peers.iter().chain(learned).map(|p| p.node));
+    match &config.discovery.enrol {
+        Enrol::Nobody => {}
+        Enrol::Only(ids) => policy.pinned.extend(ids.iter().copied()),
+        Enrol::Any => policy.allow_any = true,
+    }
+    policy
 }
 
 /// What discovery shares between its tasks: the configuration and the
@@ -741,6 +753,41 @@ mod tests {
         assert!(err.contains("learned.json"), "{err}");
         std::fs::write(&path, "{").unwrap();
         assert!(Learned::load(&path).is_err());
+    }
+
+    #[test]
+    fn the_handshake_admits_peers_learned_ones_and_who_may_enrol() {
+        let (peer, learned, invited, stranger) = (
+            NodeId([1; 32]),
+            NodeId([2; 32]),
+            NodeId([3; 32]),
+            NodeId([4; 32]),
+        );
+        let text = |enrol: &str| {
+            format!(
+                "[[peer]]\nname = \"relay\"\nnode_id = \"{}\"\n[discovery]\n{enrol}",
+                peer.to_hex()
+            )
+        };
+        let kept = Learned {
+            enrolled: vec![EnrolledLeaf {
+                node: learned.to_hex(),
+                name: "leaf-02020202".into(),
+            }],
+            ..Learned::default()
+        };
+        let closed = config(&text(""));
+        let policy = trust_policy(&closed, &kept.peers(&closed));
+        assert!(policy.admits(&peer) && policy.admits(&learned));
+        assert!(!policy.admits(&invited) && !policy.admits(&stranger));
+
+        let listed = config(&text(&format!("enrol = [\"{}\"]\n", invited.to_hex())));
+        let policy = trust_policy(&listed, &kept.peers(&listed));
+        assert!(policy.admits(&invited) && policy.admits(&learned));
+        assert!(!policy.admits(&stranger));
+
+        let open = config(&text("enrol = \"any\"\n"));
+        assert!(trust_policy(&open, &[]).admits(&stranger));
     }
 
     #[test]
