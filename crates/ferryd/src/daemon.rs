@@ -13,7 +13,7 @@ use ferry_link::quic::{QuicEndpoint, SharedTrust, TransportProfile};
 use ferry_store::{RocksStore, SharedStore, StoreConfig};
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, Enrol};
+use crate::config::Config;
 use crate::discovery::{self, Bootstrap, Learned, Mdns};
 use crate::driver::{self, Input};
 use crate::links::Registry;
@@ -100,13 +100,7 @@ impl Node {
             .chain(&learned_peers)
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
-        // The newest welcome held, in case a crash came before it was kept.
-        let held_welcome = engine
-            .bundles()
-            .filter(|r| r.header.kind == ferry_core::PayloadKind::Admin && r.delivered)
-            .filter(|r| Some(r.header.id.source) == config.discovery.anchor)
-            .max_by_key(|r| (r.header.id.created_ms, r.header.id.sequence))
-            .map(|r| (r.header.id, r.header.manifest));
+        let held_welcome = discovery::held_welcome(&engine, &config);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -120,31 +114,12 @@ impl Node {
             .map(|(link, peer)| (link.0, peer.name.clone()))
             .collect();
         let (handle, engine_thread) = driver::spawn(engine);
-        let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
-        if let Some(held) = held_welcome {
-            let _ = admin_tx.send(held);
-        }
-        handle.send(Input::Watch {
-            kind: ferry_core::PayloadKind::Admin,
-            to: admin_tx,
-        });
 
         let config = Arc::new(config);
         let registry = Registry::new(me, links, handle.clone());
         let boot = Bootstrap::new(me, config.clone(), handle.clone(), store.clone(), learned);
-        tokio::spawn(discovery::run_welcomes(
-            boot.clone(),
-            config.discovery.anchor,
-            admin_rx,
-        ));
+        boot.watch_welcomes(held_welcome);
         let mut mdns = None;
-        if config.discovery.enabled() {
-            match Mdns::start(&config) {
-                Ok(started) => mdns = Some(started),
-                // Learned addresses still work without the local network.
-                Err(e) => tracing::error!(error = %e, "mDNS unavailable; discovery off"),
-            }
-        }
         let mut endpoint = None;
         let mut quic_addr = None;
         let wants_quic = config.listen_quic.is_some()
@@ -178,32 +153,8 @@ impl Node {
             let quic = Arc::new(quic);
             quic_addr = Some(quic.local_addr().unwrap_or(addr));
             tracing::info!(addr = %quic_addr.unwrap_or(addr), "QUIC listening");
-            if config.discovery.enrol != Enrol::Nobody {
-                registry.set_enrolment(discovery::Enrolment::new(boot.clone(), trust));
-            }
+            mdns = discovery::start(&boot, &registry, &quic, trust);
             tokio::spawn(registry.clone().accept(quic.clone()));
-            if let (Some(mdns), Some(addr)) = (&mdns, quic_addr)
-                && config.discovery.advertise
-                && let Err(e) = mdns.advertise(me, config.role, addr)
-            {
-                tracing::error!(error = %e, "cannot advertise on mDNS");
-            }
-            if let Some(anchor) = config.discovery.anchor {
-                let found = match mdns.as_ref().map(Mdns::browse).transpose() {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot browse mDNS");
-                        None
-                    }
-                };
-                tokio::spawn(discovery::run_anchor(
-                    boot.clone(),
-                    anchor,
-                    quic.clone(),
-                    registry.clone(),
-                    found,
-                ));
-            }
             for peer in &config.peers {
                 if let Some(addr) = peer.quic {
                     tokio::spawn(registry.clone().dial(quic.clone(), peer.node, addr));

@@ -28,7 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
-use ferry_core::{BundleId, Endpoint, LinkId, NodeId, PayloadKind, Priority, Routes, Submission};
+use ferry_core::{
+    BundleId, Endpoint, Engine, LinkId, NodeId, PayloadKind, Priority, Routes, Submission,
+};
 use ferry_link::quic::{QuicEndpoint, SharedTrust, TrustPolicy};
 use ferry_store::{Ingest, RocksStore};
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -245,6 +247,67 @@ pub fn trust_policy(config: &Config, learned: &[Peer]) -> TrustPolicy {
     policy
 }
 
+/// The newest welcome from the anchor the engine holds, delivered: applied
+/// again at start in case a crash came before it was kept.
+pub fn held_welcome<S: ferry_core::Store>(
+    engine: &Engine<S>,
+    config: &Config,
+) -> Option<(BundleId, ManifestId)> {
+    engine
+        .bundles()
+        .filter(|r| r.header.kind == PayloadKind::Admin && r.delivered)
+        .filter(|r| Some(r.header.id.source) == config.discovery.anchor)
+        .max_by_key(|r| (r.header.id.created_ms, r.header.id.sequence))
+        .map(|r| (r.header.id, r.header.manifest))
+}
+
+/// Starts discovery on a node whose QUIC endpoint is `quic` (before it
+/// accepts): enrolment if `[discovery] enrol` lets anyone enrol, mDNS if
+/// the node advertises or has an anchor, and the task that dials the
+/// anchor. The mDNS daemon returned runs until shut down. Without mDNS
+/// (it failed to start) a leaf still dials the addresses it learned.
+pub fn start(
+    boot: &Arc<Bootstrap>,
+    registry: &Arc<Registry>,
+    quic: &Arc<QuicEndpoint>,
+    trust: SharedTrust,
+) -> Option<Mdns> {
+    let config = &boot.config;
+    if config.discovery.enrol != Enrol::Nobody {
+        registry.set_enrolment(Enrolment::new(boot.clone(), trust));
+    }
+    let mdns = if config.discovery.enabled() {
+        Mdns::start(config)
+            .inspect_err(|e| tracing::error!(error = %e, "mDNS unavailable; discovery off"))
+            .ok()
+    } else {
+        None
+    };
+    if let (Some(mdns), Ok(addr)) = (&mdns, quic.local_addr())
+        && config.discovery.advertise
+        && let Err(e) = mdns.advertise(boot.me, config.role, addr)
+    {
+        tracing::error!(error = %e, "cannot advertise on mDNS");
+    }
+    if let Some(anchor) = config.discovery.anchor {
+        let found = mdns
+            .as_ref()
+            .map(Mdns::browse)
+            .transpose()
+            .inspect_err(|e| tracing::error!(error = %e, "cannot browse mDNS"))
+            .ok()
+            .flatten();
+        tokio::spawn(run_anchor(
+            boot.clone(),
+            anchor,
+            quic.clone(),
+            registry.clone(),
+            found,
+        ));
+    }
+    mdns
+}
+
 /// What discovery shares between its tasks: the configuration and the
 /// learned state, written through to `learned.json`.
 pub struct Bootstrap {
@@ -300,6 +363,25 @@ impl Bootstrap {
             Err(e) => tracing::error!(error = %e, "cannot keep what discovery learned"),
         }
         learned
+    }
+
+    /// Has the engine announce every `Admin` bundle delivered here, and
+    /// applies the welcomes among them ([`run_welcomes`]), starting with
+    /// `held` (see [`held_welcome`]).
+    pub fn watch_welcomes(self: &Arc<Self>, held: Option<(BundleId, ManifestId)>) {
+        let (to, delivered) = mpsc::unbounded_channel();
+        if let Some(held) = held {
+            let _ = to.send(held);
+        }
+        self.engine.send(Input::Watch {
+            kind: PayloadKind::Admin,
+            to,
+        });
+        tokio::spawn(run_welcomes(
+            self.clone(),
+            self.config.discovery.anchor,
+            delivered,
+        ));
     }
 
     /// Tells the engine the routes as they are now.
