@@ -273,6 +273,16 @@ pub fn start(
     trust: SharedTrust,
 ) -> Option<Mdns> {
     let config = &boot.config;
+    match &config.discovery.enrol {
+        Enrol::Nobody => {}
+        Enrol::Only(ids) => tracing::info!(
+            nodes = ids.len(),
+            "enrolment open to the nodes discovery.enrol names"
+        ),
+        Enrol::Any => tracing::warn!(
+            "enrolment open to any node that holds a key (discovery.enrol = \"any\"): for staging only"
+        ),
+    }
     if config.discovery.enrol != Enrol::Nobody {
         registry.set_enrolment(Enrolment::new(boot.clone(), trust));
     }

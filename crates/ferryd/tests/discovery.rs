@@ -5,7 +5,8 @@
 //! After a restart without mDNS both sides still reach each other from
 //! `learned.json`. A leaf with another anchor never connects (not even to
 //! a forged advertisement of its anchor's id), and a leaf the base does
-//! not let enrol is refused with a log line naming it.
+//! not let enrol is refused with a log line naming it. With `enrol =
+//! "any"` a base takes any leaf, and warns that it does.
 //!
 //! Each test runs in a private network namespace (its own loopback, mDNS on
 //! the standard port) when it may create one (root, or CAP_SYS_ADMIN);
@@ -383,4 +384,46 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
             "{name}"
         );
     }
+}
+
+#[test]
+fn with_enrol_any_a_base_takes_any_leaf_that_holds_a_key() {
+    let (net, _) = network();
+    let root = tempfile::tempdir().unwrap();
+    let mut base = init(root.path(), "base", "base");
+    let mut leaf = init(root.path(), "leaf", "leaf");
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!("[discovery]\nadvertise = true\nenrol = \"any\"\n{net}"),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        free_port(),
+        &format!("[discovery]\nanchor = \"{}\"\n{net}", base.id),
+    );
+    base.start();
+    leaf.start();
+    let open = wait_for_log(&base, "the open enrolment", &["enrolment open to any node"]);
+    assert!(open.contains("WARN"), "{open}");
+    wait_for_log(
+        &base,
+        "the leaf enrolled",
+        &["enrolled a leaf", &leaf.id[..16]],
+    );
+    wait_for_log(
+        &leaf,
+        "routes from the base",
+        &["routes received from the anchor"],
+    );
+    let kept = learned(&leaf);
+    assert_eq!(kept["welcome"]["default_route"], base.id.as_str(), "{kept}");
+    assert_eq!(kept["welcome"]["groups"], serde_json::json!([]), "{kept}");
+    assert_eq!(learned(&base)["enrolled"][0]["node"], leaf.id.as_str());
+    let rt = runtime();
+    leaf.wait_for(&rt, "the link to the base", MINUTE, |s| {
+        s["links_up"].as_array().is_some_and(|l| l.len() == 1)
+    });
 }
