@@ -33,7 +33,7 @@ use ferry_core::{
 };
 use ferry_link::quic::{QuicEndpoint, SharedTrust, TrustPolicy};
 use ferry_store::{Ingest, RocksStore};
-use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -407,7 +407,8 @@ pub struct Mdns {
 }
 
 impl Mdns {
-    /// Starts mDNS on the configured port and interfaces.
+    /// Starts mDNS on the configured port and interfaces. Must be called
+    /// inside a tokio runtime.
     pub fn start(config: &Config) -> Result<Mdns, DiscoveryError> {
         let discovery = &config.discovery;
         let daemon = ServiceDaemon::new_with_port(discovery.mdns_port)?;
@@ -421,6 +422,20 @@ impl Mdns {
                     .collect::<Vec<_>>(),
             )?;
         }
+        // The daemon's own troubles (a socket it cannot open, a name it
+        // had to change) reach the log.
+        let events = daemon.monitor()?;
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv_async().await {
+                match event {
+                    DaemonEvent::Error(e) => tracing::warn!(error = %e, "mDNS"),
+                    DaemonEvent::NameChange(change) => {
+                        tracing::info!(?change, "mDNS renamed a record after a conflict");
+                    }
+                    other => tracing::debug!(event = ?other, "mDNS"),
+                }
+            }
+        });
         Ok(Mdns { daemon })
     }
 
