@@ -388,6 +388,106 @@ impl<S: Store> Engine<S> {
         id
     }
 
+    /// Replaces the static routes (e.g. a peer enrolled, or a leaf was told
+    /// its routes). Every held bundle whose next hops change with them is
+    /// routed again: hops the new routes add are offered it, hops they drop
+    /// and that have not taken custody yet are no longer waited for. Hops
+    /// that already took custody are not asked again, and bundles the
+    /// change does not concern are left alone.
+    pub fn set_routes(&mut self, now: Instant, routes: crate::config::Routes) {
+        let before = self.config.clone();
+        self.config.routes = routes;
+        let me = self.config.node;
+        let mut changed = Vec::new();
+        for record in self.bundles.values() {
+            let header = &record.header;
+            if header.destination == Endpoint::Node(me) {
+                continue;
+            }
+            let plan = |config: &EngineConfig| {
+                let (mut hops, _) = config.plan(
+                    &header.destination,
+                    now,
+                    header.payload_len,
+                    header.expires_at(),
+                );
+                if let Some(from) = record.custody_from {
+                    hops.remove(&from);
+                }
+                hops
+            };
+            let (old, new) = (plan(&before), plan(&self.config));
+            if old == new {
+                continue;
+            }
+            let mut hops = record.pending_hops.clone();
+            let dropped: BTreeSet<NodeId> = old.difference(&new).copied().collect();
+            hops.retain(|hop| !dropped.contains(hop));
+            hops.extend(new.difference(&old).copied());
+            if hops != record.pending_hops {
+                changed.push((header.id, hops, dropped));
+            }
+        }
+        for (id, hops, dropped) in changed {
+            let record = self.bundles.get_mut(&id).expect("listed above");
+            record.pending_hops = hops;
+            let mut batch = Batch::new();
+            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+            for hop in &dropped {
+                batch.delete(Cf::Timers, timer_key(id, *hop));
+                self.backoffs.remove(&(id, *hop));
+            }
+            for state in self.links.values_mut() {
+                if state
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| dropped.contains(&s.peer))
+                {
+                    state.out.retain(|_, out| out.bundle != id);
+                }
+            }
+            if let Err(e) = self.store.write(&batch) {
+                self.events.push_back(Event::StoreFailed {
+                    detail: e.to_string(),
+                });
+            }
+            self.offer_to_all(now, id);
+        }
+    }
+
+    /// Replaces the groups this node belongs to. A held bundle for a group
+    /// it has just joined is delivered here now.
+    pub fn set_member_of(&mut self, member_of: BTreeSet<String>) {
+        self.config.member_of = member_of;
+        let joined: Vec<BundleId> = self
+            .bundles
+            .values()
+            .filter(|r| !r.delivered)
+            .filter(|r| match &r.header.destination {
+                Endpoint::Group(name) => self.config.member_of.contains(name),
+                Endpoint::Node(_) => false,
+            })
+            .map(|r| r.header.id)
+            .collect();
+        for id in joined {
+            let record = self.bundles.get_mut(&id).expect("listed above");
+            record.delivered = true;
+            let mut batch = Batch::new();
+            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+            if let Err(e) = self.store.write_synced(&batch) {
+                record.delivered = false;
+                self.events.push_back(Event::StoreFailed {
+                    detail: e.to_string(),
+                });
+                continue;
+            }
+            self.events.push_back(Event::Delivered {
+                bundle: id,
+                manifest: record.header.manifest,
+            });
+        }
+    }
+
     /// A contact begins or ends. At the start each side says Hello; at the
     /// end, per-session state goes, but partly received bundles are kept so
     /// the next contact resumes them.
@@ -1888,4 +1988,193 @@ fn sequence_ranges(source: NodeId, seqs: &BTreeSet<u64>) -> Vec<v1::SequenceRang
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_chunk::{Chunker, ChunkerConfig, ManifestBuilder};
+
+    use super::*;
+    use crate::config::Routes;
+    use crate::mem_store::MemStore;
+
+    const A: NodeId = NodeId([1; 32]);
+    const B: NodeId = NodeId([2; 32]);
+    const C: NodeId = NodeId([3; 32]);
+
+    fn engine(node: NodeId) -> Engine<MemStore> {
+        Engine::new(EngineConfig::new(node, 7), MemStore::new()).unwrap()
+    }
+
+    /// Puts `data` in the engine's store and submits it for `destination`.
+    fn submit(engine: &mut Engine<MemStore>, destination: Endpoint, data: &[u8]) -> BundleId {
+        let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
+        let store = engine.store_mut();
+        let mut builder = ManifestBuilder::new();
+        for span in chunker.chunk_slice(data) {
+            let bytes = &data[span.offset as usize..span.end() as usize];
+            store.put_chunk(span.id, bytes).unwrap();
+            builder.push(span, bytes).unwrap();
+        }
+        let manifest = store.put_manifest(&builder.finish()).unwrap();
+        store.sync().unwrap();
+        engine
+            .submit(
+                Instant(1_000_000),
+                Submission {
+                    destination,
+                    lifetime: Duration::from_secs(3600),
+                    priority: Priority::Normal,
+                    kind: PayloadKind::Blob,
+                    manifest,
+                    release: Vec::new(),
+                },
+            )
+            .unwrap()
+    }
+
+    /// Two engines joined by one reliable link, frames moved until quiet;
+    /// the events of `b`.
+    fn exchange(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(t) = a.poll_transmit(now) {
+                b.handle_frame(now, LinkId(0), &t.frame);
+                moved = true;
+            }
+            while let Some(t) = b.poll_transmit(now) {
+                a.handle_frame(now, LinkId(0), &t.frame);
+                moved = true;
+            }
+            // Custody signals wait a little to be batched.
+            let later = now + Duration::from_secs(1);
+            a.handle_timeout(later);
+            b.handle_timeout(later);
+            events.extend(std::iter::from_fn(|| b.poll_event()));
+            if !moved {
+                return events;
+            }
+        }
+        panic!("the engines never went quiet");
+    }
+
+    fn connect(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, now: Instant) {
+        let props = LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(10),
+            reliable: true,
+            rate_bps: 0,
+            pipeline: false,
+        };
+        for engine in [&mut *a, &mut *b] {
+            let link = engine.add_link();
+            engine.handle_contact(now, link, Contact::Up(props.clone()));
+        }
+    }
+
+    #[test]
+    fn a_bundle_without_a_route_goes_once_routes_arrive() {
+        let (mut a, mut b) = (engine(A), engine(B));
+        let now = Instant(2_000_000);
+        connect(&mut a, &mut b, now);
+        // C is behind B, but A does not know that yet.
+        let id = submit(&mut a, Endpoint::Node(C), b"for c, through b");
+        assert!(a.bundles().next().unwrap().pending_hops.is_empty());
+        let events = exchange(&mut a, &mut b, now);
+        assert!(events.is_empty(), "{events:?}");
+
+        a.set_routes(
+            now,
+            Routes {
+                default_hop: Some(B),
+                ..Routes::default()
+            },
+        );
+        let events = exchange(&mut a, &mut b, now);
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::CustodyAccepted { bundle, from: Some(A) } if *bundle == id)
+            ),
+            "{events:?}"
+        );
+        let released: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+        assert!(
+            released.contains(&Event::CustodyReleased { bundle: id }),
+            "{released:?}"
+        );
+        // The route survives in the record: a restart keeps it.
+        let record = BundleRecord::decode(
+            &a.store()
+                .get(Cf::Bundles, &id.to_key())
+                .unwrap()
+                .expect("record kept"),
+        )
+        .unwrap();
+        assert!(record.pending_hops.is_empty());
+        assert_eq!(record.header.id, id);
+
+        // A change that does not concern the bundle offers nothing again.
+        a.set_routes(
+            now,
+            Routes {
+                default_hop: Some(B),
+                next_hop: [(NodeId([9; 32]), B)].into(),
+                ..Routes::default()
+            },
+        );
+        assert!(a.poll_transmit(now).is_none());
+    }
+
+    #[test]
+    fn a_dropped_route_is_no_longer_waited_for() {
+        let mut a = engine(A);
+        a.set_routes(
+            Instant(0),
+            Routes {
+                next_hop: [(C, B)].into(),
+                ..Routes::default()
+            },
+        );
+        let id = submit(&mut a, Endpoint::Node(C), b"for c");
+        assert_eq!(a.bundles().next().unwrap().pending_hops, [B].into());
+        a.set_routes(Instant(0), Routes::default());
+        let record = a.bundles().find(|r| r.header.id == id).unwrap();
+        assert!(record.pending_hops.is_empty());
+    }
+
+    #[test]
+    fn joining_a_group_delivers_what_is_held_for_it() {
+        let (mut a, mut b) = (engine(A), engine(B));
+        let now = Instant(2_000_000);
+        connect(&mut a, &mut b, now);
+        a.set_routes(
+            now,
+            Routes {
+                next_hop: [(B, B)].into(),
+                groups: [("leaves".to_string(), [B].into())].into(),
+                ..Routes::default()
+            },
+        );
+        let id = submit(&mut a, Endpoint::Group("leaves".into()), b"for every leaf");
+        let events = exchange(&mut a, &mut b, now);
+        // B holds it but is not (yet) a member: nothing delivered.
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::CustodyAccepted { bundle, .. } if *bundle == id)),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::Delivered { .. })));
+        b.set_member_of(["leaves".to_string()].into());
+        let events: Vec<Event> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            matches!(events.as_slice(), [Event::Delivered { bundle, .. }] if *bundle == id),
+            "{events:?}"
+        );
+        assert!(b.bundles().find(|r| r.header.id == id).unwrap().delivered);
+        // Joining again delivers nothing twice.
+        b.set_member_of(["leaves".to_string()].into());
+        assert!(b.poll_event().is_none());
+    }
 }

@@ -50,6 +50,8 @@ struct File {
     groups: BTreeMap<String, Vec<String>>,
     #[serde(default, rename = "contact")]
     contacts: Vec<ContactSection>,
+    #[serde(default)]
+    discovery: DiscoverySection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +155,8 @@ pub struct Config {
     pub routes: Routes,
     pub member_of: BTreeSet<String>,
     pub contacts: Vec<PlannedContact>,
+    /// `[discovery]`: mDNS advertising, the anchor of a new leaf, enrolment.
+    pub discovery: Discovery,
 }
 
 impl Config {
@@ -322,6 +326,8 @@ impl Config {
             }
             contacts.push(contact);
         }
+        let discovery = parse_discovery(&file.discovery, &peers, listen_quic)
+            .map_err(|(key, reason)| invalid(&format!("discovery.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -340,6 +346,7 @@ impl Config {
             routes,
             member_of: file.node.member_of.into_iter().collect(),
             contacts,
+            discovery,
         })
     }
 
@@ -419,6 +426,29 @@ admin = "ferryd.sock"
 [groups]
 # leaves = ["leaf-1", "<node id>"]
 
+# Discovery on the local network (mDNS/DNS-SD, service _ferry._udp).
+[discovery]
+# Advertise this node (its id, role and QUIC port) so new leaves find it.
+# advertise = true
+# On a new leaf: the one node it trusts (64 hex digits), its base. The leaf
+# browses for it, dials it with its id pinned (the advertisement is only a
+# hint; the TLS handshake proves the identity), enrols and receives its
+# routes. Not also a [[peer]].
+# anchor = "<node id of the base>"
+# On a base: who may enrol without a [[peer]] entry: a list of node ids, or
+# "any" — any node on the local network that holds a key (staging only).
+# Enrolled leaves are kept in learned.json beside this file; removing an id
+# here stops new enrolments, not those already made.
+# enrol = ["<node id of a new leaf>"]
+# Groups a leaf enrolled here joins (it is told so, and routed to for them).
+# welcome_groups = ["leaves"]
+# Interfaces mDNS uses; all when omitted.
+# interfaces = ["eth0"]
+# The mDNS port: 5353, the standard one; another only for tests.
+# mdns_port = 5353
+# Profile of links to the anchor and to enrolled leaves.
+# profile = "lte-bush"
+
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.
 # [[contact]]
@@ -429,6 +459,170 @@ admin = "ferryd.sock"
 # rate = "2400 bit/s"
 # both_ways = true
 "#;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverySection {
+    #[serde(default)]
+    advertise: bool,
+    anchor: Option<String>,
+    enrol: Option<EnrolSection>,
+    #[serde(default)]
+    welcome_groups: Vec<String>,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    mdns_port: Option<u16>,
+    profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EnrolSection {
+    Word(String),
+    List(Vec<String>),
+}
+
+/// Who may enrol with this node: connect without a `[[peer]]` entry and
+/// become a peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Enrol {
+    #[default]
+    Nobody,
+    Only(BTreeSet<NodeId>),
+    /// Any node that proves it holds its key (staging only).
+    Any,
+}
+
+impl Enrol {
+    pub fn allows(&self, node: &NodeId) -> bool {
+        match self {
+            Enrol::Nobody => false,
+            Enrol::Only(ids) => ids.contains(node),
+            Enrol::Any => true,
+        }
+    }
+}
+
+/// `[discovery]`, validated.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// Register `_ferry._udp.local.` with this node's id, role and QUIC port.
+    pub advertise: bool,
+    /// The only node a new leaf trusts: it browses for it and dials it.
+    pub anchor: Option<NodeId>,
+    pub enrol: Enrol,
+    /// Groups an enrolled leaf is told it belongs to (and added to here).
+    pub welcome_groups: Vec<String>,
+    /// Interfaces mDNS uses (names such as "eth0"); empty: all of them.
+    pub interfaces: Vec<String>,
+    /// The mDNS port: 5353 except in tests.
+    pub mdns_port: u16,
+    /// Profile of links to the anchor and to enrolled leaves.
+    pub profile: &'static LinkProfile,
+}
+
+impl Discovery {
+    /// Whether mDNS runs at all.
+    pub fn enabled(&self) -> bool {
+        self.advertise || self.anchor.is_some()
+    }
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Base => "base",
+            Role::Relay => "relay",
+            Role::Leaf => "leaf",
+        }
+    }
+}
+
+/// `[discovery]` checked against the peers and the QUIC address; an error
+/// is (key under `discovery.`, reason).
+fn parse_discovery(
+    section: &DiscoverySection,
+    peers: &[Peer],
+    listen_quic: Option<SocketAddr>,
+) -> Result<Discovery, (String, String)> {
+    let err = |key: &str, reason: String| (key.to_string(), reason);
+    if section.advertise && listen_quic.is_none() {
+        return Err(err(
+            "advertise",
+            "needs listen.quic: it is the port that is advertised".into(),
+        ));
+    }
+    let anchor = match &section.anchor {
+        None => None,
+        Some(text) => {
+            let node = parse_node_id(text).map_err(|e| err("anchor", e))?;
+            if let Some(peer) = peers.iter().find(|p| p.node == node) {
+                return Err(err(
+                    "anchor",
+                    format!(
+                        "is also [[peer]] {:?}; an anchor is found by mDNS, a peer is configured: keep one",
+                        peer.name
+                    ),
+                ));
+            }
+            Some(node)
+        }
+    };
+    let enrol = match &section.enrol {
+        None => Enrol::Nobody,
+        Some(EnrolSection::Word(word)) if word == "any" => Enrol::Any,
+        Some(EnrolSection::Word(word)) => {
+            return Err(err(
+                "enrol",
+                format!("{word:?} is neither \"any\" nor a list of node ids"),
+            ));
+        }
+        Some(EnrolSection::List(ids)) => Enrol::Only(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| parse_node_id(id).map_err(|e| err(&format!("enrol[{i}]"), e)))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    if enrol != Enrol::Nobody && listen_quic.is_none() {
+        return Err(err(
+            "enrol",
+            "needs listen.quic: enrolling nodes dial this one".into(),
+        ));
+    }
+    if let Some(group) = section.welcome_groups.iter().find(|g| g.trim().is_empty()) {
+        return Err(err(
+            "welcome_groups",
+            format!("{group:?} is not a group name"),
+        ));
+    }
+    if let Some(name) = section.interfaces.iter().find(|n| n.trim().is_empty()) {
+        return Err(err(
+            "interfaces",
+            format!("{name:?} is not an interface name"),
+        ));
+    }
+    let mdns_port = match section.mdns_port {
+        Some(0) => return Err(err("mdns_port", "0 is not a port".into())),
+        Some(port) => port,
+        None => 5353,
+    };
+    let profile = section
+        .profile
+        .as_deref()
+        .unwrap_or("lte-bush")
+        .parse::<&LinkProfile>()
+        .map_err(|e| err("profile", e.to_string()))?;
+    Ok(Discovery {
+        advertise: section.advertise,
+        anchor,
+        enrol,
+        welcome_groups: section.welcome_groups.clone(),
+        interfaces: section.interfaces.clone(),
+        mdns_port,
+        profile,
+    })
+}
 
 /// Stands for "this node" in contacts until the key is known.
 const SELF: NodeId = NodeId([0; 32]);
@@ -537,6 +731,81 @@ mod tests {
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn discovery_keys_are_checked_with_their_names() {
+        let listen = "[listen]\nquic = \"127.0.0.1:7410\"\n";
+        let c = parse(&format!(
+            "{}{listen}[discovery]\nadvertise = true\nenrol = [\"{ID}\"]\nwelcome_groups = [\"leaves\"]\ninterfaces = [\"lo\"]\n",
+            minimal()
+        ))
+        .unwrap();
+        assert!(c.discovery.advertise);
+        assert_eq!(c.discovery.enrol, Enrol::Only([NodeId([1; 32])].into()));
+        assert!(c.discovery.enrol.allows(&NodeId([1; 32])));
+        assert!(!c.discovery.enrol.allows(&NodeId([2; 32])));
+        assert_eq!(c.discovery.mdns_port, 5353);
+        assert_eq!(c.discovery.profile.name, "lte-bush");
+        let c = parse(&format!(
+            "{}{listen}[discovery]\nenrol = \"any\"\n",
+            minimal()
+        ))
+        .unwrap();
+        assert!(c.discovery.enrol.allows(&NodeId([2; 32])));
+        assert!(!c.discovery.enabled());
+        let c = parse(&format!("{}[discovery]\nanchor = \"{ID}\"\n", minimal())).unwrap();
+        assert_eq!(c.discovery.anchor, Some(NodeId([1; 32])));
+        assert_eq!(c.discovery.enrol, Enrol::Nobody);
+        assert!(c.discovery.enabled());
+
+        let cases = [
+            (
+                "[discovery]\nadvertise = true\n".to_string(),
+                "discovery.advertise: needs listen.quic",
+            ),
+            (
+                format!("{listen}[discovery]\nenrol = \"everyone\"\n"),
+                "discovery.enrol: \"everyone\" is neither",
+            ),
+            (
+                format!("{listen}[discovery]\nenrol = [\"{ID}\", \"12\"]\n"),
+                "discovery.enrol[1]",
+            ),
+            (
+                format!("[discovery]\nenrol = [\"{ID}\"]\n"),
+                "discovery.enrol: needs listen.quic",
+            ),
+            (
+                "[discovery]\nanchor = \"base\"\n".to_string(),
+                "discovery.anchor",
+            ),
+            (
+                format!(
+                    "[[peer]]\nname = \"base\"\nnode_id = \"{ID}\"\n[discovery]\nanchor = \"{ID}\"\n"
+                ),
+                "discovery.anchor: is also [[peer]] \"base\"",
+            ),
+            (
+                "[discovery]\nmdns_port = 0\n".to_string(),
+                "discovery.mdns_port",
+            ),
+            (
+                "[discovery]\nprofile = \"smoke\"\n".to_string(),
+                "discovery.profile",
+            ),
+            (
+                "[discovery]\nwelcome_groups = [\" \"]\n".to_string(),
+                "discovery.welcome_groups",
+            ),
+            ("[discovery]\nbeacon = true\n".to_string(), "beacon"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&format!("{}{text}", minimal()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
         }
     }
 

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use ferry_core::{Engine, EngineConfig};
 use ferry_link::identity::NodeKey;
-use ferry_link::quic::{QuicEndpoint, TransportProfile, TrustPolicy};
+use ferry_link::quic::{QuicEndpoint, SharedTrust, TransportProfile};
 use ferry_store::{RocksStore, SharedStore, StoreConfig};
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::discovery::{self, Bootstrap, Learned, Mdns};
 use crate::driver::{self, Input};
 use crate::links::Registry;
 use crate::serial_links::SerialLinks;
@@ -37,6 +38,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: ferry_link::quic::LinkError,
     },
+    #[error("discovery: {0}")]
+    Discovery(#[from] discovery::DiscoveryError),
     #[error("admin socket {path}: {source}")]
     Admin {
         path: PathBuf,
@@ -57,6 +60,7 @@ pub struct Node {
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     serial: SerialLinks,
+    mdns: Option<Mdns>,
 }
 
 impl Node {
@@ -80,18 +84,25 @@ impl Node {
             source,
         })?;
         let store = Arc::new(store);
+        // What discovery learned before (enrolled leaves, the anchor's
+        // address and welcome) counts as configuration.
+        let learned = Learned::load(&discovery::learned_path(&config))?;
+        let learned_peers = learned.peers(&config);
+        let (routes, member_of) = discovery::routes(&config, &learned);
         let seed: u64 = rand::random();
         let mut engine_config = EngineConfig::new(me, seed);
-        engine_config.routes = config.routes.clone();
-        engine_config.member_of = config.member_of.clone();
+        engine_config.routes = routes;
+        engine_config.member_of = member_of;
         engine_config.contact_plan = config.contact_plan(me);
         engine_config.agent = format!("ferryd {} {:?}", env!("CARGO_PKG_VERSION"), config.role);
         let mut engine = Engine::new(engine_config, SharedStore(store.clone()))?;
         let links: BTreeMap<_, _> = config
             .peers
             .iter()
+            .chain(&learned_peers)
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
+        let held_welcome = discovery::held_welcome(&engine, &config);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -109,10 +120,14 @@ impl Node {
         let config = Arc::new(config);
         let serial = SerialLinks::start(&links, &handle);
         let registry = Registry::new(me, links, handle.clone());
+        let boot = Bootstrap::new(me, config.clone(), handle.clone(), store.clone(), learned);
+        boot.watch_welcomes(held_welcome);
+        let mut mdns = None;
         let mut endpoint = None;
         let mut quic_addr = None;
-        let wants_quic =
-            config.listen_quic.is_some() || config.peers.iter().any(|p| p.quic.is_some());
+        let wants_quic = config.listen_quic.is_some()
+            || config.peers.iter().any(|p| p.quic.is_some())
+            || config.discovery.anchor.is_some();
         if wants_quic {
             let addr = config
                 .listen_quic
@@ -130,14 +145,18 @@ impl Node {
                 .map(|p| p.profile.rtt)
                 .max()
                 .unwrap_or(Duration::from_millis(100));
-            // A peer on a serial line is not admitted over QUIC.
-            let quic_peers = config.peers.iter().filter(|p| p.serial.is_none());
-            let trust = TrustPolicy::pinned(quic_peers.map(|p| p.node));
-            let quic = QuicEndpoint::bind(addr, &key, trust, TransportProfile::for_link(rate, rtt))
-                .map_err(|source| DaemonError::Quic { addr, source })?;
+            let trust = SharedTrust::new(discovery::trust_policy(&config, &learned_peers));
+            let quic = QuicEndpoint::bind(
+                addr,
+                &key,
+                trust.clone(),
+                TransportProfile::for_link(rate, rtt),
+            )
+            .map_err(|source| DaemonError::Quic { addr, source })?;
             let quic = Arc::new(quic);
             quic_addr = Some(quic.local_addr().unwrap_or(addr));
             tracing::info!(addr = %quic_addr.unwrap_or(addr), "QUIC listening");
+            mdns = discovery::start(&boot, &registry, &quic, trust);
             tokio::spawn(registry.clone().accept(quic.clone()));
             for peer in &config.peers {
                 if let Some(addr) = peer.quic {
@@ -166,12 +185,16 @@ impl Node {
             admin,
             metrics,
             serial,
+            mdns,
         })
     }
 
     /// Closes links, stops the engine thread (its last writes are synced)
     /// and removes the admin socket.
     pub async fn stop(self) {
+        if let Some(mdns) = &self.mdns {
+            mdns.shutdown();
+        }
         if let Some(endpoint) = &self.endpoint {
             endpoint.close();
         }

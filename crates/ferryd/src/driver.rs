@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ferry_chunk::ManifestId;
 use ferry_core::{
-    BundleId, Contact, Engine, Event, LinkId, LinkProperties, NodeId, Submission, Transmit,
+    BundleId, Contact, Engine, Event, LinkId, LinkProperties, NodeId, PayloadKind, Routes,
+    Submission, Transmit,
 };
 use ferry_proto::FrameCodec;
 use ferry_store::SharedStore;
@@ -61,6 +63,23 @@ pub enum Input {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// A link for a peer learned at runtime (an enrolled leaf): the engine
+    /// knows it from now on, down until its contact begins.
+    AddLink {
+        reply: oneshot::Sender<LinkId>,
+    },
+    /// New static routes and group memberships; held bundles they concern
+    /// are routed again (see [`Engine::set_routes`]).
+    SetRoutes {
+        routes: Routes,
+        member_of: BTreeSet<String>,
+    },
+    /// Every bundle of `kind` delivered here from now on is also announced
+    /// on `to` (its id and manifest), e.g. `Admin` bundles to discovery.
+    Watch {
+        kind: PayloadKind,
+        to: mpsc::UnboundedSender<(BundleId, ManifestId)>,
     },
     Shutdown,
 }
@@ -147,6 +166,13 @@ impl EngineHandle {
         self.send(Input::Status { reply });
         answer.await.map_err(|_| "the engine stopped".to_string())
     }
+
+    /// A new engine link for a peer learned at runtime.
+    pub async fn add_link(&self) -> Result<LinkId, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::AddLink { reply });
+        answer.await.map_err(|_| "the engine stopped".to_string())
+    }
 }
 
 struct Driver {
@@ -158,6 +184,7 @@ struct Driver {
     progress: BTreeMap<BundleId, (u64, u64)>,
     delivered: Vec<Delivery>,
     counters: Counters,
+    watches: Vec<(PayloadKind, mpsc::UnboundedSender<(BundleId, ManifestId)>)>,
 }
 
 /// Starts the engine thread; it runs until [`Input::Shutdown`] or until
@@ -173,6 +200,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         progress: BTreeMap::new(),
         delivered: Vec::new(),
         counters: Counters::default(),
+        watches: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("ferry-engine".into())
@@ -260,6 +288,14 @@ impl Driver {
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Input::AddLink { reply } => {
+                let _ = reply.send(self.engine.add_link());
+            }
+            Input::SetRoutes { routes, member_of } => {
+                self.engine.set_routes(now, routes);
+                self.engine.set_member_of(member_of);
+            }
+            Input::Watch { kind, to } => self.watches.push((kind, to)),
             Input::Shutdown => {}
         }
     }
@@ -317,6 +353,16 @@ impl Driver {
                         manifest: manifest.to_string(),
                         at_ms: now().as_millis(),
                     });
+                    if !self.watches.is_empty() {
+                        let kind = self
+                            .engine
+                            .bundles()
+                            .find(|r| r.header.id == *bundle)
+                            .map(|r| r.header.kind);
+                        self.watches.retain(|(k, to)| {
+                            Some(*k) != kind || to.send((*bundle, *manifest)).is_ok()
+                        });
+                    }
                 }
                 Event::CustodyAccepted { bundle, from } => {
                     self.counters.custody_accepted += 1;

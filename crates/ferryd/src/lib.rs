@@ -6,11 +6,13 @@
 //! - [`serial_links`]: serial devices (acoustic, satellite modems), one per peer.
 //! - [`admin`]: the Unix-socket API the `ferry` command talks to.
 //! - [`metrics`]: Prometheus `/metrics`.
+//! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod driver;
 pub mod links;
 pub mod metrics;

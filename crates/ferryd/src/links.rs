@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_core::{LinkId, LinkProperties, NodeId};
@@ -17,6 +17,7 @@ use ferry_link::quic::{QuicEndpoint, QuicLink};
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::Peer;
+use crate::discovery::Enrolment;
 use crate::driver::{EngineHandle, Input, Outlet};
 
 /// Frames queued per link between the engine and the connection.
@@ -35,7 +36,10 @@ struct Live {
 /// The connections up now, by peer.
 pub struct Registry {
     me: NodeId,
-    links: BTreeMap<NodeId, (LinkId, Peer)>,
+    /// Configured peers, and those learned at runtime ([`Registry::add_peer`]).
+    links: Mutex<BTreeMap<NodeId, (LinkId, Peer)>>,
+    /// Decides about a node that completed the handshake but is no peer.
+    enrolment: OnceLock<Arc<Enrolment>>,
     live: Mutex<BTreeMap<NodeId, Live>>,
     next_generation: Mutex<u64>,
     gone: Notify,
@@ -50,12 +54,31 @@ impl Registry {
     ) -> Arc<Self> {
         Arc::new(Self {
             me,
-            links,
+            links: Mutex::new(links),
+            enrolment: OnceLock::new(),
             live: Mutex::new(BTreeMap::new()),
             next_generation: Mutex::new(0),
             gone: Notify::new(),
             engine,
         })
+    }
+
+    /// Lets `enrolment` decide about nodes that are not peers (set once).
+    pub fn set_enrolment(&self, enrolment: Arc<Enrolment>) {
+        let _ = self.enrolment.set(enrolment);
+    }
+
+    /// A peer learned at runtime, with its engine link.
+    pub fn add_peer(&self, link: LinkId, peer: Peer) {
+        self.links
+            .lock()
+            .expect("not poisoned")
+            .insert(peer.node, (link, peer));
+    }
+
+    /// The engine link and configuration of `node`, if it is a peer.
+    pub fn peer(&self, node: NodeId) -> Option<(LinkId, Peer)> {
+        self.links.lock().expect("not poisoned").get(&node).cloned()
     }
 
     fn connected(&self, peer: NodeId) -> bool {
@@ -67,9 +90,14 @@ impl Registry {
     pub async fn run(self: &Arc<Self>, link: QuicLink, dialled_by: NodeId) {
         let link = Arc::new(link);
         let peer = link.peer();
-        let Some((link_id, config)) = self.links.get(&peer).cloned() else {
-            // The trust policy only admits configured peers.
-            link.close("not a configured peer");
+        let known = match (self.peer(peer), self.enrolment.get()) {
+            (Some(known), _) => Some(known),
+            (None, Some(enrolment)) => enrolment.enrol(self, peer, link.remote_addr()).await,
+            (None, None) => None,
+        };
+        let Some((link_id, config)) = known else {
+            // The trust policy admits configured peers and those that may enrol.
+            link.close("not a peer of this node");
             return;
         };
         let generation = {
@@ -204,10 +232,7 @@ impl Registry {
         peer: NodeId,
         addr: SocketAddr,
     ) {
-        let name = self
-            .links
-            .get(&peer)
-            .map_or(String::new(), |(_, p)| p.name.clone());
+        let name = self.peer(peer).map_or(String::new(), |(_, p)| p.name);
         let mut backoff = Duration::from_secs(1);
         loop {
             while self.connected(peer) {

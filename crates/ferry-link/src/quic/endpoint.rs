@@ -22,12 +22,12 @@ use rustls::server::NoServerSessionStorage;
 
 use super::framing::{self, CONTROL_ACCEPT, CONTROL_OPEN, HeaderError};
 use super::link::{CODE_CLOSED, CODE_PROTOCOL};
-use super::trust::PeerVerifier;
-use super::{ALPN, LinkError, QuicLink, TransportProfile, TrustPolicy, node_id_of_certificate};
+use super::trust::{PeerVerifier, SharedTrust};
+use super::{ALPN, LinkError, QuicLink, TransportProfile, node_id_of_certificate};
 use crate::identity::NodeKey;
 
 /// A QUIC endpoint on one UDP socket, acting as both server and client, that
-/// only talks to nodes its [`TrustPolicy`] admits.
+/// only talks to nodes its [`TrustPolicy`](super::TrustPolicy) admits.
 ///
 /// Must be created and used inside a tokio runtime.
 pub struct QuicEndpoint {
@@ -41,24 +41,25 @@ pub struct QuicEndpoint {
 struct Tls {
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
-    policy: Arc<TrustPolicy>,
+    policy: SharedTrust,
     provider: Arc<CryptoProvider>,
     transport: Arc<TransportConfig>,
 }
 
 impl QuicEndpoint {
     /// Binds `addr` (port 0 picks a free port) for node `key`, admitting the
-    /// peers `policy` admits, with QUIC tuned by `profile`.
+    /// peers `policy` admits, with QUIC tuned by `profile`. A [`SharedTrust`]
+    /// may be changed while the endpoint runs (see [`Self::trust`]).
     pub fn bind(
         addr: SocketAddr,
         key: &NodeKey,
-        policy: TrustPolicy,
+        policy: impl Into<SharedTrust>,
         profile: TransportProfile,
     ) -> Result<QuicEndpoint, LinkError> {
         let tls = Tls {
             cert: key.self_signed_cert()?,
             key: key.private_key_der()?,
-            policy: Arc::new(policy),
+            policy: policy.into(),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             transport: Arc::new(profile.transport_config()?),
         };
@@ -74,6 +75,12 @@ impl QuicEndpoint {
             profile,
             tls,
         })
+    }
+
+    /// The trust policy every later handshake is checked against; pinning
+    /// a node there admits it without restarting the endpoint.
+    pub fn trust(&self) -> SharedTrust {
+        self.tls.policy.clone()
     }
 
     /// This node's id.

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::{DecodePublicKey, PublicKeyBytes};
@@ -63,6 +63,59 @@ impl TrustPolicy {
     }
 }
 
+/// A [`TrustPolicy`] shared by an endpoint's verifiers and changeable while
+/// the endpoint runs: a node pinned here is admitted from the next handshake
+/// on, without restarting the endpoint. Clones share one policy.
+#[derive(Clone, Debug, Default)]
+pub struct SharedTrust(Arc<RwLock<TrustPolicy>>);
+
+impl SharedTrust {
+    pub fn new(policy: TrustPolicy) -> SharedTrust {
+        SharedTrust(Arc::new(RwLock::new(policy)))
+    }
+
+    /// Admits `node` from now on. Returns whether it was new.
+    pub fn pin(&self, node: NodeId) -> bool {
+        self.write().pinned.insert(node)
+    }
+
+    /// Stops admitting `node` (unless the policy admits any). Connections
+    /// already up are not closed. Returns whether it was pinned.
+    pub fn unpin(&self, node: &NodeId) -> bool {
+        self.write().pinned.remove(node)
+    }
+
+    /// Whether `node` may connect or be connected to now.
+    pub fn admits(&self, node: &NodeId) -> bool {
+        self.read().admits(node)
+    }
+
+    /// A copy of the policy as it is now.
+    pub fn snapshot(&self) -> TrustPolicy {
+        self.read().clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, TrustPolicy> {
+        // A writer cannot panic half-way through a set insert: the policy is
+        // whole even if a lock holder panicked.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, TrustPolicy> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl From<TrustPolicy> for SharedTrust {
+    fn from(policy: TrustPolicy) -> SharedTrust {
+        SharedTrust::new(policy)
+    }
+}
+
 /// The node id of the Ed25519 key in a certificate, or why there is none.
 pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, String> {
     let parsed = ParsedCertificate::try_from(cert)
@@ -91,7 +144,7 @@ enum Refusal {
 /// One side's certificate verifier: the policy, the node the client asked for
 /// (if any) and the remote address (for logs).
 pub(crate) struct PeerVerifier {
-    policy: Arc<TrustPolicy>,
+    policy: SharedTrust,
     expected: Option<NodeId>,
     remote: Option<SocketAddr>,
     provider: Arc<CryptoProvider>,
@@ -100,7 +153,7 @@ pub(crate) struct PeerVerifier {
 impl PeerVerifier {
     /// A verifier for one handshake. `expected` is set on the connecting side.
     pub(crate) fn new(
-        policy: Arc<TrustPolicy>,
+        policy: SharedTrust,
         expected: Option<NodeId>,
         remote: Option<SocketAddr>,
         provider: Arc<CryptoProvider>,
@@ -288,7 +341,7 @@ mod tests {
         let cert = a.self_signed_cert().unwrap();
 
         let v = PeerVerifier::new(
-            Arc::new(TrustPolicy::pinned([b.node_id()])),
+            TrustPolicy::pinned([b.node_id()]).into(),
             None,
             None,
             provider.clone(),
@@ -300,7 +353,7 @@ mod tests {
         );
 
         let v = PeerVerifier::new(
-            Arc::new(TrustPolicy::allow_any()),
+            TrustPolicy::allow_any().into(),
             Some(b.node_id()),
             None,
             provider.clone(),
@@ -310,12 +363,28 @@ mod tests {
         assert!(err.contains(&b.node_id().to_string()), "{err}");
 
         let v = PeerVerifier::new(
-            Arc::new(TrustPolicy::pinned([a.node_id()])),
+            TrustPolicy::pinned([a.node_id()]).into(),
             Some(a.node_id()),
             None,
             provider,
         );
         assert!(v.check(&cert).is_ok());
+    }
+
+    #[test]
+    fn a_node_pinned_later_is_admitted_by_a_verifier_made_before() {
+        let a = NodeKey::from_seed([1; 32]);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = a.self_signed_cert().unwrap();
+        let trust = SharedTrust::new(TrustPolicy::default());
+        let v = PeerVerifier::new(trust.clone(), None, None, provider);
+        assert!(v.check(&cert).is_err());
+        assert!(trust.pin(a.node_id()));
+        assert!(!trust.pin(a.node_id()));
+        assert_eq!(v.check(&cert).unwrap(), a.node_id());
+        assert!(trust.unpin(&a.node_id()));
+        assert!(v.check(&cert).is_err());
+        assert!(trust.snapshot().pinned.is_empty());
     }
 
     #[test]
