@@ -4,6 +4,7 @@
 //! - [`driver`]: the engine thread that owns `Engine<SharedStore>`.
 //! - [`links`]: QUIC connections to peers, one per peer, pumped to the engine.
 //! - [`admin`]: the Unix-socket API the `ferry` command talks to.
+//! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
@@ -12,5 +13,6 @@ pub mod config;
 pub mod daemon;
 pub mod driver;
 pub mod links;
+pub mod logbuf;
 pub mod metrics;
 pub mod units;
