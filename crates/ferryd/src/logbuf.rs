@@ -1,11 +1,11 @@
 //! The daemon's recent log lines, for `ferry logs`.
 //!
 //! [`LogBuffer`] keeps the last [`CAPACITY`] lines and hands every new line
-//! to followers. `ferryd run` adds [`layer`] to its subscriber next to the
-//! stderr layer: the same formatter writes each event a second time, without
-//! colours, into the process-wide buffer ([`LogBuffer::global`]), so a line
-//! from `ferry logs` reads exactly as the daemon's stderr does. A process
-//! that does not add the layer (a test or bench embedding [`crate::daemon::Node`])
+//! to followers. `ferryd run` formats each event once and writes it both to
+//! stderr and, through [`tee`], into the process-wide buffer
+//! ([`LogBuffer::global`]) with any colour codes taken out, so a line from
+//! `ferry logs` reads exactly as the daemon's stderr does. A process that
+//! does not tee its log (a test or bench embedding [`crate::daemon::Node`])
 //! simply has an empty buffer.
 
 use std::collections::VecDeque;
@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 /// Lines kept for `ferry logs`.
 pub const CAPACITY: usize = 1000;
@@ -94,15 +95,13 @@ impl LogBuffer {
     }
 }
 
-/// A `tracing_subscriber` layer formatting events as the stderr layer does
-/// (no colours) into [`LogBuffer::global`].
-pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+/// `writer` and, beside it, [`LogBuffer::global`]: for a `fmt` layer whose
+/// every line should also reach `ferry logs`.
+pub fn tee<W>(writer: W) -> impl for<'a> MakeWriter<'a> + 'static
 where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
 {
-    tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(LogBuffer::global().clone())
+    writer.and(LogBuffer::global().clone())
 }
 
 impl<'a> MakeWriter<'a> for LogBuffer {
@@ -136,11 +135,31 @@ impl io::Write for LineWriter {
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.bytes);
+        let text = strip_ansi(&String::from_utf8_lossy(&self.bytes));
         for line in text.lines() {
             self.buffer.push(line);
         }
     }
+}
+
+/// `text` without ANSI escape sequences (the colours a terminal gets):
+/// `ESC [`, parameter and intermediate bytes, one final byte in `@`..=`~`.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -171,22 +190,43 @@ mod tests {
     }
 
     #[test]
-    fn formats_events_as_the_fmt_layer_does() {
-        let buffer = LogBuffer::new(10);
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(buffer.clone()),
-        );
+    fn coloured_lines_are_kept_as_plain_ones() {
+        // The same events through a coloured and a plain formatter (no
+        // timestamps, which would differ) give the same lines.
+        let coloured = LogBuffer::new(10);
+        let plain = LogBuffer::new(10);
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_ansi(true)
+                    .with_writer(coloured.clone()),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_ansi(false)
+                    .with_writer(plain.clone()),
+            );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(peer = "leaf", "link up");
             tracing::warn!("two\nlines");
         });
-        let lines = buffer.tail(10);
+        let lines = plain.tail(10);
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[0].contains(" INFO "), "{}", lines[0]);
+        assert!(lines[0].starts_with(" INFO "), "{}", lines[0]);
         assert!(lines[0].ends_with("link up peer=\"leaf\""), "{}", lines[0]);
-        assert!(lines[1].contains(" WARN ") && lines[1].ends_with("two"));
         assert_eq!(lines[2], "lines");
+        assert_eq!(coloured.tail(10), lines);
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped() {
+        assert_eq!(
+            strip_ansi("\x1b[2m2026\x1b[0m \x1b[32m INFO\x1b[0m x"),
+            "2026  INFO x"
+        );
+        assert_eq!(strip_ansi("no escapes"), "no escapes");
+        assert_eq!(strip_ansi("cut \x1b[3"), "cut ");
     }
 }

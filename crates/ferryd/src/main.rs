@@ -37,21 +37,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Log lines go to stderr and, formatted the same way, into the buffer
-    // `ferry logs` reads over the admin API.
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    tracing_subscriber::registry()
-        .with(
+    tracing_subscriber::fmt()
+        .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(ferryd::logbuf::layer())
+        // Each line also goes into the buffer `ferry logs` reads.
+        .with_writer(ferryd::logbuf::tee(std::io::stderr))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Cli::parse().command {
         Command::Init { dir, role } => ferryd::daemon::init(&dir, &role).map(|(node, path)| {
