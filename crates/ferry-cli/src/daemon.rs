@@ -83,8 +83,12 @@ pub fn status(common: Common) -> anyhow::Result<()> {
     println!("links up  {}", s["links_up"].as_array().map_or(0, Vec::len));
     println!("bundles   {bundles} held, {delivered} delivered here");
     println!(
-        "custody   {} accepted, {} released, {} refused, {} expired",
-        c["custody_accepted"], c["custody_released"], c["custody_refused"], c["expired"]
+        "custody   {} accepted, {} released, {} refused, {} expired, {} offers repeated",
+        c["custody_accepted"],
+        c["custody_released"],
+        c["custody_refused"],
+        c["expired"],
+        c["custody_retransmissions"]
     );
     println!(
         "traffic   {} frames / {} bytes in, {} frames / {} bytes out",

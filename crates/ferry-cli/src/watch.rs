@@ -4,9 +4,10 @@
 //! A bundle is *in flight* while the node receives it (bytes so far of its
 //! total) or holds it for next hops that still owe custody. It is *done*
 //! once delivered here or handed over (every next hop took custody). On a
-//! terminal there is one bar per bundle in flight (and, with targets, one
-//! for the whole); with `--json`, or when stderr is not a terminal, plain
-//! lines (JSON lines with `--json`) say what changed.
+//! terminal (stderr) there is one bar per bundle in flight (and, with
+//! targets, one for the whole); with `--json`, or when stderr is not a
+//! terminal, plain lines on stdout (JSON lines with `--json`) say what
+//! changed. The closing summary goes to stdout either way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -310,12 +311,15 @@ impl View {
         state: &State,
     ) {
         match self {
-            View::Bars { multi, bars, .. } => {
+            View::Bars { multi, total, bars } => {
                 if !state.in_flight() {
                     if let Some(bar) = bars.remove(id) {
                         bar.finish_and_clear();
                     }
-                    let _ = multi.println(done_line(label, state));
+                    // With targets, the total bar counts what is done.
+                    if total.is_none() {
+                        let _ = multi.println(done_line(label, state));
+                    }
                     return;
                 }
                 if !bars.contains_key(id) && bars.len() >= MAX_BARS {
@@ -391,7 +395,7 @@ impl View {
                 if let Some(total) = total {
                     total.finish_and_clear();
                 }
-                eprintln!("{line}");
+                println!("{line}");
             }
             View::Lines { json: true } => println!(
                 "{}",
