@@ -23,6 +23,11 @@ use crate::daemon::Common;
 /// At most this many per-bundle bars at once; the rest are counted.
 const MAX_BARS: usize = 8;
 
+// A receiver learns its progress in steps (the engine reports at checkpoints),
+// so the bars show bytes, not a rate or an estimate of time left.
+const RECEIVING: &str = "{prefix:24!} [{bar:30}] {bytes}/{total_bytes}";
+const FORWARDING: &str = "{spinner} {prefix:24!} {msg} {elapsed}";
+
 #[derive(clap::Args)]
 pub struct WatchOptions {
     /// Milliseconds between status polls.
@@ -224,7 +229,16 @@ pub fn run(common: &Common, targets: Vec<Target>, options: &WatchOptions) -> any
             .iter()
             .filter(|t| last.get(&t.id).is_some_and(|s| !s.in_flight()))
             .count();
-        view.summary(done, in_flight.len());
+        // Bytes done, and received so far of what is still arriving.
+        let moved = targets
+            .iter()
+            .filter_map(|t| match last.get(&t.id)? {
+                State::Delivered { bytes } | State::HandedOver { bytes } => Some(*bytes),
+                State::Receiving { got, .. } => Some(*got),
+                State::Forwarding { .. } => None,
+            })
+            .sum();
+        view.summary(done, in_flight.len(), moved);
         let finished = if targets.is_empty() {
             in_flight.is_empty()
         } else {
@@ -245,7 +259,7 @@ pub fn run(common: &Common, targets: Vec<Target>, options: &WatchOptions) -> any
             view.abandon();
             let missing: Vec<String> = targets
                 .iter()
-                .filter(|t| !last.get(&t.id).is_some_and(|s| !s.in_flight()))
+                .filter(|t| last.get(&t.id).is_none_or(State::in_flight))
                 .map(|t| labels.get(&t.id).cloned().unwrap_or_else(|| t.id.clone()))
                 .take(5)
                 .collect();
@@ -325,24 +339,31 @@ impl View {
                 if !bars.contains_key(id) && bars.len() >= MAX_BARS {
                     return;
                 }
+                let receiving = style(RECEIVING);
+                let forwarding = style(FORWARDING);
                 let bar = bars.entry(id.to_string()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(0));
+                    let bar = ProgressBar::new(0);
+                    bar.set_style(match state {
+                        State::Receiving { .. } => receiving.clone(),
+                        _ => forwarding.clone(),
+                    });
                     bar.set_prefix(label.to_string());
+                    let bar = multi.add(bar);
                     bar.enable_steady_tick(Duration::from_millis(200));
                     bar
                 });
                 match state {
                     State::Receiving { got, total } => {
-                        if !matches!(before, Some(State::Receiving { .. })) {
-                            bar.set_style(style(
-                                "{prefix:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                            ));
+                        if matches!(before, Some(State::Forwarding { .. })) {
+                            bar.set_style(receiving);
                         }
                         bar.set_length(*total);
                         bar.set_position(*got);
                     }
                     State::Forwarding { hops, bytes } => {
-                        bar.set_style(style("{spinner} {prefix:24!} {msg} {elapsed}"));
+                        if matches!(before, Some(State::Receiving { .. })) {
+                            bar.set_style(forwarding);
+                        }
                         bar.set_message(format!(
                             "{}: custody owed by {}",
                             HumanBytes(*bytes),
@@ -360,7 +381,7 @@ impl View {
         }
     }
 
-    fn summary(&mut self, done: usize, in_flight: usize) {
+    fn summary(&mut self, done: usize, in_flight: usize, moved: u64) {
         if let View::Bars {
             total: Some(bar),
             bars,
@@ -370,9 +391,12 @@ impl View {
             bar.set_position(done as u64);
             let hidden = in_flight.saturating_sub(bars.len());
             bar.set_message(if hidden > 0 {
-                format!("({in_flight} in flight, {hidden} not shown)")
+                format!(
+                    "({}; {in_flight} in flight, {hidden} not shown)",
+                    HumanBytes(moved)
+                )
             } else {
-                String::new()
+                format!("({})", HumanBytes(moved))
             });
         }
     }
