@@ -182,7 +182,10 @@ pub fn run(common: &Common, targets: Vec<Target>, options: &WatchOptions) -> any
 
     let plain = common.json || !std::io::stderr().is_terminal();
     let mut view = if plain {
-        View::Lines { json: common.json }
+        View::Lines {
+            json: common.json,
+            summarised: (Duration::ZERO, 0, 0),
+        }
     } else {
         View::bars(&targets)
     };
@@ -238,23 +241,16 @@ pub fn run(common: &Common, targets: Vec<Target>, options: &WatchOptions) -> any
                 State::Forwarding { .. } => None,
             })
             .sum();
-        view.summary(done, in_flight.len(), moved);
         let finished = if targets.is_empty() {
             in_flight.is_empty()
         } else {
             done == targets.len()
         };
         if finished {
-            let bytes = targets
-                .iter()
-                .filter_map(|t| match last.get(&t.id) {
-                    Some(State::Delivered { bytes } | State::HandedOver { bytes }) => Some(*bytes),
-                    _ => None,
-                })
-                .sum();
-            view.finish(elapsed, done, targets.len(), bytes);
+            view.finish(elapsed, done, targets.len(), moved);
             return Ok(());
         }
+        view.summary(elapsed, (done, targets.len()), in_flight.len(), moved);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             view.abandon();
             let missing: Vec<String> = targets
@@ -290,8 +286,13 @@ enum View {
     },
     Lines {
         json: bool,
+        /// When the last summary line went out, and what it said.
+        summarised: (Duration, usize, u64),
     },
 }
+
+/// Lines mode: a summary line at most this often, when something changed.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
@@ -373,7 +374,7 @@ impl View {
                     _ => {}
                 }
             }
-            View::Lines { json } => {
+            View::Lines { json, .. } => {
                 if let Some(line) = change_line(*json, elapsed, id, label, before, state) {
                     println!("{line}");
                 }
@@ -381,8 +382,32 @@ impl View {
         }
     }
 
-    fn summary(&mut self, done: usize, in_flight: usize, moved: u64) {
-        if let View::Bars {
+    fn summary(
+        &mut self,
+        elapsed: Duration,
+        (done, of): (usize, usize),
+        in_flight: usize,
+        moved: u64,
+    ) {
+        if let View::Lines { json, summarised } = self {
+            let (at, was_done, was_moved) = *summarised;
+            if of == 0 || elapsed < at + SUMMARY_EVERY || (was_done, was_moved) == (done, moved) {
+                return;
+            }
+            *summarised = (elapsed, done, moved);
+            if *json {
+                println!(
+                    "{}",
+                    json!({ "t": elapsed.as_secs_f64(), "done": done, "of": of, "bytes": moved })
+                );
+            } else {
+                println!(
+                    "{}  {done}/{of} bundles done ({}, {in_flight} in flight)",
+                    stamp(elapsed),
+                    HumanBytes(moved)
+                );
+            }
+        } else if let View::Bars {
             total: Some(bar),
             bars,
             ..
@@ -421,11 +446,11 @@ impl View {
                 }
                 println!("{line}");
             }
-            View::Lines { json: true } => println!(
+            View::Lines { json: true, .. } => println!(
                 "{}",
                 json!({ "t": elapsed.as_secs_f64(), "done": done, "of": of, "bytes": bytes, "finished": true })
             ),
-            View::Lines { json: false } => println!("{}  {line}", stamp(elapsed)),
+            View::Lines { json: false, .. } => println!("{}  {line}", stamp(elapsed)),
         }
     }
 
