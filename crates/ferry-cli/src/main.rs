@@ -4,6 +4,8 @@
 mod cat;
 mod daemon;
 mod ingest;
+mod proxy;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +37,23 @@ enum Command {
     },
     /// What the running daemon holds and moves.
     Status(daemon::Common),
+    /// The daemon's peers: node id, transport and address, profile, link up or
+    /// down, traffic.
+    Peers(daemon::Common),
     /// Bundles held by the running daemon, and those delivered to it.
     Bundles(daemon::Common),
+    /// Show the bundles in flight (progress bars on a terminal) until none is,
+    /// or until the bundles named with --for are delivered or handed over.
+    Watch(watch::WatchArgs),
     /// Hand a file or directory to the running daemon to send.
     Send(daemon::SendArgs),
     /// Write an object the running daemon holds to a file, verified.
     Get(daemon::GetArgs),
+    /// The daemon's recent log lines; --follow keeps printing new ones.
+    Logs(daemon::LogsArgs),
+    /// Run the UDP impairment proxy (a link profile between a QUIC client and
+    /// its upstream) until SIGINT or SIGTERM, then print its counters.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,9 +70,13 @@ fn main() -> ExitCode {
         Command::Cat(args) => cat::run(args),
         Command::Gc { store } => gc(store),
         Command::Status(common) => daemon::status(common),
+        Command::Peers(common) => daemon::peers(common),
         Command::Bundles(common) => daemon::bundles(common),
+        Command::Watch(args) => watch::watch(args),
         Command::Send(args) => daemon::send(args),
         Command::Get(args) => daemon::get(args),
+        Command::Logs(args) => daemon::logs(args),
+        Command::Proxy(args) => proxy::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,12 @@
 //! The local admin API: a Unix socket where the `ferry` command asks for
 //! status and hands over files to send. One JSON request per line, one JSON
 //! answer per line: `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
+//!
+//! One request is answered by a stream: `logs` with `follow` answers with
+//! the recent lines, then sends `{"line":"..."}` for every new log line (or
+//! `{"skipped":N}` when the client fell behind) until the client hangs up.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::config::{Config, parse_node_id};
-use crate::driver::EngineHandle;
+use crate::config::{Config, Peer, parse_node_id};
+use crate::driver::{EngineHandle, Status};
+use crate::logbuf::LogBuffer;
 
 /// A request from the `ferry` command.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +42,16 @@ pub enum Request {
         manifest: String,
         out: PathBuf,
     },
+    /// The configured peers with their links' state and traffic.
+    Peers,
+    /// The daemon's recent log lines: the last `lines` (default: all kept);
+    /// with `follow`, then every new line until the client hangs up.
+    Logs {
+        #[serde(default)]
+        lines: Option<usize>,
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 /// One file handed to the engine.
@@ -48,12 +64,45 @@ pub struct Sent {
     pub new_bytes: u64,
 }
 
+/// One configured peer, as `peers` answers it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub name: String,
+    /// All 64 hex digits.
+    pub node: String,
+    /// How this node reaches the peer: `quic`.
+    pub transport: String,
+    /// Where this node dials the peer; None: it waits to be dialled.
+    pub address: Option<String>,
+    pub profile: String,
+    /// The engine's link number for the peer.
+    pub link: Option<u32>,
+    pub up: bool,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+}
+
+/// The transport and address of a peer, as `peers` shows them.
+fn transport(peer: &Peer) -> (String, Option<String>) {
+    match &peer.serial {
+        Some(serial) => (
+            "serial".to_string(),
+            Some(serial.link.path.display().to_string()),
+        ),
+        None => ("quic".to_string(), peer.quic.map(|addr| addr.to_string())),
+    }
+}
+
 /// Everything the admin server needs.
 #[derive(Clone)]
 pub struct Admin {
     pub engine: EngineHandle,
     pub store: Arc<RocksStore>,
     pub config: Arc<Config>,
+    /// Link number → peer name (as metrics labels them).
+    pub links: Arc<BTreeMap<u32, String>>,
 }
 
 /// Serves the socket at `path` until the task is dropped. A stale socket
@@ -79,7 +128,15 @@ async fn session(stream: UnixStream, admin: Admin) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
-        let answer = match serde_json::from_str::<Request>(&line) {
+        let request = serde_json::from_str::<Request>(&line);
+        if let Ok(Request::Logs {
+            lines: n,
+            follow: true,
+        }) = request
+        {
+            return follow_logs(n, lines, write).await;
+        }
+        let answer = match request {
             Ok(request) => admin.answer(request).await,
             Err(e) => Err(format!("bad request: {e}")),
         };
@@ -93,6 +150,35 @@ async fn session(stream: UnixStream, admin: Admin) -> std::io::Result<()> {
         write.write_all(format!("{json}\n").as_bytes()).await?;
     }
     Ok(())
+}
+
+/// Answers `logs` with `follow`: the recent lines, then each new one, until
+/// the client hangs up (its end of the socket reads as closed, or a write
+/// fails). Anything else the client sends meanwhile is ignored.
+async fn follow_logs(
+    n: Option<usize>,
+    mut requests: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    let (tail, mut new_lines) = LogBuffer::global().follow(n.unwrap_or(usize::MAX));
+    let first = serde_json::json!({ "ok": true, "lines": tail });
+    write.write_all(format!("{first}\n").as_bytes()).await?;
+    loop {
+        let message = tokio::select! {
+            line = new_lines.recv() => match line {
+                Ok(line) => serde_json::json!({ "line": &*line }),
+                Err(RecvError::Lagged(skipped)) => serde_json::json!({ "skipped": skipped }),
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            // Cancel-safe: a line read here is not lost to the next turn.
+            request = requests.next_line() => match request? {
+                None => return Ok(()),
+                Some(_) => continue,
+            },
+        };
+        write.write_all(format!("{message}\n").as_bytes()).await?;
+    }
 }
 
 impl Admin {
@@ -156,7 +242,45 @@ impl Admin {
                     .map_err(|e| e.to_string())??;
                 Ok(serde_json::json!({ "bytes": bytes }))
             }
+            Request::Peers => {
+                let status = self.engine.status().await?;
+                Ok(serde_json::json!({ "peers": self.peers(&status) }))
+            }
+            Request::Logs { lines, .. } => {
+                let lines = LogBuffer::global().tail(lines.unwrap_or(usize::MAX));
+                Ok(serde_json::json!({ "lines": lines }))
+            }
         }
+    }
+
+    /// Every configured peer with its link's state from `status`.
+    fn peers(&self, status: &Status) -> Vec<PeerStatus> {
+        self.config
+            .peers
+            .iter()
+            .map(|peer| {
+                let link = self
+                    .links
+                    .iter()
+                    .find(|(_, name)| **name == peer.name)
+                    .map(|(link, _)| *link);
+                let traffic = link.and_then(|l| status.links.iter().find(|t| t.link == l));
+                let (transport, address) = transport(peer);
+                PeerStatus {
+                    name: peer.name.clone(),
+                    node: peer.node.to_hex(),
+                    transport,
+                    address,
+                    profile: peer.profile.name.to_string(),
+                    link,
+                    up: link.is_some_and(|l| status.links_up.contains(&l)),
+                    frames_in: traffic.map_or(0, |t| t.frames_in),
+                    bytes_in: traffic.map_or(0, |t| t.bytes_in),
+                    frames_out: traffic.map_or(0, |t| t.frames_out),
+                    bytes_out: traffic.map_or(0, |t| t.bytes_out),
+                }
+            })
+            .collect()
     }
 
     fn destination(&self, to: &str) -> Result<Endpoint, String> {
@@ -262,4 +386,46 @@ pub async fn request(socket: &Path, request: &Request) -> Result<serde_json::Val
             .unwrap_or("ferryd refused the request")
             .to_string())
     }
+}
+
+/// Sends one request whose answer is a stream (`logs` with `follow`) and
+/// hands `each` every line of it, the first answer included, until ferryd
+/// closes the connection or `each` returns false.
+pub async fn stream(
+    socket: &Path,
+    request: &Request,
+    mut each: impl FnMut(&serde_json::Value) -> bool,
+) -> Result<(), String> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot reach ferryd at {}: {e} (is the daemon running?)",
+            socket.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let line = serde_json::to_string(request).map_err(|e| e.to_string())? + "\n";
+    write
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(read).lines();
+    let mut first = true;
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("bad answer from ferryd: {e}"))?;
+        if first && value["ok"] != true {
+            return Err(value["error"]
+                .as_str()
+                .unwrap_or("ferryd refused the request")
+                .to_string());
+        }
+        first = false;
+        if !each(&value) {
+            break;
+        }
+    }
+    if first {
+        return Err("ferryd closed the connection without answering".into());
+    }
+    Ok(())
 }

@@ -116,6 +116,9 @@ pub struct BundleStatus {
     pub pending_hops: Vec<String>,
     pub delivered_here: bool,
     pub received: Option<(u64, u64)>,
+    /// What the bundle carries, as its sender named it (a file's path for
+    /// `ferry send`); empty while only its progress is known.
+    pub release: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -443,6 +446,7 @@ impl Driver {
                     pending_hops: r.pending_hops.iter().map(hex).collect(),
                     delivered_here: r.delivered,
                     received: None,
+                    release: String::from_utf8_lossy(&r.header.release).into_owned(),
                 })
                 .chain(
                     self.progress
@@ -454,6 +458,7 @@ impl Driver {
                             pending_hops: Vec::new(),
                             delivered_here: false,
                             received: Some((got, total)),
+                            release: String::new(),
                         }),
                 )
                 .collect(),

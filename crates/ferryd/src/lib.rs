@@ -5,6 +5,7 @@
 //! - [`links`]: QUIC connections to peers, one per peer, pumped to the engine.
 //! - [`serial_links`]: serial devices (acoustic, satellite modems), one per peer.
 //! - [`admin`]: the Unix-socket API the `ferry` command talks to.
+//! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod driver;
 pub mod links;
+pub mod logbuf;
 pub mod metrics;
 pub mod serial_links;
 pub mod units;

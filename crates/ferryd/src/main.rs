@@ -42,7 +42,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // Each line also goes into the buffer `ferry logs` reads.
+        .with_writer(ferryd::logbuf::tee(std::io::stderr))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Cli::parse().command {

@@ -200,6 +200,7 @@ mod tests {
                 pending_hops: vec!["h".into()],
                 delivered_here: false,
                 received: None,
+                release: String::new(),
             }],
             store_bytes: 1234,
             store_quota: Some(5000),

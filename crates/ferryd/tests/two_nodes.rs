@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ferryd::admin::Request;
+use ferryd::admin::{Request, stream as request_stream};
 use rand::{RngCore, SeedableRng};
 use support::{configure, free_port, init, peer};
 
@@ -167,4 +167,179 @@ fn scrape(port: u16) -> String {
         .nth(1)
         .unwrap_or_default()
         .to_string()
+}
+
+#[test]
+fn the_admin_api_lists_peers_and_serves_the_log_as_it_grows() {
+    let root = tempfile::tempdir().unwrap();
+    let mut base = init(root.path(), "base", "base");
+    let mut leaf = init(root.path(), "leaf", "leaf");
+    let leaf_port = free_port();
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &peer("base", &base, None, "geo-sat"),
+    );
+    leaf.start();
+    base.start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let minute = Duration::from_secs(60);
+    leaf.wait_for(&rt, "the admin API", minute, |_| true);
+
+    // Follow the leaf's log from now on, on a thread of its own, until the
+    // line saying the bundle was delivered arrives.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let socket = leaf.socket();
+    let follower = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let follow = Request::Logs {
+            lines: Some(0),
+            follow: true,
+        };
+        let mut first = None;
+        let result = rt.block_on(request_stream(&socket, &follow, |message| {
+            if first.is_none() {
+                first = Some(message.clone());
+                return true;
+            }
+            let line = message["line"].as_str().unwrap_or_default().to_string();
+            let done = line.contains("delivered");
+            let _ = lines_tx.send(line);
+            !done
+        }));
+        (result, first)
+    });
+
+    let payload = root.path().join("deploy.yaml");
+    let mut data = vec![0; 200_000];
+    rand_chacha::ChaCha8Rng::seed_from_u64(11).fill_bytes(&mut data);
+    std::fs::write(&payload, &data).unwrap();
+    let sent = base.send(&rt, &payload, "leaf");
+    let manifest = sent[0]["manifest"].as_str().unwrap().to_string();
+    let mut followed = Vec::new();
+    while !followed
+        .last()
+        .is_some_and(|l: &String| l.contains("delivered"))
+    {
+        let line = lines_rx
+            .recv_timeout(minute)
+            .unwrap_or_else(|_| panic!("no delivery line followed: {followed:?}{}", leaf.logs()));
+        followed.push(line);
+    }
+    let (result, first) = follower.join().unwrap();
+    result.unwrap();
+    // The first answer holds the last 0 lines; then come new lines only.
+    assert_eq!(first.unwrap()["lines"], serde_json::json!([]));
+    let delivered = followed.last().unwrap();
+    assert!(
+        delivered.contains(" INFO ") && delivered.contains(&manifest),
+        "{delivered}"
+    );
+    assert!(
+        followed.iter().any(|l| l.contains("custody accepted")),
+        "{followed:?}"
+    );
+
+    // `logs` without follow: lines formatted exactly as on stderr, the
+    // daemon's start among them, and `lines` counts from the end.
+    let all = leaf
+        .ask(
+            &rt,
+            &Request::Logs {
+                lines: None,
+                follow: false,
+            },
+        )
+        .unwrap();
+    let all: Vec<&str> = all["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(all.iter().any(|l| l.contains("ferryd starting")), "{all:?}");
+    let stderr = leaf.log();
+    for line in &all {
+        assert!(
+            stderr.contains(line),
+            "{line:?} is not on stderr:\n{stderr}"
+        );
+    }
+    for line in &followed {
+        assert!(all.contains(&line.as_str()), "{line:?} missing from logs");
+    }
+    let last_two = leaf
+        .ask(
+            &rt,
+            &Request::Logs {
+                lines: Some(2),
+                follow: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(last_two["lines"].as_array().unwrap().len(), 2);
+
+    // `peers` on both sides: who, how, and what crossed.
+    let peers = base.ask(&rt, &Request::Peers).unwrap();
+    let peers = peers["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    let p = &peers[0];
+    assert_eq!(p["name"], "leaf");
+    assert_eq!(p["node"], leaf.id.as_str());
+    assert_eq!(p["transport"], "quic");
+    assert_eq!(p["address"], format!("127.0.0.1:{leaf_port}"));
+    assert_eq!(p["profile"], "lte-bush");
+    assert_eq!(p["up"], true, "{p}");
+    assert!(p["bytes_out"].as_u64().unwrap() > 200_000, "{p}");
+    assert!(p["frames_in"].as_u64().unwrap() > 0, "{p}");
+    let peers = leaf.ask(&rt, &Request::Peers).unwrap();
+    let p = &peers["peers"][0];
+    assert_eq!(p["name"], "base");
+    assert_eq!(p["node"], base.id.as_str());
+    assert_eq!(p["address"], serde_json::Value::Null);
+    assert_eq!(p["profile"], "geo-sat");
+    assert_eq!(p["up"], true, "{p}");
+    assert!(p["bytes_in"].as_u64().unwrap() > 200_000, "{p}");
+
+    // A malformed request is answered with an error, and the session and
+    // the daemon go on.
+    let answer = raw_exchange(
+        &leaf.socket(),
+        "{\"cmd\":\"logs\",\"lines\":-1}\n{\"cmd\":\"peers\"}\n",
+        2,
+    );
+    assert_eq!(answer[0]["ok"], false, "{answer:?}");
+    assert!(
+        answer[0]["error"].as_str().unwrap().contains("bad request"),
+        "{answer:?}"
+    );
+    assert_eq!(answer[1]["ok"], true, "{answer:?}");
+}
+
+/// Writes `text` to the admin socket and reads `n` answer lines.
+fn raw_exchange(socket: &std::path::Path, text: &str, n: usize) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            serde_json::from_str(&line).unwrap()
+        })
+        .collect()
 }
