@@ -537,6 +537,49 @@ fn pipelining_saves_round_trips_on_a_long_link_without_sending_more() {
     );
 }
 
+/// A release of many small files over a long pipelined link, sent twice:
+/// the second time only what the hops lack crosses, because speculation is
+/// bounded by one bandwidth-delay product per link and the receivers'
+/// want-lists filter the rest.
+#[test]
+fn pipelined_resend_of_many_small_bundles_moves_almost_nothing() {
+    let seed = 120;
+    let mut model = LinkModel::new(512_000, Duration::from_millis(650), 1400);
+    model.pipeline = true;
+    let (mut net, [b, _r, l], [w1, w2]) = chain(seed, model);
+    net.set_up(w1, true);
+    net.set_up(w2, true);
+    let files: Vec<Vec<u8>> = (0..40)
+        .map(|i| payload(seed + i, 20_000 + (i as usize % 7) * 3_000))
+        .collect();
+    let payload_bytes: usize = files.iter().map(Vec::len).sum();
+    for file in &files {
+        submit(&mut net, b, file, node(3));
+    }
+    net.run_while(hours(2), |net| delivered(net, l) < files.len());
+    net.run_until(net.now + Duration::from_secs(30));
+    let first = [net.stats(w1).bytes[0], net.stats(w2).bytes[0]];
+    for file in &files {
+        submit(&mut net, b, file, node(3));
+    }
+    net.run_while(hours(4), |net| delivered(net, l) < 2 * files.len());
+    net.run_until(net.now + Duration::from_secs(30));
+    assert_eq!(delivered(&net, l), 2 * files.len(), "seed {seed}");
+    for (hop, wire) in [w1, w2].into_iter().enumerate() {
+        let second = net.stats(wire).bytes[0] - first[hop];
+        assert!(
+            first[hop] < payload_bytes as u64 * 11 / 10,
+            "seed {seed}: hop {hop} moved {} bytes for {payload_bytes} of payload",
+            first[hop]
+        );
+        assert!(
+            second < first[hop] / 20,
+            "seed {seed}: hop {hop}: the second send moved {second} bytes, the first {}",
+            first[hop]
+        );
+    }
+}
+
 #[test]
 fn same_seed_same_run_event_for_event() {
     let run = |seed: u64| {

@@ -120,6 +120,10 @@ struct Outbound {
     backoff: Duration,
     /// Chunks were queued before any want-list: the first one filters them.
     pipelined: bool,
+    /// Bytes sent on speculation (pipelined, before any answer to the
+    /// offer): they count against the link's [`speculation_budget`] until
+    /// the receiver answers or the offer is repeated.
+    speculative: u64,
     /// Serial of the newest want-list acted on: an older or duplicated one
     /// would ask again for what was sent since.
     want_serial: u32,
@@ -893,6 +897,8 @@ impl<S: Store> Engine<S> {
         let Some(out) = state.out.get_mut(&want.handle) else {
             return Ok(());
         };
+        // The receiver answered: what was sent on speculation has its verdict.
+        out.speculative = 0;
         let bundle = out.bundle;
         if want.refused != 0 {
             match v1::RefusalReason::try_from(want.refused) {
@@ -1318,6 +1324,7 @@ impl<S: Store> Engine<S> {
                     retry_at: None,
                     backoff: retransmit,
                     pipelined: false,
+                    speculative: 0,
                     want_serial: 0,
                     sending: None,
                     recent: VecDeque::new(),
@@ -1442,6 +1449,9 @@ impl<S: Store> Engine<S> {
             }
             for out in state.out.values_mut() {
                 if out.retry_at.is_some_and(|at| at <= now) {
+                    // No answer came: the speculation is written off, not
+                    // left to block other bundles'.
+                    out.speculative = 0;
                     out.backoff = (out.backoff * 2).min(self.config.retransmit_max);
                     retries.push((*link, out.bundle));
                 }
@@ -1724,11 +1734,16 @@ impl<S: Store> Engine<S> {
             });
         }
         state.session.as_ref()?;
+        // Data the receiver asked for goes before data sent on speculation,
+        // and speculation stops at one bandwidth-delay product in flight:
+        // what the receiver already holds is sent at most once per round trip.
+        let speculated: u64 = state.out.values().map(|o| o.speculative).sum();
+        let may_speculate = speculated < speculation_budget(&state.props);
         let (&handle, out) = state
             .out
             .iter_mut()
-            .filter(|(_, o)| !o.wanted.is_empty())
-            .max_by_key(|(handle, o)| (o.priority, std::cmp::Reverse(**handle)))?;
+            .filter(|(_, o)| !o.wanted.is_empty() && (!o.pipelined || may_speculate))
+            .max_by_key(|(handle, o)| (o.priority, !o.pipelined, std::cmp::Reverse(**handle)))?;
         let manifest = out.manifest.as_ref()?;
         let only_chunk = out.wanted.len() == 1;
         // The manifest first: the receiver cannot place chunks without it.
@@ -1793,6 +1808,9 @@ impl<S: Store> Engine<S> {
         } else {
             bytes.get(start as usize..(start + take) as usize)?.to_vec()
         };
+        if out.pipelined {
+            out.speculative += u64::from(take);
+        }
         if !state.props.reliable {
             out.recent.push_back((now, index, start, start + take));
             forget_arrived(&mut out.recent, now, in_flight_window(&state.props));
@@ -1870,6 +1888,17 @@ impl<S: Store> Engine<S> {
 /// How long a sent piece may still be in flight, as far as a want-list
 /// arriving now could know: a round trip plus a full frame's serialisation
 /// each way and one waiting frame; without a known rate, a quarter RTT.
+/// Bytes a link may have in flight on speculation: one bandwidth-delay
+/// product (a piece may start below it and end above); unbounded on a link
+/// of unknown rate.
+fn speculation_budget(props: &LinkProperties) -> u64 {
+    if props.rate_bps == 0 {
+        return u64::MAX;
+    }
+    let bdp = u128::from(props.rate_bps) * props.rtt.as_micros() / 8 / 1_000_000;
+    u64::try_from(bdp).unwrap_or(u64::MAX).max(1)
+}
+
 fn in_flight_window(props: &LinkProperties) -> Duration {
     match transmission_time(u64::from(props.mtu), props.rate_bps) {
         Some(frame) => props.rtt + frame * 3,
@@ -2067,10 +2096,76 @@ mod tests {
             rate_bps: 0,
             pipeline: false,
         };
+        connect_with(a, b, now, props);
+    }
+
+    fn connect_with(
+        a: &mut Engine<MemStore>,
+        b: &mut Engine<MemStore>,
+        now: Instant,
+        props: LinkProperties,
+    ) {
         for engine in [&mut *a, &mut *b] {
             let link = engine.add_link();
             engine.handle_contact(now, link, Contact::Up(props.clone()));
         }
+    }
+
+    /// A link that buffers what it is handed (QUIC) must not be handed more
+    /// than one bandwidth-delay product of chunks the receiver may already
+    /// hold: until want-lists come back, speculation stops there.
+    #[test]
+    fn speculation_on_a_pipelined_link_stops_at_one_bandwidth_delay_product() {
+        let (mut a, mut b) = (engine(A), engine(B));
+        let now = Instant(2_000_000);
+        let props = LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(650),
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: true,
+        };
+        connect_with(&mut a, &mut b, now, props.clone());
+        a.set_routes(
+            now,
+            Routes {
+                next_hop: [(B, B)].into(),
+                ..Routes::default()
+            },
+        );
+        assert!(exchange(&mut a, &mut b, now).is_empty());
+        let data: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| (0..20_000u32).map(|n| (n % 251) as u8 ^ i).collect())
+            .collect();
+        for file in &data {
+            submit(&mut a, Endpoint::Node(B), file);
+        }
+        // Nothing comes back yet: count what A hands the link.
+        let mut held = Vec::new();
+        let mut speculated = 0;
+        while let Some(t) = a.poll_transmit(now) {
+            if t.bulk {
+                speculated += t.frame.len();
+            }
+            held.push(t.frame);
+        }
+        let budget = speculation_budget(&props) as usize;
+        assert_eq!(budget, 41_600);
+        assert!(speculated > 0, "pipelining sends before the want-lists");
+        assert!(
+            speculated <= budget + 20_000 + 100,
+            "{speculated} bytes on speculation, budget {budget}"
+        );
+        // Once the receiver answers, the rest follows and all arrives.
+        for frame in held {
+            b.handle_frame(now, LinkId(0), &frame);
+        }
+        let events = exchange(&mut a, &mut b, now);
+        let delivered = events
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { .. }))
+            .count();
+        assert_eq!(delivered, data.len(), "{events:?}");
     }
 
     #[test]

@@ -31,6 +31,11 @@ use crate::config::now;
 pub struct Outlet {
     pub frames: mpsc::Sender<Transmit>,
     pub wants_ready: Arc<AtomicBool>,
+    /// Where control frames go when the link sends them apart from bulk
+    /// data (QUIC's control stream), so that a want-list or a custody
+    /// signal never waits behind queued chunks. `None`: they share `frames`,
+    /// in the engine's order.
+    pub control: Option<mpsc::UnboundedSender<Transmit>>,
 }
 
 /// What link and admin tasks tell the engine thread.
@@ -340,7 +345,13 @@ impl Driver {
                 let traffic = self.traffic.entry(link).or_default();
                 traffic.frames_out += 1;
                 traffic.bytes_out += transmit.frame.len() as u64;
-                permit.send(transmit);
+                match &outlet.control {
+                    // Control frames are few and small: they skip the queue.
+                    Some(control) if !transmit.bulk => {
+                        let _ = control.send(transmit);
+                    }
+                    _ => permit.send(transmit),
+                }
             }
         }
     }

@@ -20,8 +20,16 @@ use crate::config::Peer;
 use crate::discovery::Enrolment;
 use crate::driver::{EngineHandle, Input, Outlet};
 
-/// Frames queued per link between the engine and the connection.
-const QUEUE: usize = 512;
+/// Bulk frames queued per link between the engine and the connection:
+/// about a second at the profile's rate in average-sized (16 KiB) chunks,
+/// between 16 and 512. Enough that the engine thread runs ahead of a fast
+/// link; little enough that on a slow one the engine still decides late
+/// what goes next (an expedited bundle, a want-list's answer).
+fn queue_len(rate_bps: u64) -> usize {
+    usize::try_from(rate_bps / 8 / (16 << 10))
+        .unwrap_or(usize::MAX)
+        .clamp(16, 512)
+}
 /// Largest frame the engine makes for a QUIC link (it carries whole chunks).
 const QUIC_MTU: u32 = 1 << 20;
 /// Queued bulk frames sent together, up to about this many bytes.
@@ -143,9 +151,10 @@ impl Registry {
     }
 
     async fn pump(&self, link_id: LinkId, generation: u64, peer: &Peer, link: Arc<QuicLink>) {
-        let (frames, mut queue) = mpsc::channel(QUEUE);
-        let wants_ready = Arc::new(AtomicBool::new(false));
         let profile = peer.profile;
+        let (frames, mut queue) = mpsc::channel(queue_len(profile.rate_bps));
+        let (control, mut control_queue) = mpsc::unbounded_channel();
+        let wants_ready = Arc::new(AtomicBool::new(false));
         self.engine.send(Input::Up {
             link: link_id,
             generation,
@@ -160,44 +169,38 @@ impl Registry {
             outlet: Outlet {
                 frames,
                 wants_ready: wants_ready.clone(),
+                control: Some(control),
             },
         });
         let engine = self.engine.clone();
+        // Control frames have their own stream and their own task, so a
+        // want-list or custody signal never waits behind chunks.
+        let control_writer = async {
+            while let Some(transmit) = control_queue.recv().await {
+                if let Err(e) = link.send_control(transmit.frame).await {
+                    tracing::warn!(peer = %peer.name, error = %e, "send failed");
+                    break;
+                }
+            }
+        };
         let writer = async {
             // Engine frames are self-delimiting: bulk frames already queued
             // go out together as one QUIC frame (up to BATCH bytes, not
             // copied), which saves a task hand-off per chunk.
-            let mut next = queue.recv().await;
-            while let Some(transmit) = next.take() {
-                let sent = if transmit.bulk {
-                    let mut len = transmit.frame.len();
-                    let mut batch = vec![transmit.frame];
-                    while len < BATCH {
-                        match queue.try_recv() {
-                            Ok(t) if t.bulk => {
-                                len += t.frame.len();
-                                batch.push(t.frame);
-                            }
-                            Ok(t) => {
-                                next = Some(t);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    link.send_bulk_parts(batch).await
-                } else {
-                    link.send_control(transmit.frame).await
-                };
-                if let Err(e) = sent {
+            while let Some(transmit) = queue.recv().await {
+                let mut len = transmit.frame.len();
+                let mut batch = vec![transmit.frame];
+                while len < BATCH {
+                    let Ok(t) = queue.try_recv() else { break };
+                    len += t.frame.len();
+                    batch.push(t.frame);
+                }
+                if let Err(e) = link.send_bulk_parts(batch).await {
                     tracing::warn!(peer = %peer.name, error = %e, "send failed");
                     break;
                 }
                 if wants_ready.swap(false, Ordering::AcqRel) {
                     engine.send(Input::Ready { link: link_id });
-                }
-                if next.is_none() {
-                    next = queue.recv().await;
                 }
             }
         };
@@ -219,6 +222,7 @@ impl Registry {
         };
         tokio::select! {
             () = writer => {}
+            () = control_writer => {}
             () = reader => {}
         }
         link.close("link ended");

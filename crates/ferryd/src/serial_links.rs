@@ -108,6 +108,8 @@ async fn keep_open(link: LinkId, peer: String, serial: SerialPeer, engine: Engin
                     outlet: Outlet {
                         frames,
                         wants_ready,
+                        // One line, paced: frames go in the engine's order.
+                        control: None,
                     },
                 });
                 let reason = pump.run(queue).await;

@@ -92,6 +92,9 @@ impl QuicLink {
             inbox_bytes,
             fatal: OnceLock::new(),
         });
+        // Control frames (offers, want-lists, custody signals) are small and
+        // steer the bulk data: QUIC sends them first when both are waiting.
+        let _ = control_send.set_priority(1);
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::channel(SEND_QUEUE);
         let (bulk_tx, bulk_rx) = mpsc::channel(SEND_QUEUE);
