@@ -94,6 +94,10 @@ pub fn status(common: Common) -> anyhow::Result<()> {
         "traffic   {} frames / {} bytes in, {} frames / {} bytes out",
         c["frames_in"], c["bytes_in"], c["frames_out"], c["bytes_out"]
     );
+    println!(
+        "chunks    {} bytes sent as asked, {} bytes ahead of an answer (pipelined)",
+        c["asked_bytes"], c["speculative_bytes"]
+    );
     Ok(())
 }
 

@@ -71,6 +71,10 @@ pub struct EngineStats {
     /// Offers repeated because the next hop did not answer in time: custody
     /// retransmissions.
     pub reoffers: u64,
+    /// Chunk bytes sent on speculation (pipelined ahead of any answer).
+    pub speculative_bytes: u64,
+    /// Chunk bytes sent because a receiver asked for them.
+    pub asked_bytes: u64,
 }
 
 /// A bundle an application hands to the engine. Its manifest and every chunk
@@ -122,7 +126,7 @@ struct Outbound {
     pipelined: bool,
     /// Bytes sent on speculation (pipelined, before any answer to the
     /// offer): they count against the link's [`speculation_budget`] until
-    /// the receiver answers or the offer is repeated.
+    /// the receiver answers (a new session starts with none).
     speculative: u64,
     /// Serial of the newest want-list acted on: an older or duplicated one
     /// would ask again for what was sent since.
@@ -174,6 +178,10 @@ struct LinkState {
     /// Custody signals waiting to be batched: (accepted, reason) → source → sequences.
     signals: BTreeMap<(bool, i32), BTreeMap<NodeId, BTreeSet<u64>>>,
     signal_due: Option<Instant>,
+    /// When the bulk data handed to the link so far will have left it at
+    /// the link's rate: a link that buffers (QUIC) may hold much of it long
+    /// after the engine let go of it.
+    drained_at: Instant,
 }
 
 /// The protocol engine of one node.
@@ -387,6 +395,7 @@ impl<S: Store> Engine<S> {
                 in_handles: BTreeMap::new(),
                 signals: BTreeMap::new(),
                 signal_due: None,
+                drained_at: Instant(0),
             },
         );
         id
@@ -516,6 +525,7 @@ impl<S: Store> Engine<S> {
                 state.up = true;
                 state.hello_backoff = props.rtt * 2 + retransmit;
                 state.props = props;
+                state.drained_at = now;
             }
             Contact::Down => {
                 state.up = false;
@@ -1449,9 +1459,6 @@ impl<S: Store> Engine<S> {
             }
             for out in state.out.values_mut() {
                 if out.retry_at.is_some_and(|at| at <= now) {
-                    // No answer came: the speculation is written off, not
-                    // left to block other bundles'.
-                    out.speculative = 0;
                     out.backoff = (out.backoff * 2).min(self.config.retransmit_max);
                     retries.push((*link, out.bundle));
                 }
@@ -1810,6 +1817,9 @@ impl<S: Store> Engine<S> {
         };
         if out.pipelined {
             out.speculative += u64::from(take);
+            self.stats.speculative_bytes += u64::from(take);
+        } else {
+            self.stats.asked_bytes += u64::from(take);
         }
         if !state.props.reliable {
             out.recent.push_back((now, index, start, start + take));
@@ -1824,18 +1834,20 @@ impl<S: Store> Engine<S> {
         } else {
             ranges[0].0 = start + take;
         }
-        if out.wanted.is_empty() {
-            piece.checkpoint = true;
-            out.retry_at = Some(now + retransmit);
+        let done = out.wanted.is_empty();
+        piece.checkpoint |= done;
+        let frame = codec.encode(&frame(Body::Chunk(piece))).ok()?;
+        state.drained_at = state.drained_at.max(now)
+            + transmission_time(frame.len() as u64, state.props.rate_bps).unwrap_or_default();
+        if done {
+            // No answer is due before the data handed over ahead of it has left.
+            out.retry_at = Some(state.drained_at + retransmit);
         }
-        codec
-            .encode(&frame(Body::Chunk(piece)))
-            .ok()
-            .map(|frame| Transmit {
-                link,
-                frame,
-                bulk: true,
-            })
+        Some(Transmit {
+            link,
+            frame,
+            bulk: true,
+        })
     }
 
     fn queue_control(&mut self, link: LinkId, body: Body) {
@@ -2166,6 +2178,53 @@ mod tests {
             .filter(|e| matches!(e, Event::Delivered { .. }))
             .count();
         assert_eq!(delivered, data.len(), "{events:?}");
+    }
+
+    /// On a link that buffers what it is handed (QUIC), a bundle whose data
+    /// all went to the link is not offered again before that data can have
+    /// left at the link's rate: a repeated offer would have the receiver
+    /// ask for what is still on its way.
+    #[test]
+    fn no_reoffer_before_the_data_handed_over_can_have_left() {
+        let (mut a, mut b) = (engine(A), engine(B));
+        let now = Instant(2_000_000);
+        let props = LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(100),
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: false,
+        };
+        connect_with(&mut a, &mut b, now, props);
+        a.set_routes(
+            now,
+            Routes {
+                next_hop: [(B, B)].into(),
+                ..Routes::default()
+            },
+        );
+        assert!(exchange(&mut a, &mut b, now).is_empty());
+        let data: Vec<u8> = (0..640_000u32).map(|n| (n % 253) as u8).collect();
+        submit(&mut a, Endpoint::Node(B), &data);
+        // Offer and want-list, then A hands over all 640 kB at once.
+        while let Some(t) = a.poll_transmit(now) {
+            b.handle_frame(now, LinkId(0), &t.frame);
+        }
+        while let Some(t) = b.poll_transmit(now) {
+            a.handle_frame(now, LinkId(0), &t.frame);
+        }
+        let mut handed = 0;
+        while let Some(t) = a.poll_transmit(now) {
+            handed += t.frame.len();
+        }
+        assert!(handed > data.len(), "{handed} bytes handed over");
+        // 640 kB at 512 kbit/s take 10 s to leave.
+        let drained = now + transmission_time(handed as u64, 512_000).unwrap();
+        let next = a.poll_timeout().expect("a re-offer is due some time");
+        assert!(
+            next >= drained,
+            "re-offer at {next:?}, data gone at {drained:?}"
+        );
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub struct Counters {
     pub store_failures: u64,
     /// Offers repeated because a next hop did not answer in time.
     pub custody_retransmissions: u64,
+    /// Chunk bytes sent ahead of the receiver's answer (pipelining).
+    pub speculative_bytes: u64,
+    /// Chunk bytes sent because a receiver asked for them.
+    pub asked_bytes: u64,
 }
 
 /// Handle for sending inputs to the engine thread.
@@ -425,7 +429,10 @@ impl Driver {
         let hex = |n: &NodeId| n.to_string();
         let usage = ferry_core::Store::usage(self.engine.store());
         let mut counters = self.counters.clone();
-        counters.custody_retransmissions = self.engine.stats().reoffers;
+        let stats = self.engine.stats();
+        counters.custody_retransmissions = stats.reoffers;
+        counters.speculative_bytes = stats.speculative_bytes;
+        counters.asked_bytes = stats.asked_bytes;
         // Node totals are the links' sums.
         for t in self.traffic.values() {
             counters.frames_in += t.frames_in;

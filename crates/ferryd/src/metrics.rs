@@ -110,6 +110,15 @@ pub fn render(status: &Status, peers: &BTreeMap<u32, String>) -> String {
         &[(String::new(), c.custody_retransmissions)],
     );
     family(
+        "ferry_chunk_bytes_sent_total",
+        "counter",
+        "Chunk bytes sent: asked for by a receiver, or pipelined ahead of its answer.",
+        &[
+            ("{reason=\"asked\"}".into(), c.asked_bytes),
+            ("{reason=\"pipelined\"}".into(), c.speculative_bytes),
+        ],
+    );
+    family(
         "ferry_bundles_expired_total",
         "counter",
         "Bundles whose lifetime ended at this node.",
