@@ -6,7 +6,7 @@
 //! tests). Two tasks own the stream:
 //!
 //! - the **writer** takes frames from a one-frame queue, frames them with the
-//!   [`Encoder`](super::Encoder) and writes each only when the [`Pacer`] says
+//!   [`Encoder`] and writes each only when the [`Pacer`] says
 //!   the line is free, so the driver never writes faster than the line rate.
 //!   [`SerialLink::ready`] answers when the writer would write a frame at
 //!   once: a driver that polls its engine only then has the engine choose
@@ -17,7 +17,7 @@
 //!   — but only once `ready` has been answering for [`WRITE_LEAD`], so that
 //!   a driver that sends when ready also gets its frame into a fresh turn.
 //! - the **reader** feeds whatever arrives to the streaming
-//!   [`Decoder`](super::Decoder) and queues the frames that passed the CRC
+//!   [`Decoder`] and queues the frames that passed the CRC
 //!   for [`SerialLink::recv`]; dropped frames are only counted
 //!   ([`SerialStats::decoder`]). Empty frames (turn hand-overs) never reach
 //!   the application.
