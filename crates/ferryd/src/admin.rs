@@ -6,7 +6,6 @@
 //! the recent lines, then sends `{"line":"..."}` for every new log line (or
 //! `{"skipped":N}` when the client fell behind) until the client hangs up.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::{Config, Peer, parse_node_id};
 use crate::driver::{EngineHandle, Status};
+use crate::links::Registry;
 use crate::logbuf::LogBuffer;
 
 /// A request from the `ferry` command.
@@ -101,8 +101,8 @@ pub struct Admin {
     pub engine: EngineHandle,
     pub store: Arc<RocksStore>,
     pub config: Arc<Config>,
-    /// Link number → peer name (as metrics labels them).
-    pub links: Arc<BTreeMap<u32, String>>,
+    /// The peers, configured and learned at runtime, with their links.
+    pub registry: Arc<Registry>,
 }
 
 /// Serves the socket at `path` until the task is dropped. A stale socket
@@ -253,19 +253,16 @@ impl Admin {
         }
     }
 
-    /// Every configured peer with its link's state from `status`.
+    /// Every peer, configured or learned at runtime, with its link's state
+    /// from `status`.
     fn peers(&self, status: &Status) -> Vec<PeerStatus> {
-        self.config
-            .peers
-            .iter()
-            .map(|peer| {
-                let link = self
-                    .links
-                    .iter()
-                    .find(|(_, name)| **name == peer.name)
-                    .map(|(link, _)| *link);
+        self.registry
+            .peers()
+            .into_iter()
+            .map(|(link, peer)| {
+                let link = Some(link.0);
                 let traffic = link.and_then(|l| status.links.iter().find(|t| t.link == l));
-                let (transport, address) = transport(peer);
+                let (transport, address) = transport(&peer);
                 PeerStatus {
                     name: peer.name.clone(),
                     node: peer.node.to_hex(),
@@ -287,7 +284,12 @@ impl Admin {
         if let Some(group) = to.strip_prefix("group:") {
             return Ok(Endpoint::Group(group.to_string()));
         }
-        if let Some(peer) = self.config.peers.iter().find(|p| p.name == to) {
+        if let Some((_, peer)) = self
+            .registry
+            .peers()
+            .into_iter()
+            .find(|(_, p)| p.name == to)
+        {
             return Ok(Endpoint::Node(peer.node));
         }
         parse_node_id(to)

@@ -169,7 +169,7 @@ impl Node {
             engine: handle.clone(),
             store: store.clone(),
             config: config.clone(),
-            links: Arc::new(BTreeMap::clone(&link_names)),
+            registry: registry.clone(),
         };
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));
         let metrics = config

@@ -85,6 +85,16 @@ impl Registry {
     }
 
     /// The engine link and configuration of `node`, if it is a peer.
+    /// Every peer, configured or learned, with its engine link.
+    pub fn peers(&self) -> Vec<(LinkId, Peer)> {
+        self.links
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn peer(&self, node: NodeId) -> Option<(LinkId, Peer)> {
         self.links.lock().expect("not poisoned").get(&node).cloned()
     }

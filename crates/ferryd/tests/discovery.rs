@@ -203,7 +203,19 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
     assert_eq!(kept["enrolled"][0]["node"], leaf.id.as_str(), "{kept}");
     assert_eq!(kept["enrolled"][0]["name"], name.as_str(), "{kept}");
 
-    // Files reach the leaf by its id and by the group its welcome named.
+    // The base lists the enrolled leaf among its peers, link up.
+    let peers = base.ask(&rt, &Request::Peers).unwrap();
+    let listed = peers["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not in {peers}"));
+    assert_eq!(listed["node"], leaf.id.as_str(), "{peers}");
+    assert_eq!(listed["up"], true, "{peers}");
+
+    // Files reach the leaf by the name it enrolled under and by the group
+    // its welcome named.
     let seed = 11;
     eprintln!("payload seed {seed}");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -211,9 +223,7 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
     rng.fill_bytes(&mut data);
     let scratch = root.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    send_and_check(
-        &rt, &mut base, &mut leaf, &leaf_id, "to-leaf", &data, &scratch,
-    );
+    send_and_check(&rt, &mut base, &mut leaf, &name, "to-leaf", &data, &scratch);
     rng.fill_bytes(&mut data);
     send_and_check(
         &rt,
