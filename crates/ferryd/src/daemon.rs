@@ -111,10 +111,6 @@ impl Node {
             peers = links.len(),
             "ferryd starting"
         );
-        let link_names = links
-            .values()
-            .map(|(link, peer)| (link.0, peer.name.clone()))
-            .collect();
         let (handle, engine_thread) = driver::spawn(engine);
 
         let config = Arc::new(config);
@@ -172,9 +168,13 @@ impl Node {
             registry: registry.clone(),
         };
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));
-        let metrics = config
-            .metrics
-            .map(|addr| tokio::spawn(crate::metrics::serve(addr, handle.clone(), link_names)));
+        let metrics = config.metrics.map(|addr| {
+            tokio::spawn(crate::metrics::serve(
+                addr,
+                handle.clone(),
+                registry.clone(),
+            ))
+        });
         Ok(Node {
             id: me,
             engine: handle,

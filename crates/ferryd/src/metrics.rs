@@ -14,37 +14,41 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::driver::{EngineHandle, Status};
+use crate::links::Registry;
 
 #[derive(Clone)]
 struct Metrics {
     engine: EngineHandle,
-    /// Link number → peer name.
-    peers: Arc<BTreeMap<u32, String>>,
+    /// The peers (configured and learned at runtime) that name the links.
+    registry: Arc<Registry>,
 }
 
 /// Serves `/metrics` on `addr` until the task is dropped.
 pub async fn serve(
     addr: SocketAddr,
     engine: EngineHandle,
-    peers: BTreeMap<u32, String>,
+    registry: Arc<Registry>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Metrics {
-            engine,
-            peers: Arc::new(peers),
-        });
+        .with_state(Metrics { engine, registry });
     axum::serve(listener, app).await
 }
 
 async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
+    let peers: BTreeMap<u32, String> = metrics
+        .registry
+        .peers()
+        .into_iter()
+        .map(|(link, peer)| (link.0, peer.name))
+        .collect();
     match metrics.engine.status().await {
         Ok(status) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            render(&status, &metrics.peers),
+            render(&status, &peers),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
