@@ -360,34 +360,13 @@ fn reassemble(store: &RocksStore, id: ferry_chunk::ManifestId, out: &Path) -> Re
 
 /// Sends one request to the daemon at `socket` and returns its answer.
 pub async fn request(socket: &Path, request: &Request) -> Result<serde_json::Value, String> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
-        format!(
-            "cannot reach ferryd at {}: {e} (is the daemon running?)",
-            socket.display()
-        )
-    })?;
-    let (read, mut write) = stream.into_split();
-    let line = serde_json::to_string(request).map_err(|e| e.to_string())? + "\n";
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let answer = BufReader::new(read)
-        .lines()
-        .next_line()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("ferryd closed the connection without answering")?;
-    let value: serde_json::Value =
-        serde_json::from_str(&answer).map_err(|e| format!("bad answer from ferryd: {e}"))?;
-    if value["ok"] == true {
-        Ok(value)
-    } else {
-        Err(value["error"]
-            .as_str()
-            .unwrap_or("ferryd refused the request")
-            .to_string())
-    }
+    let mut answer = None;
+    stream(socket, request, |value| {
+        answer = Some(value.clone());
+        false
+    })
+    .await?;
+    answer.ok_or_else(|| "ferryd closed the connection without answering".to_string())
 }
 
 /// Sends one request whose answer is a stream (`logs` with `follow`) and
