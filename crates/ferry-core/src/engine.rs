@@ -2123,21 +2123,12 @@ mod tests {
         }
     }
 
-    /// A link that buffers what it is handed (QUIC) must not be handed more
-    /// than one bandwidth-delay product of chunks the receiver may already
-    /// hold: until want-lists come back, speculation stops there.
-    #[test]
-    fn speculation_on_a_pipelined_link_stops_at_one_bandwidth_delay_product() {
+    /// A and B joined by a link with `props`, their sessions up, and A
+    /// routing to B directly.
+    fn a_routed_to_b(props: LinkProperties) -> (Engine<MemStore>, Engine<MemStore>, Instant) {
         let (mut a, mut b) = (engine(A), engine(B));
         let now = Instant(2_000_000);
-        let props = LinkProperties {
-            mtu: 1 << 20,
-            rtt: Duration::from_millis(650),
-            reliable: true,
-            rate_bps: 512_000,
-            pipeline: true,
-        };
-        connect_with(&mut a, &mut b, now, props.clone());
+        connect_with(&mut a, &mut b, now, props);
         a.set_routes(
             now,
             Routes {
@@ -2146,6 +2137,22 @@ mod tests {
             },
         );
         assert!(exchange(&mut a, &mut b, now).is_empty());
+        (a, b, now)
+    }
+
+    /// A link that buffers what it is handed (QUIC) must not be handed more
+    /// than one bandwidth-delay product of chunks the receiver may already
+    /// hold: until want-lists come back, speculation stops there.
+    #[test]
+    fn speculation_on_a_pipelined_link_stops_at_one_bandwidth_delay_product() {
+        let props = LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(650),
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: true,
+        };
+        let (mut a, mut b, now) = a_routed_to_b(props.clone());
         let data: Vec<Vec<u8>> = (0..10u8)
             .map(|i| (0..20_000u32).map(|n| (n % 251) as u8 ^ i).collect())
             .collect();
@@ -2186,24 +2193,13 @@ mod tests {
     /// ask for what is still on its way.
     #[test]
     fn no_reoffer_before_the_data_handed_over_can_have_left() {
-        let (mut a, mut b) = (engine(A), engine(B));
-        let now = Instant(2_000_000);
-        let props = LinkProperties {
+        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
             mtu: 1 << 20,
             rtt: Duration::from_millis(100),
             reliable: true,
             rate_bps: 512_000,
             pipeline: false,
-        };
-        connect_with(&mut a, &mut b, now, props);
-        a.set_routes(
-            now,
-            Routes {
-                next_hop: [(B, B)].into(),
-                ..Routes::default()
-            },
-        );
-        assert!(exchange(&mut a, &mut b, now).is_empty());
+        });
         let data: Vec<u8> = (0..640_000u32).map(|n| (n % 253) as u8).collect();
         submit(&mut a, Endpoint::Node(B), &data);
         // Offer and want-list, then A hands over all 640 kB at once.

@@ -16,7 +16,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferryd::admin::Request;
 use rand::{RngCore, SeedableRng};
@@ -83,25 +83,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Waits until the node's log has a line containing every one of `parts`;
-/// returns that line.
-fn wait_for_log(node: &Node, what: &str, parts: &[&str]) -> String {
-    let deadline = Instant::now() + MINUTE;
-    loop {
-        if let Some(line) = node
-            .log()
-            .lines()
-            .find(|l| parts.iter().all(|p| l.contains(p)))
-        {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what};{}",
-            node.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// A leaf's configuration that holds only its anchor's id.
+fn anchored(anchor: &str, net: &str) -> String {
+    format!("[discovery]\nanchor = \"{anchor}\"\n{net}")
 }
 
 fn learned(node: &Node) -> serde_json::Value {
@@ -158,38 +142,21 @@ fn a_new_leaf_finds_its_base_enrols_gets_its_routes_and_survives_a_restart_witho
     };
     configure(&base, "base", base_port, &base_config(true));
     // The leaf holds nothing but its key and the base's id.
-    configure(
-        &leaf,
-        "leaf",
-        free_port(),
-        &format!("[discovery]\nanchor = \"{}\"\n{net}", base.id),
-    );
+    configure(&leaf, "leaf", free_port(), &anchored(&base.id, &net));
     base.start();
     leaf.start();
     let rt = runtime();
 
     // Found over mDNS, dialled with the base's id pinned, enrolled.
-    wait_for_log(
-        &leaf,
-        "the anchor found",
-        &["found the anchor", &base.id[..16]],
-    );
-    let enrolled = wait_for_log(
-        &base,
-        "the leaf enrolled",
-        &["enrolled a leaf", &leaf.id[..16]],
-    );
+    leaf.wait_for_log("the anchor found", &["found the anchor", &base.id[..16]]);
+    let enrolled = base.wait_for_log("the leaf enrolled", &["enrolled a leaf", &leaf.id[..16]]);
     let name = format!("leaf-{}", &leaf.id[..8]);
     assert!(enrolled.contains(&name), "{enrolled}");
     leaf.wait_for(&rt, "the link to the base", MINUTE, |s| {
         s["links_up"].as_array().is_some_and(|l| l.len() == 1)
     });
     // Its routes arrived in an Admin bundle and were kept.
-    wait_for_log(
-        &leaf,
-        "routes from the base",
-        &["routes received from the anchor"],
-    );
+    leaf.wait_for_log("routes from the base", &["routes received from the anchor"]);
     let kept = learned(&leaf);
     assert_eq!(kept["welcome"]["from"], base.id.as_str(), "{kept}");
     assert_eq!(kept["welcome"]["default_route"], base.id.as_str(), "{kept}");
@@ -304,14 +271,14 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
         &elsewhere,
         "leaf",
         free_port(),
-        &format!("[discovery]\nanchor = \"{}\"\n{net}", someone.id),
+        &anchored(&someone.id, &net),
     );
     let uninvited_port = free_port();
     configure(
         &uninvited,
         "leaf",
         uninvited_port,
-        &format!("[discovery]\nanchor = \"{}\"\n{net}", base.id),
+        &anchored(&base.id, &net),
     );
     base.start();
     elsewhere.start();
@@ -320,27 +287,17 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
 
     // The uninvited leaf finds the base and dials it; the base refuses it
     // at the handshake, naming it.
-    wait_for_log(
-        &uninvited,
-        "the anchor found",
-        &["found the anchor", &base.id[..16]],
-    );
-    let refusal = wait_for_log(
-        &base,
-        "the refusal",
-        &["refused QUIC peer", &uninvited.id[..16]],
-    );
+    uninvited.wait_for_log("the anchor found", &["found the anchor", &base.id[..16]]);
+    let refusal = base.wait_for_log("the refusal", &["refused QUIC peer", &uninvited.id[..16]]);
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("not pinned"), "{refusal}");
-    wait_for_log(
-        &uninvited,
+    uninvited.wait_for_log(
         "the failed dial",
         &["cannot connect to the anchor", &base.id[..16]],
     );
 
     // The other leaf sees the base's advertisement and says why it ignores it.
-    let ignored = wait_for_log(
-        &elsewhere,
+    let ignored = elsewhere.wait_for_log(
         "the base ignored",
         &["not this leaf's anchor", &base.id[..16]],
     );
@@ -361,13 +318,11 @@ fn a_leaf_with_another_anchor_stays_away_and_one_not_allowed_to_enrol_is_refused
     )
     .unwrap();
     forger.register(forged).unwrap();
-    wait_for_log(
-        &elsewhere,
+    elsewhere.wait_for_log(
         "the forged anchor found",
         &["found the anchor", &someone.id[..16]],
     );
-    let refused = wait_for_log(
-        &elsewhere,
+    let refused = elsewhere.wait_for_log(
         "the impostor refused",
         &["refused QUIC peer", &uninvited.id[..16]],
     );
@@ -408,26 +363,13 @@ fn with_enrol_any_a_base_takes_any_leaf_that_holds_a_key() {
         free_port(),
         &format!("[discovery]\nadvertise = true\nenrol = \"any\"\n{net}"),
     );
-    configure(
-        &leaf,
-        "leaf",
-        free_port(),
-        &format!("[discovery]\nanchor = \"{}\"\n{net}", base.id),
-    );
+    configure(&leaf, "leaf", free_port(), &anchored(&base.id, &net));
     base.start();
     leaf.start();
-    let open = wait_for_log(&base, "the open enrolment", &["enrolment open to any node"]);
+    let open = base.wait_for_log("the open enrolment", &["enrolment open to any node"]);
     assert!(open.contains("WARN"), "{open}");
-    wait_for_log(
-        &base,
-        "the leaf enrolled",
-        &["enrolled a leaf", &leaf.id[..16]],
-    );
-    wait_for_log(
-        &leaf,
-        "routes from the base",
-        &["routes received from the anchor"],
-    );
+    base.wait_for_log("the leaf enrolled", &["enrolled a leaf", &leaf.id[..16]]);
+    leaf.wait_for_log("routes from the base", &["routes received from the anchor"]);
     let kept = learned(&leaf);
     assert_eq!(kept["welcome"]["default_route"], base.id.as_str(), "{kept}");
     assert_eq!(kept["welcome"]["groups"], serde_json::json!([]), "{kept}");

@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferry_link::serial::pty::{Direction, Impairment, LineRelay, PtyPair, PtyStream};
+use ferry_link::serial::pty::{Direction, Impairment, LineRelay, PtyPair, PtyStream, RelayStats};
 use ferryd::admin::Request;
 use rand::{RngCore, SeedableRng};
 use support::{Node, configure, free_port, init, serial_peer};
@@ -158,6 +158,23 @@ fn send_and_verify(
     );
 }
 
+/// What the line carried each way, the frames the leaf's engine sent, and
+/// the leaf's status.
+fn line_counts(
+    rt: &tokio::runtime::Runtime,
+    line: &Line,
+    leaf: &mut Node,
+) -> (RelayStats, RelayStats, u64, serde_json::Value) {
+    let (ab, ba) = (
+        line.relay.stats(Direction::AToB),
+        line.relay.stats(Direction::BToA),
+    );
+    let status = leaf.wait_for(rt, "status", MINUTE, |_| true);
+    let leaf_frames = status["links"][0]["frames_out"].as_u64().unwrap();
+    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}\nleaf engine frames {leaf_frames}");
+    (ab, ba, leaf_frames, status)
+}
+
 #[test]
 fn a_file_crosses_a_lossy_full_duplex_serial_line() {
     let seed = seed();
@@ -168,13 +185,7 @@ fn a_file_crosses_a_lossy_full_duplex_serial_line() {
     send_and_verify(&rt, root.path(), &mut base, &mut leaf, 48 << 10, seed);
 
     // The line did lose and corrupt frames, and the engines repaired them.
-    let (ab, ba) = (
-        line.relay.stats(Direction::AToB),
-        line.relay.stats(Direction::BToA),
-    );
-    let status = leaf.wait_for(&rt, "status", MINUTE, |_| true);
-    let leaf_frames = status["links"][0]["frames_out"].as_u64().unwrap();
-    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}\nleaf engine frames {leaf_frames}");
+    let (ab, ba, leaf_frames, status) = line_counts(&rt, &line, &mut leaf);
     assert!(ab.frames_dropped + ab.frames_corrupted > 0, "{ab:?}");
     assert!(ab.bytes_in > 48 << 10, "{ab:?}");
     // Full duplex: every frame on the line is an engine frame, no turns.
@@ -194,13 +205,7 @@ fn a_file_crosses_a_half_duplex_serial_line() {
         "half_duplex = true\ninitiator = false\n",
     );
     send_and_verify(&rt, root.path(), &mut base, &mut leaf, 24 << 10, seed);
-    let (ab, ba) = (
-        line.relay.stats(Direction::AToB),
-        line.relay.stats(Direction::BToA),
-    );
-    let status = leaf.wait_for(&rt, "status", MINUTE, |_| true);
-    let leaf_frames = status["links"][0]["frames_out"].as_u64().unwrap();
-    println!("line base→leaf {ab:?}\nline leaf→base {ba:?}\nleaf engine frames {leaf_frames}");
+    let (ab, ba, leaf_frames, status) = line_counts(&rt, &line, &mut leaf);
     assert!(ab.bytes_in > 24 << 10, "{ab:?}");
     // The leaf mostly listened: most of what it put on the line were empty
     // frames handing the turn back (at most two engine frames may still
@@ -226,28 +231,13 @@ fn a_missing_device_is_retried_and_the_node_keeps_running() {
     assert_eq!(status["links_up"], serde_json::json!([]), "{status}");
 
     // Opened at start, then again a second later: two warnings naming it.
-    let deadline = Instant::now() + MINUTE;
     let device = device.display().to_string();
-    let warnings = |log: &str| {
-        log.lines()
-            .filter(|l| {
-                l.contains("WARN") && l.contains("cannot open serial device") && l.contains(&device)
-            })
-            .count()
-    };
-    while warnings(&node.log()) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no retries logged:{}",
-            node.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = node.log();
-    let warning = log
-        .lines()
-        .find(|l| l.contains("cannot open serial device"))
-        .unwrap();
+    let warnings = node.wait_for_log_lines(
+        "retries",
+        &["WARN", "cannot open serial device", &device],
+        2,
+    );
+    let warning = &warnings[0];
     assert!(warning.contains("peer=sub-1"), "{warning}");
     assert!(warning.contains("retry_in"), "{warning}");
     // Still running and answering.

@@ -113,20 +113,7 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     );
 
     // The stranger was refused by the leaf at the handshake, by node id.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !leaf.log().contains(&stranger.id[..16]) {
-        assert!(
-            Instant::now() < deadline,
-            "no refusal logged:{}",
-            leaf.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = leaf.log();
-    let refusal = log
-        .lines()
-        .find(|l| l.contains(&stranger.id[..16]))
-        .unwrap();
+    let refusal = leaf.wait_for_log("the stranger's refusal", &[&stranger.id[..16]]);
     assert!(refusal.contains("WARN"), "{refusal}");
     assert!(refusal.contains("not pinned"), "{refusal}");
     stranger.kill9();

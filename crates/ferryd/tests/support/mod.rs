@@ -135,6 +135,34 @@ impl Node {
         std::fs::read_to_string(self.dir.join("ferryd.log")).unwrap_or_default()
     }
 
+    /// Waits up to a minute until the log has `count` lines containing
+    /// every one of `parts`; returns them, or panics with the logs.
+    pub fn wait_for_log_lines(&self, what: &str, parts: &[&str], count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let lines: Vec<String> = self
+                .log()
+                .lines()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string)
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what};{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The first log line containing every one of `parts`, once there is one.
+    pub fn wait_for_log(&self, what: &str, parts: &[&str]) -> String {
+        self.wait_for_log_lines(what, parts, 1).swap_remove(0)
+    }
+
     pub fn ask(
         &self,
         rt: &tokio::runtime::Runtime,
