@@ -283,27 +283,31 @@ async fn ready_waits_until_the_line_is_free() {
     assert_eq!(link.stats().bytes_sent, 256);
 }
 
+/// The half-duplex tests' line rate.
+const TURNS_BAUD: u32 = 115_200;
+
+/// One end of a half-duplex line at [`TURNS_BAUD`] with 150 ms turns.
+fn half(name: &str, initiator: bool) -> SerialLinkConfig {
+    let mut config = config(name, TURNS_BAUD);
+    config.half_duplex = Some(HalfDuplex {
+        initiator,
+        turns: TurnConfig {
+            max_turn: Duration::from_millis(150),
+            max_frame_airtime: config.frame_airtime(),
+            propagation: Duration::from_millis(20),
+            guard: Duration::from_millis(20),
+            idle_initial: Duration::from_millis(10),
+            idle_max: Duration::from_millis(80),
+        },
+    });
+    config
+}
+
 #[tokio::test]
 async fn half_duplex_ends_take_turns() {
-    let baud = 115_200;
-    let half = |name: &str, initiator: bool| {
-        let mut config = config(name, baud);
-        config.half_duplex = Some(HalfDuplex {
-            initiator,
-            turns: TurnConfig {
-                max_turn: Duration::from_millis(150),
-                max_frame_airtime: config.frame_airtime(),
-                propagation: Duration::from_millis(20),
-                guard: Duration::from_millis(20),
-                idle_initial: Duration::from_millis(10),
-                idle_max: Duration::from_millis(80),
-            },
-        });
-        config
-    };
     let line = Impairment {
         delay: Duration::from_millis(5),
-        ..Impairment::clean(baud)
+        ..Impairment::clean(TURNS_BAUD)
     };
     let Relayed { relay, a, b } = relayed(half("a", true), half("b", false), line, 3);
     let max = a.max_payload();
@@ -339,25 +343,9 @@ async fn a_busy_end_keeps_the_turns_a_talking_end_hands_it() {
     // so the turns A gets are not idle hand-overs (no idle hold). A driver
     // that answers `ready` at once must still get its frame into each turn:
     // the link gives it the lead time at the start of a turn, as after a frame.
-    let baud = 115_200;
-    let half = |name: &str, initiator: bool| {
-        let mut config = config(name, baud);
-        config.half_duplex = Some(HalfDuplex {
-            initiator,
-            turns: TurnConfig {
-                max_turn: Duration::from_millis(150),
-                max_frame_airtime: config.frame_airtime(),
-                propagation: Duration::from_millis(20),
-                guard: Duration::from_millis(20),
-                idle_initial: Duration::from_millis(10),
-                idle_max: Duration::from_millis(80),
-            },
-        });
-        config
-    };
     let line = Impairment {
         delay: Duration::from_millis(5),
-        ..Impairment::clean(baud)
+        ..Impairment::clean(TURNS_BAUD)
     };
     let Relayed {
         relay: _relay,
