@@ -1744,8 +1744,9 @@ impl<S: Store> Engine<S> {
         // Data the receiver asked for goes before data sent on speculation,
         // and speculation stops at one bandwidth-delay product in flight:
         // what the receiver already holds is sent at most once per round trip.
-        let speculated: u64 = state.out.values().map(|o| o.speculative).sum();
-        let may_speculate = speculated < speculation_budget(&state.props);
+        let may_speculate = state.props.pipeline
+            && state.out.values().map(|o| o.speculative).sum::<u64>()
+                < speculation_budget(&state.props);
         let (&handle, out) = state
             .out
             .iter_mut()
