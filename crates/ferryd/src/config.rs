@@ -94,8 +94,11 @@ struct PeerSection {
     serial: Option<serial::SerialSection>,
 }
 
+/// The link profile of a peer (or of enrolled leaves) that names none.
+const DEFAULT_PROFILE: &str = "lte-bush";
+
 fn default_profile() -> String {
-    "lte-bush".into()
+    DEFAULT_PROFILE.into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -610,7 +613,7 @@ fn parse_discovery(
     let profile = section
         .profile
         .as_deref()
-        .unwrap_or("lte-bush")
+        .unwrap_or(DEFAULT_PROFILE)
         .parse::<&LinkProfile>()
         .map_err(|e| err("profile", e.to_string()))?;
     Ok(Discovery {

@@ -21,15 +21,17 @@ use crate::discovery::Enrolment;
 use crate::driver::{EngineHandle, Input, Outlet};
 
 /// Bulk frames queued per link between the engine and the connection:
-/// about a second at the profile's rate in average-sized (16 KiB) chunks,
+/// about a second at the profile's rate in chunks of the default average size,
 /// between 16 and 512. Enough that the engine thread runs ahead of a fast
 /// link; little enough that on a slow one the engine still decides late
 /// what goes next (an expedited bundle, a want-list's answer).
 fn queue_len(rate_bps: u64) -> usize {
-    usize::try_from(rate_bps / 8 / (16 << 10))
+    let chunk = u64::from(ferry_chunk::ChunkerConfig::DEFAULT.avg_size);
+    usize::try_from(rate_bps / 8 / chunk)
         .unwrap_or(usize::MAX)
         .clamp(16, 512)
 }
+
 /// Largest frame the engine makes for a QUIC link (it carries whole chunks).
 const QUIC_MTU: u32 = 1 << 20;
 /// Queued bulk frames sent together, up to about this many bytes.
