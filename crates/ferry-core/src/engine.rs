@@ -290,6 +290,11 @@ impl<S: Store> Engine<S> {
         self.bundles.values()
     }
 
+    /// The bundle `id`, if this node holds it.
+    pub fn bundle(&self, id: &BundleId) -> Option<&BundleRecord> {
+        self.bundles.get(id)
+    }
+
     /// Hands a bundle to the engine; this node takes custody of it durably.
     pub fn submit(
         &mut self,
@@ -2290,7 +2295,7 @@ mod tests {
         let id = submit(&mut a, Endpoint::Node(C), b"for c");
         assert_eq!(a.bundles().next().unwrap().pending_hops, [B].into());
         a.set_routes(Instant(0), Routes::default());
-        let record = a.bundles().find(|r| r.header.id == id).unwrap();
+        let record = a.bundle(&id).unwrap();
         assert!(record.pending_hops.is_empty());
     }
 
@@ -2323,7 +2328,7 @@ mod tests {
             matches!(events.as_slice(), [Event::Delivered { bundle, .. }] if *bundle == id),
             "{events:?}"
         );
-        assert!(b.bundles().find(|r| r.header.id == id).unwrap().delivered);
+        assert!(b.bundle(&id).unwrap().delivered);
         // Joining again delivers nothing twice.
         b.set_member_of(["leaves".to_string()].into());
         assert!(b.poll_event().is_none());

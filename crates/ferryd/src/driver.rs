@@ -372,11 +372,7 @@ impl Driver {
                         at_ms: now().as_millis(),
                     });
                     if !self.watches.is_empty() {
-                        let kind = self
-                            .engine
-                            .bundles()
-                            .find(|r| r.header.id == *bundle)
-                            .map(|r| r.header.kind);
+                        let kind = self.engine.bundle(bundle).map(|r| r.header.kind);
                         self.watches.retain(|(k, to)| {
                             Some(*k) != kind || to.send((*bundle, *manifest)).is_ok()
                         });
