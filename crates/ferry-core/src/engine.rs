@@ -447,30 +447,45 @@ impl<S: Store> Engine<S> {
             }
         }
         for (id, hops, dropped) in changed {
-            let record = self.bundles.get_mut(&id).expect("listed above");
-            record.pending_hops = hops;
-            let mut batch = Batch::new();
-            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
-            for hop in &dropped {
-                batch.delete(Cf::Timers, timer_key(id, *hop));
-                self.backoffs.remove(&(id, *hop));
-            }
-            for state in self.links.values_mut() {
-                if state
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| dropped.contains(&s.peer))
-                {
-                    state.out.retain(|_, out| out.bundle != id);
-                }
-            }
-            if let Err(e) = self.store.write(&batch) {
-                self.events.push_back(Event::StoreFailed {
-                    detail: e.to_string(),
-                });
-            }
-            self.offer_to_all(now, id);
+            self.reroute(now, id, hops, &dropped);
         }
+    }
+
+    /// Gives bundle `id` the next hops `hops`, no longer waiting for the
+    /// `dropped` ones (their re-offer timers and transfers end), keeps that
+    /// in the store and offers the bundle where it can go now.
+    fn reroute(
+        &mut self,
+        now: Instant,
+        id: BundleId,
+        hops: BTreeSet<NodeId>,
+        dropped: &BTreeSet<NodeId>,
+    ) {
+        let Some(record) = self.bundles.get_mut(&id) else {
+            return;
+        };
+        record.pending_hops = hops;
+        let mut batch = Batch::new();
+        batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
+        for hop in dropped {
+            batch.delete(Cf::Timers, timer_key(id, *hop));
+            self.backoffs.remove(&(id, *hop));
+        }
+        for state in self.links.values_mut() {
+            if state
+                .session
+                .as_ref()
+                .is_some_and(|s| dropped.contains(&s.peer))
+            {
+                state.out.retain(|_, out| out.bundle != id);
+            }
+        }
+        if let Err(e) = self.store.write(&batch) {
+            self.events.push_back(Event::StoreFailed {
+                detail: e.to_string(),
+            });
+        }
+        self.offer_to_all(now, id);
     }
 
     /// Replaces the groups this node belongs to. A held bundle for a group
@@ -1540,20 +1555,8 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             tracing::debug!(bundle = %id, ?stale, ?hops, "planned contact passed; routing again");
-            let record = self.bundles.get_mut(&id).expect("listed above");
-            record.pending_hops = hops;
-            let mut batch = Batch::new();
-            batch.put(Cf::Bundles, id.to_key().to_vec(), record.encode());
-            for hop in &stale {
-                batch.delete(Cf::Timers, timer_key(id, *hop));
-                self.backoffs.remove(&(id, *hop));
-            }
-            if let Err(e) = self.store.write(&batch) {
-                self.events.push_back(Event::StoreFailed {
-                    detail: e.to_string(),
-                });
-            }
-            self.offer_to_all(now, id);
+            // The stale hops have no session here, so no transfer to them ends.
+            self.reroute(now, id, hops, &stale);
         }
     }
 
