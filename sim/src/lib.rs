@@ -1,13 +1,25 @@
 //! ferry-sim: runs real `ferry-core` engines on a virtual clock, joined by
-//! simulated links with bandwidth, latency, loss, duplication, reordering and
-//! contact windows, and lets any node crash and restart.
+//! simulated links with bandwidth, latency, loss (Bernoulli or
+//! Gilbert-Elliott), duplication, reordering, bit errors, queue limits,
+//! half-duplex turns and contact windows, and lets any node crash and
+//! restart. Scenarios (TOML) describe topology, links, workload and faults;
+//! a run yields a report, a time series, plots and an event-log hash.
 //!
 //! It is not a model of the protocol: each node is an `Engine<MemStore>`, the
-//! same engine the daemon drives. Everything random comes from one seed, with
-//! a separate ChaCha stream per link, so a run is reproducible.
+//! same engine the daemon drives, and serial links run ferry-link's real
+//! framing and turn-taking. Everything random comes from one seed, with a
+//! separate ChaCha stream per link and purpose, so a run is reproducible.
+//! Never reads the wall clock except to show progress.
 
+pub mod invariants;
+pub mod log;
+mod model;
 mod net;
 mod payload;
+pub mod seed;
 
-pub use net::{LinkModel, Net, NodeIndex, Transmission, WireId, WireStats};
+pub use ferry_link::profile::{LinkProfile, Loss, PROFILES, Schedule};
+pub use log::{Entry, LossCause, Record};
+pub use model::{HalfDuplex, LinkModel, QueueLimit};
+pub use net::{Net, NodeIndex, Observer, Transmission, WireId, WireStats};
 pub use payload::put_object;

@@ -148,7 +148,7 @@ fn released(net: &Net, at: usize) -> bool {
 
 fn lossy(loss: f64) -> LinkModel {
     let mut model = clean();
-    model.loss = loss;
+    model.loss = ferry_sim::Loss::Bernoulli(loss);
     model.duplicate = 0.02;
     model.jitter = Duration::from_millis(30);
     model
@@ -514,7 +514,7 @@ fn pipelining_saves_round_trips_on_a_long_link_without_sending_more() {
     let run = |pipeline: bool| {
         let mut model = LinkModel::new(512_000, Duration::from_millis(650), 1400);
         model.pipeline = pipeline;
-        model.loss = 0.005;
+        model.loss = ferry_sim::Loss::Bernoulli(0.005);
         let (mut net, [b, _r, l], [w1, w2]) = chain(seed, model);
         net.set_up(w1, true);
         net.set_up(w2, true);
@@ -685,7 +685,7 @@ fn tiny_acoustic_frames_carry_a_bundle_with_every_frame_within_the_mtu() {
     // signals travel in fragments, chunks in 12-byte pieces.
     let seed = 90;
     let mut model = LinkModel::new(5_000, Duration::from_secs(2), 32);
-    model.loss = 0.03;
+    model.loss = ferry_sim::Loss::Bernoulli(0.03);
     let (mut net, [b, r, l], [w1, w2]) = chain(seed, model);
     let data = payload(seed, 6_000);
     let manifest = submit(&mut net, b, &data, node(3));

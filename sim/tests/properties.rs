@@ -101,7 +101,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
         net.add_node(EngineConfig::new(node(2), s.seed ^ 2), MemStore::new()),
     ];
     let mut model = LinkModel::new(1_000_000, Duration::from_millis(60), s.mtu);
-    model.loss = s.loss;
+    model.loss = ferry_sim::Loss::Bernoulli(s.loss);
     model.duplicate = s.duplicate;
     model.jitter = Duration::from_millis(s.jitter_ms);
     model.pipeline = s.pipeline;
