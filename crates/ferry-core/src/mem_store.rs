@@ -10,7 +10,7 @@
 //! subset of chunks. The engine must be correct under both.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ferry_chunk::{ChunkId, Manifest, ManifestId};
 
@@ -82,6 +82,33 @@ impl State {
     }
 }
 
+/// Chunk bodies shared by many stores in one process: a simulation of a
+/// thousand nodes holding the same release keeps its bytes once. Only
+/// memory is shared; each store keeps its own index, quota and crash state.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkPool(Arc<Mutex<BTreeMap<ChunkId, Arc<[u8]>>>>);
+
+impl ChunkPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of chunk `id`, made from `data` if there is none.
+    fn intern(&self, id: ChunkId, data: &[u8]) -> Arc<[u8]> {
+        let mut chunks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        chunks.entry(id).or_insert_with(|| data.into()).clone()
+    }
+
+    /// Distinct chunks held.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// In-memory store; see the module docs for its crash semantics.
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
@@ -90,6 +117,7 @@ pub struct MemStore {
     pending: Vec<Pending>,
     quota: Option<u64>,
     syncs: u64,
+    pool: Option<ChunkPool>,
 }
 
 impl MemStore {
@@ -102,6 +130,12 @@ impl MemStore {
             quota: Some(quota),
             ..Self::default()
         }
+    }
+
+    /// Keeps chunk bodies in `pool`, shared with the other stores using it.
+    pub fn with_pool(mut self, pool: ChunkPool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// A power cut: everything not synced is lost.
@@ -201,7 +235,13 @@ impl Store for MemStore {
         if !self.live.chunks.contains_key(&id) {
             self.reserve(data.len() as u64)?;
         }
-        self.push(Pending::Chunk(id, data.into()));
+        let bytes = match &self.pool {
+            // The pool's copy of an id has that id's bytes (it was checked
+            // when first put), so sharing it changes nothing a reader sees.
+            Some(pool) => pool.intern(id, data),
+            None => data.into(),
+        };
+        self.push(Pending::Chunk(id, bytes));
         Ok(PutOutcome::Stored)
     }
 

@@ -1,6 +1,7 @@
 //! MemStore passes the store conformance suite and keeps exactly what was synced.
 
 use ferry_chunk::ChunkId;
+use ferry_core::mem_store::ChunkPool;
 use ferry_core::store::conformance::{self, Harness};
 use ferry_core::{Batch, Cf, MemStore, Store};
 
@@ -20,6 +21,46 @@ impl Harness for Mem {
 #[test]
 fn mem_store_passes_the_conformance_suite() {
     conformance::run_all(&mut Mem);
+}
+
+/// Stores sharing a chunk pool behave as separate stores in every respect.
+struct Pooled(ChunkPool);
+
+impl Harness for Pooled {
+    type S = MemStore;
+    fn create(&mut self, quota: Option<u64>) -> MemStore {
+        quota
+            .map_or_else(MemStore::new, MemStore::with_quota)
+            .with_pool(self.0.clone())
+    }
+    fn crash(&mut self, mut store: MemStore) -> MemStore {
+        store.crash();
+        store
+    }
+}
+
+#[test]
+fn pooled_mem_store_passes_the_conformance_suite() {
+    conformance::run_all(&mut Pooled(ChunkPool::new()));
+}
+
+#[test]
+fn stores_sharing_a_pool_keep_one_copy_but_their_own_crash_state_and_corruption() {
+    let pool = ChunkPool::new();
+    let mut a = MemStore::new().with_pool(pool.clone());
+    let mut b = MemStore::new().with_pool(pool.clone());
+    let id = ChunkId::of(b"shared chunk");
+    a.put_chunk(id, b"shared chunk").unwrap();
+    a.sync().unwrap();
+    b.put_chunk(id, b"shared chunk").unwrap();
+    assert_eq!(pool.len(), 1, "one copy of the bytes");
+    b.crash();
+    assert!(!b.has_chunk(id).unwrap(), "b never synced it");
+    assert!(a.has_chunk(id).unwrap());
+    a.corrupt_chunk(id);
+    b.put_chunk(id, b"shared chunk").unwrap();
+    assert_eq!(b.get_chunk(id).unwrap().unwrap(), b"shared chunk");
+    assert!(a.get_chunk(id).is_err(), "corruption stays in a");
 }
 
 #[test]
