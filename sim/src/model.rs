@@ -24,6 +24,10 @@ pub struct HalfDuplex {
     pub max_turn: Duration,
     /// Turnaround margin after a hand-over.
     pub guard: Duration,
+    /// Whether the round trip told to the engines includes a whole turn
+    /// of the other end (as ferryd's serial driver does), or only the
+    /// hand-over (an answer usually comes as soon as the turn passes).
+    pub rtt_includes_turn: bool,
 }
 
 /// How a wire treats frames, in each direction alike.
@@ -95,6 +99,7 @@ impl LinkModel {
             model.half_duplex = Some(HalfDuplex {
                 max_turn: Duration::from_secs(60),
                 guard: Duration::from_millis(250),
+                rtt_includes_turn: true,
             });
         }
         model
@@ -121,22 +126,38 @@ impl LinkModel {
         Some(TurnConfig {
             max_turn: half.max_turn,
             max_frame_airtime: frame,
-            propagation: self.delay * 2 + self.jitter,
+            propagation: self.one_way_max(),
             guard: half.guard + self.jitter,
             idle_initial: Duration::from_secs(1).min(idle_max),
             idle_max,
         })
     }
 
+    /// The longest one-way delay from the end of a transmission to its
+    /// arrival: latency, jitter, and a reordered frame's hold-back.
+    pub fn one_way_max(&self) -> Duration {
+        let held = if self.reorder > 0.0 {
+            self.delay.max(Duration::from_millis(1))
+        } else {
+            Duration::ZERO
+        };
+        self.delay + self.jitter + held
+    }
+
     /// What the engines are told when a contact starts.
     pub fn properties(&self) -> LinkProperties {
-        let one_way = self.delay + self.jitter + self.delay.mul_f64(self.reorder.min(1.0).ceil());
+        let one_way = self.one_way_max();
         match &self.serial {
             Some(serial) => {
                 let frame = self.airtime(serial.modem_mtu);
-                let turns = self
-                    .half_duplex
-                    .map_or(Duration::ZERO, |h| h.max_turn + h.guard + self.jitter);
+                let turns = self.half_duplex.map_or(Duration::ZERO, |h| {
+                    let wait = if h.rtt_includes_turn {
+                        h.max_turn
+                    } else {
+                        Duration::ZERO
+                    };
+                    wait + h.guard + self.jitter
+                });
                 let payload = serial.max_payload() as u64;
                 LinkProperties {
                     mtu: payload as u32,

@@ -161,6 +161,7 @@ pub struct Net {
     pending: Vec<(Instant, Record)>,
     observer: Option<Box<dyn Observer>>,
     halt: Option<String>,
+    trace: bool,
 }
 
 impl Net {
@@ -179,6 +180,7 @@ impl Net {
             pending: Vec::new(),
             observer: None,
             halt: None,
+            trace: false,
         }
     }
 
@@ -190,6 +192,11 @@ impl Net {
     /// default; long runs turn it off and read the log instead).
     pub fn keep_events(&mut self, keep: bool) {
         self.keep_events = keep;
+    }
+
+    /// Prints every log entry to stderr as it is made.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
     }
 
     /// Hands every log entry to `observer` from now on.
@@ -540,8 +547,12 @@ impl Net {
                     }
                     n.timer = None;
                     if let Some(engine) = n.engine.as_mut() {
-                        engine.handle_timeout(now);
-                        self.touch(node, true);
+                        // Timers are armed lazily: the engine's may have moved later.
+                        let due_now = engine.poll_timeout().is_some_and(|t| t <= now);
+                        if due_now {
+                            engine.handle_timeout(now);
+                        }
+                        self.touch(node, due_now);
                     }
                 }
                 What::Free(wire, dir) => {
@@ -596,6 +607,12 @@ impl Net {
             *first = Some(first.map_or(now, |t| t.min(now)));
         }
         let Some(decoder) = w.dirs[dir].decoder.as_mut() else {
+            if self.trace {
+                eprintln!(
+                    "         {now:?} wire {wire} dir {dir}: {}",
+                    describe(&bytes)
+                );
+            }
             let engine = self.nodes[node].engine.as_mut().expect("running");
             engine.handle_frame(now, link, &bytes);
             self.pending.push((
@@ -624,6 +641,13 @@ impl Net {
                             },
                         ));
                     } else {
+                        if self.trace {
+                            eprintln!(
+                                "         {now:?} wire {wire} dir {dir} flags {}: {}",
+                                frame.flags,
+                                describe(&frame.payload)
+                            );
+                        }
                         let engine = self.nodes[node].engine.as_mut().expect("running");
                         engine.handle_frame(now, link, &frame.payload);
                         self.pending.push((
@@ -670,9 +694,11 @@ impl Net {
                 }
                 self.pending.push((now, Record::Engine { node, event }));
             }
+            // Only an earlier timer goes into the heap; a later one is
+            // armed when the earlier entry comes due and finds nothing to do.
             if let Some(t) = engine.poll_timeout() {
                 let at = t.max(now);
-                if n.timer != Some(at) {
+                if n.timer.is_none_or(|armed| at < armed) {
                     n.timer = Some(at);
                     self.schedule(at, What::Timer(node));
                 }
@@ -689,6 +715,9 @@ impl Net {
         let mut observer = self.observer.take();
         for (at, record) in std::mem::take(&mut self.pending) {
             let entry = self.log.push(at, record);
+            if self.trace {
+                eprintln!("{:>8} {:?} {:?}", entry.step, entry.at, entry.record);
+            }
             if let Some(obs) = observer.as_mut()
                 && self.halt.is_none()
                 && let Err(why) = obs.observe(self, &entry)
@@ -734,11 +763,12 @@ impl Net {
         }
         let half_duplex = w.model.half_duplex.is_some();
         let queue = w.model.queue;
-        self.touch(node, false);
         if half_duplex {
+            self.touch(node, false);
             return self.pump_turns(wire, dir, node, link);
         }
         if let Some(limit) = queue {
+            self.touch(node, false);
             // The host hands frames over at its own rate; the air drains them.
             let mut host_waits = false;
             loop {
@@ -792,9 +822,20 @@ impl Net {
             return;
         }
         let engine = self.nodes[node].engine.as_mut().expect("running");
-        if let Some(t) = engine.poll_transmit_on(now, link) {
-            let done = self.transmit(wire, dir, t.frame, t.bulk, 0);
-            self.arm_free(wire, dir, done);
+        match engine.poll_transmit_on(now, link) {
+            Some(t) => {
+                // Handing out a chunk piece changes no timer or event until
+                // the handle's last piece, after which the engine is polled
+                // again when the line frees and returns nothing (or control)
+                // and the node is looked at then: its re-offer timer lies
+                // round trips ahead, far beyond one frame's airtime.
+                if !t.bulk {
+                    self.touch(node, false);
+                }
+                let done = self.transmit(wire, dir, t.frame, t.bulk, 0);
+                self.arm_free(wire, dir, done);
+            }
+            None => self.touch(node, false),
         }
     }
 
@@ -850,7 +891,7 @@ impl Net {
         &mut self,
         wire: WireId,
         dir: usize,
-        frame: Vec<u8>,
+        mut frame: Vec<u8>,
         bulk: bool,
         flags: u8,
     ) -> Instant {
@@ -878,7 +919,8 @@ impl Net {
                     return now;
                 }
             },
-            None => frame.clone(),
+            None if self.transmissions.is_some() => frame.clone(),
+            None => std::mem::take(&mut frame),
         };
         let done = now + w.model.airtime(on_air.len());
         let d = &mut w.dirs[dir];
@@ -993,6 +1035,33 @@ fn flip_bits(bytes: &mut [u8], ber: f64, rng: &mut ChaCha8Rng) -> bool {
         pos += 1;
         if pos >= bits {
             return any;
+        }
+    }
+}
+
+/// A short description of a frame for traces: its body kind.
+fn describe(bytes: &[u8]) -> String {
+    let codec = ferry_proto::FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+    match codec.decode_exact(bytes) {
+        Ok(frame) => frame.body.map_or("empty".into(), |b| body_name(&b)),
+        Err(e) => format!("undecodable ({e})"),
+    }
+}
+
+fn body_name(body: &ferry_proto::v1::frame::Body) -> String {
+    use ferry_proto::v1::frame::Body;
+    match body {
+        Body::Chunk(c) => format!(
+            "Chunk(handle {} index {} offset {} len {}{})",
+            c.handle,
+            c.chunk_index,
+            c.offset,
+            c.data.len(),
+            if c.checkpoint { " checkpoint" } else { "" }
+        ),
+        other => {
+            let text = format!("{other:?}");
+            text.chars().take(160).collect()
         }
     }
 }
