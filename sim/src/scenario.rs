@@ -337,6 +337,32 @@ fn line_of(text: &str, span: &Range<usize>) -> usize {
     text[..span.start.min(text.len())].matches('\n').count() + 1
 }
 
+/// The line within a table's `span` of the key a reason starts with
+/// ("loss = 1.5 is …" → the `loss` line), else the table's first line.
+fn key_line(text: &str, span: &Range<usize>, reason: &str) -> usize {
+    let first = line_of(text, span);
+    let key: String = reason
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    // The table runs from its span to the next table header.
+    let body = text.get(span.start..).unwrap_or("");
+    if !key.is_empty() {
+        for (i, line) in body.lines().enumerate() {
+            let line = line.trim_start();
+            if i > 0 && line.starts_with('[') {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix(key.as_str())
+                && rest.trim_start().starts_with(['=', '.'])
+            {
+                return first + i;
+            }
+        }
+    }
+    first
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -350,7 +376,7 @@ impl Scenario {
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let err = |span: &Range<usize>, reason: String| ScenarioError {
             file: path.into(),
-            line: line_of(text, span),
+            line: key_line(text, span, &reason),
             reason,
         };
         let file: File = toml::from_str(text).map_err(|e| {
