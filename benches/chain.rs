@@ -52,7 +52,7 @@ fn main() {
     let r = net.add_node(relay, MemStore::new());
     let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
     let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
-    model.loss = LOSS;
+    model.loss = ferry_sim::Loss::Bernoulli(LOSS);
     let w1 = net.add_wire(b, r, model.clone());
     let w2 = net.add_wire(r, l, model);
     net.set_up(w1, true);
