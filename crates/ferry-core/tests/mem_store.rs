@@ -64,6 +64,20 @@ fn stores_sharing_a_pool_keep_one_copy_but_their_own_crash_state_and_corruption(
 }
 
 #[test]
+fn a_corrupted_chunk_stays_reported_across_a_crash() {
+    // get_chunk re-hashes only chunks known to be corrupt: that knowledge
+    // must survive a crash with the durable bytes it describes.
+    let mut store = MemStore::new();
+    let id = ChunkId::of(b"durable chunk");
+    store.put_chunk(id, b"durable chunk").unwrap();
+    store.sync().unwrap();
+    assert!(store.corrupt_chunk(id));
+    store.crash();
+    assert!(store.get_chunk(id).is_err());
+    assert!(!store.has_chunk(id).unwrap());
+}
+
+#[test]
 fn crash_loses_exactly_the_unsynced_writes() {
     let mut store = MemStore::new();
     let kept = ChunkId::of(b"synced");
