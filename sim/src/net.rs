@@ -713,7 +713,8 @@ impl Net {
             return;
         }
         let mut observer = self.observer.take();
-        for (at, record) in std::mem::take(&mut self.pending) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (at, record) in pending.drain(..) {
             let entry = self.log.push(at, record);
             if self.trace {
                 eprintln!("{:>8} {:?} {:?}", entry.step, entry.at, entry.record);
@@ -724,6 +725,10 @@ impl Net {
             {
                 self.halt = Some(format!("seed {}, step {}: {why}", self.seed, entry.step));
             }
+        }
+        // Keep the buffer's allocation for the next step.
+        if self.pending.is_empty() {
+            self.pending = pending;
         }
         self.observer = observer;
     }
