@@ -284,7 +284,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &Options) -> Result<Outcome,
         next_version(&w.source, state, 0).map_err(|e| format!("workload {}: {e}", w.name))?;
         let spans = chunker.chunk_slice(&state.data);
         state.known.extend(spans.iter().map(|s| s.id));
-        for &n in w.destinations.iter().chain([&w.from]) {
+        for n in on_the_way(&adjacency, w.from, &w.destinations) {
             put_spans(net.engine_mut(n).store_mut(), &spans, &state.data)
                 .map_err(|e| format!("preloading {} at {}: {e}", w.name, scenario.nodes[n].name))?;
         }
@@ -528,6 +528,34 @@ fn read_files(path: &std::path::Path) -> Result<Vec<u8>, String> {
         return Err(format!("{} holds no bytes", path.display()));
     }
     Ok(out)
+}
+
+/// The source, the destinations and every node on a shortest path between
+/// them: where a provisioned version 0 already is.
+fn on_the_way(
+    adjacency: &[Vec<NodeIndex>],
+    from: NodeIndex,
+    destinations: &BTreeSet<NodeIndex>,
+) -> BTreeSet<NodeIndex> {
+    let mut parent = vec![usize::MAX; adjacency.len()];
+    parent[from] = from;
+    let mut queue = VecDeque::from([from]);
+    while let Some(x) = queue.pop_front() {
+        for &n in &adjacency[x] {
+            if parent[n] == usize::MAX {
+                parent[n] = x;
+                queue.push_back(n);
+            }
+        }
+    }
+    let mut nodes = BTreeSet::from([from]);
+    for &d in destinations {
+        let mut at = d;
+        while parent[at] != usize::MAX && nodes.insert(at) {
+            at = parent[at];
+        }
+    }
+    nodes
 }
 
 fn routes(me: NodeIndex, adjacency: &[Vec<NodeIndex>], ids: &[NodeId]) -> Routes {
