@@ -569,3 +569,95 @@ fn the_command_prints_the_json_report() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn the_two_ends_of_a_half_duplex_link_never_talk_at_once() {
+    let seed = 25;
+    let model = LinkModel::from_profile(ferry_sim::LinkProfile::named("acoustic").unwrap());
+    let rate = model.rate_bps as f64;
+    let (mut net, log) = pair(seed, model, 30_000);
+    net.run_until(net.now + Duration::from_secs(3 * 3600));
+    let log = log.borrow();
+    assert!(delivered(&log), "seed {seed}: delivered");
+    let mut spans: Vec<(f64, f64, u8)> = log
+        .iter()
+        .filter_map(|e| match e.record {
+            Record::Sent { dir, on_air, .. } => {
+                let start = e.at.0 as f64 / 1e6;
+                Some((start, start + f64::from(on_air) * 8.0 / rate, dir))
+            }
+            _ => None,
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let turns = spans.windows(2).filter(|w| w[0].2 != w[1].2).count();
+    assert!(turns > 4, "seed {seed}: {turns} changes of speaker");
+    for w in spans.windows(2) {
+        if w[0].2 != w[1].2 {
+            assert!(
+                w[1].0 >= w[0].1,
+                "seed {seed}: both ends on the air at {}",
+                w[1].0
+            );
+        }
+    }
+}
+
+const RELAY: &str = r#"
+name = "relay"
+duration = "3h"
+[[node]]
+name = "base"
+[[node]]
+name = "relay"
+[[node]]
+name = "leaf"
+[[link]]
+from = "base"
+to = "relay"
+profile = "lte-bush"
+always_up = true
+[[link]]
+name = "last-mile"
+from = "relay"
+to = "leaf"
+profile = "lte-bush"
+always_up = true
+[[workload]]
+name = "w"
+from = "base"
+to = "leaf"
+size = 300_000
+first = "1m"
+"#;
+
+#[test]
+fn a_scripted_partition_delays_delivery_until_it_heals() {
+    let text = format!("{RELAY}[[fault]]\nat = \"30s\"\ncut = \"last-mile\"\nfor = \"1h\"\n");
+    let s = Scenario::parse(Path::new("cut.toml"), &text).unwrap();
+    let r = run(&s, 6, &options(None)).unwrap().report;
+    assert_eq!(r.delivery_ratio, 1.0, "seed 6");
+    assert!(
+        r.latency_max_s >= 3540.0,
+        "seed 6: delivered after the cut, {} s",
+        r.latency_max_s
+    );
+    let last_mile = r.per_link.iter().find(|l| l.name == "last-mile").unwrap();
+    assert!(
+        last_mile.uptime < 0.7,
+        "seed 6: uptime {}",
+        last_mile.uptime
+    );
+}
+
+#[test]
+fn a_full_relay_refuses_custody_and_the_base_keeps_the_bundle() {
+    let text = RELAY.replace(
+        "name = \"relay\"\n[[node]]",
+        "name = \"relay\"\nquota = 50_000\n[[node]]",
+    );
+    let s = Scenario::parse(Path::new("quota.toml"), &text).unwrap();
+    let r = run(&s, 7, &options(None)).unwrap().report;
+    assert!(r.custody_refusals > 0, "seed 7: the relay refused");
+    assert_eq!(r.delivered, 0, "seed 7: nothing can pass the full relay");
+}
