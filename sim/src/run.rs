@@ -93,11 +93,13 @@ impl Observer for Watch {
                 Event::Expired { .. } => t.expired += 1,
                 Event::Delivered { bundle, .. } => {
                     t.deliveries += 1;
-                    let hops = net
-                        .store(*node)
-                        .and_then(|_| net.is_running(*node).then(|| net.engine(*node)))
-                        .and_then(|e| e.bundle(bundle))
-                        .map_or(0, |r| r.header.hop_count);
+                    let hops = if net.is_running(*node) {
+                        net.engine(*node)
+                            .bundle(bundle)
+                            .map_or(0, |r| r.header.hop_count)
+                    } else {
+                        0
+                    };
                     if let Some(b) = t.bundles.get_mut(bundle) {
                         b.deliveries.push((*node, entry.at, hops));
                     }

@@ -243,24 +243,6 @@ impl Contacts {
             }
         }
     }
-
-    /// Fraction of [0, horizon) the link is up.
-    pub fn uptime(&self, horizon: Duration) -> f64 {
-        let mut t = Duration::ZERO;
-        let mut up_for = Duration::ZERO;
-        while t < horizon {
-            let (up, next) = self.at(t);
-            let next = next
-                .unwrap_or(horizon)
-                .min(horizon)
-                .max(t + Duration::from_nanos(1));
-            if up {
-                up_for += next - t;
-            }
-            t = next;
-        }
-        up_for.as_secs_f64() / horizon.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
 }
 
 /// One wire, expanded from `[[link]]`.
@@ -484,8 +466,7 @@ impl Scenario {
                 ));
             }
             let model = link_model(profile, l).map_err(|reason| err(&span, reason))?;
-            let base =
-                contacts(profile, l, file.duration.0).map_err(|reason| err(&span, reason))?;
+            let base = contacts(profile, l).map_err(|reason| err(&span, reason))?;
             let name = l
                 .name
                 .clone()
@@ -814,7 +795,7 @@ fn link_model(profile: &LinkProfile, l: &LinkSpec) -> Result<LinkModel, String> 
     Ok(m)
 }
 
-fn contacts(profile: &LinkProfile, l: &LinkSpec, horizon: Duration) -> Result<Contacts, String> {
+fn contacts(profile: &LinkProfile, l: &LinkSpec) -> Result<Contacts, String> {
     let phase = l.phase.map_or(Duration::ZERO, |p| p.0);
     let kinds = [
         l.always_up.is_some(),
@@ -861,7 +842,7 @@ fn contacts(profile: &LinkProfile, l: &LinkSpec, horizon: Duration) -> Result<Co
                 );
             }
             last = end.0;
-            out.push((start.0, end.0.min(horizon.max(end.0))));
+            out.push((start.0, end.0));
         }
         return Ok(Contacts::Windows(out));
     } else {
