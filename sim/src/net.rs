@@ -827,20 +827,13 @@ impl Net {
             return;
         }
         let engine = self.nodes[node].engine.as_mut().expect("running");
-        match engine.poll_transmit_on(now, link) {
-            Some(t) => {
-                // Handing out a chunk piece changes no timer or event until
-                // the handle's last piece, after which the engine is polled
-                // again when the line frees and returns nothing (or control)
-                // and the node is looked at then: its re-offer timer lies
-                // round trips ahead, far beyond one frame's airtime.
-                if !t.bulk {
-                    self.touch(node, false);
-                }
-                let done = self.transmit(wire, dir, t.frame, t.bulk, 0);
-                self.arm_free(wire, dir, done);
-            }
-            None => self.touch(node, false),
+        let sent = engine.poll_transmit_on(now, link);
+        // Whatever the engine did, its timer may have moved (the last piece
+        // of a handle arms its re-offer): look at the node after the step.
+        self.touch(node, false);
+        if let Some(t) = sent {
+            let done = self.transmit(wire, dir, t.frame, t.bulk, 0);
+            self.arm_free(wire, dir, done);
         }
     }
 
