@@ -61,6 +61,8 @@ pub enum RecordKind {
     Chunk = 4,
     Trailer = 5,
     Receipts = 6,
+    /// A manifest as edits of one the target holds.
+    ManifestDelta = 7,
 }
 
 impl RecordKind {
@@ -72,6 +74,7 @@ impl RecordKind {
             4 => RecordKind::Chunk,
             5 => RecordKind::Trailer,
             6 => RecordKind::Receipts,
+            7 => RecordKind::ManifestDelta,
             _ => return None,
         })
     }
@@ -84,13 +87,14 @@ impl RecordKind {
             RecordKind::Chunk => "chunk",
             RecordKind::Trailer => "trailer",
             RecordKind::Receipts => "receipts",
+            RecordKind::ManifestDelta => "manifest delta",
         }
     }
 
     fn max_len(self) -> u32 {
         match self {
             RecordKind::Chunk => MAX_CHUNK_LEN,
-            RecordKind::Manifest => MAX_MANIFEST_LEN,
+            RecordKind::Manifest | RecordKind::ManifestDelta => MAX_MANIFEST_LEN,
             _ => MAX_CONTROL_LEN,
         }
     }
@@ -156,6 +160,142 @@ struct ReceiptsProto {
     /// Further chunks it holds (of bundles partly imported), 32 bytes each.
     #[prost(bytes = "vec", tag = "6")]
     chunks: Vec<u8>,
+}
+
+/// Manifest delta record (kind 7): a manifest rebuilt from one the target
+/// holds. Entries are taken in turn: `segments` holds triples (literal
+/// count, base start, copy length): that many entries from `rest`'s
+/// chunk list, then that many entries of `base` from that index; the
+/// literals left over come last. `rest` carries the total length, the
+/// native digest and the media type.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ManifestDeltaProto {
+    #[prost(bytes = "vec", tag = "1")]
+    id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    base: Vec<u8>,
+    #[prost(message, optional, tag = "3")]
+    rest: Option<v1::Manifest>,
+    #[prost(uint32, repeated, tag = "4")]
+    segments: Vec<u32>,
+}
+
+/// Most entries a rebuilt manifest may have (what `MAX_MANIFEST_LEN` holds).
+const MAX_DELTA_ENTRIES: usize = (MAX_MANIFEST_LEN as usize) / 33;
+
+/// `manifest` as edits of `base`, or `None` if that is not smaller.
+fn delta(
+    manifest: &Manifest,
+    id: ManifestId,
+    base_id: ManifestId,
+    base: &Manifest,
+) -> Option<Vec<u8>> {
+    let mut at: BTreeMap<ChunkId, u32> = BTreeMap::new();
+    for (i, e) in base.entries().iter().enumerate().rev() {
+        at.insert(e.id, i as u32);
+    }
+    let entries = manifest.entries();
+    let base_entries = base.entries();
+    let mut rest = manifest.to_proto();
+    rest.chunk_ids.clear();
+    rest.chunk_lengths.clear();
+    let mut segments = Vec::new();
+    let mut literals = 0u32;
+    let mut i = 0;
+    while i < entries.len() {
+        match at.get(&entries[i].id) {
+            Some(&start) if base_entries[start as usize] == entries[i] => {
+                let mut len = 0usize;
+                while i + len < entries.len()
+                    && (start as usize + len) < base_entries.len()
+                    && base_entries[start as usize + len] == entries[i + len]
+                {
+                    len += 1;
+                }
+                segments.extend([literals, start, len as u32]);
+                literals = 0;
+                i += len;
+            }
+            _ => {
+                rest.chunk_ids.extend_from_slice(entries[i].id.as_bytes());
+                rest.chunk_lengths.push(entries[i].len);
+                literals += 1;
+                i += 1;
+            }
+        }
+    }
+    let encoded = ManifestDeltaProto {
+        id: id.as_bytes().to_vec(),
+        base: base_id.as_bytes().to_vec(),
+        rest: Some(rest),
+        segments,
+    }
+    .encode_to_vec();
+    (encoded.len() < manifest.encoded_len()).then_some(encoded)
+}
+
+/// Rebuilds a manifest from a delta record; `base` finds the manifest it
+/// names. Checks the result against the id the delta names.
+fn undelta(
+    payload: &[u8],
+    base: impl FnOnce(ManifestId) -> Option<Manifest>,
+) -> Result<(ManifestId, Manifest), String> {
+    let delta = ManifestDeltaProto::decode(payload).map_err(|e| e.to_string())?;
+    let id = ManifestId::from_slice(&delta.id).ok_or("the id is not 32 bytes")?;
+    let base_id = ManifestId::from_slice(&delta.base).ok_or("the base id is not 32 bytes")?;
+    let base = base(base_id).ok_or_else(|| {
+        format!("manifest {id} is an edit of manifest {base_id}, which this node does not hold")
+    })?;
+    let rest = delta.rest.ok_or("no rest")?;
+    if rest.chunk_ids.len() != rest.chunk_lengths.len() * 32 {
+        return Err("literal ids and lengths disagree".into());
+    }
+    let mut ids = Vec::new();
+    let mut lens = Vec::new();
+    let mut literal = 0usize;
+    let take_literals = |n: usize, literal: &mut usize, ids: &mut Vec<u8>, lens: &mut Vec<u32>| {
+        let end = literal
+            .checked_add(n)
+            .filter(|&e| e <= rest.chunk_lengths.len())?;
+        ids.extend_from_slice(&rest.chunk_ids[*literal * 32..end * 32]);
+        lens.extend_from_slice(&rest.chunk_lengths[*literal..end]);
+        *literal = end;
+        Some(())
+    };
+    for triple in delta.segments.chunks(3) {
+        let [n, start, len] = triple else {
+            return Err("segments are not triples".into());
+        };
+        take_literals(*n as usize, &mut literal, &mut ids, &mut lens)
+            .ok_or("more literals named than carried")?;
+        let (start, len) = (*start as usize, *len as usize);
+        let copied = base
+            .entries()
+            .get(start..start.checked_add(len).ok_or("copy overflows")?)
+            .ok_or("copy past the base manifest")?;
+        if lens.len() + copied.len() > MAX_DELTA_ENTRIES {
+            return Err("rebuilds an oversized manifest".into());
+        }
+        for e in copied {
+            ids.extend_from_slice(e.id.as_bytes());
+            lens.push(e.len);
+        }
+    }
+    let left = rest.chunk_lengths.len() - literal;
+    take_literals(left, &mut literal, &mut ids, &mut lens).ok_or("literals")?;
+    let proto = v1::Manifest {
+        chunk_ids: ids,
+        chunk_lengths: lens,
+        ..rest
+    };
+    let encoded = proto.encode_to_vec();
+    if ManifestId::of_encoding(&encoded) != id {
+        return Err(format!(
+            "the rebuilt manifest is not {id} (damaged, tampered, or a different base)"
+        ));
+    }
+    let manifest = Manifest::decode(&encoded).map_err(|e| e.to_string())?;
+    Ok((id, manifest))
 }
 
 /// A bundle partly imported from media (`Cf::Peers`).
@@ -227,6 +367,8 @@ pub struct ExportSummary {
     /// Payload bytes of those bundles.
     pub payload_bytes: u64,
     pub manifests: u64,
+    /// Of those, sent as edits of a manifest the target holds.
+    pub manifest_deltas: u64,
     pub chunks: u64,
     pub chunk_bytes: u64,
     /// Chunks (and bytes) left out because the target holds them.
@@ -262,7 +404,8 @@ pub struct ExportPlan {
     export_id: [u8; 16],
     created_ms: u64,
     headers: BTreeMap<BundleId, v1::BundleHeader>,
-    manifests: BTreeMap<ManifestId, Vec<u8>>,
+    /// Manifest records: whole, or as a delta of one the target holds.
+    manifests: BTreeMap<ManifestId, (RecordKind, Vec<u8>)>,
     volumes: Vec<VolumePlan>,
     summary: ExportSummary,
 }
@@ -343,7 +486,7 @@ impl ExportPlan {
             + volume
                 .manifests
                 .iter()
-                .map(|id| record_len(self.manifests[id].len() as u64))
+                .map(|id| record_len(self.manifests[id].1.len() as u64))
                 .sum::<u64>()
             + volume
                 .chunks
@@ -398,7 +541,8 @@ impl ExportPlan {
             writer.record(RecordKind::Bundle, &self.headers[id].encode_to_vec())?;
         }
         for id in &volume.manifests {
-            writer.record(RecordKind::Manifest, &self.manifests[id])?;
+            let (kind, bytes) = &self.manifests[id];
+            writer.record(*kind, bytes)?;
         }
         for &(chunk, len, bundle) in &volume.chunks {
             let bytes = store
@@ -721,9 +865,17 @@ impl<S: Store> Engine<S> {
             known
         };
         let mut held_chunks: BTreeSet<ChunkId> = inventory.chunks.clone();
+        // The target's manifests, and for each chunk the first that names
+        // it: a new manifest is sent as edits of the one it shares most with.
+        let mut held_manifests: BTreeMap<ManifestId, Manifest> = BTreeMap::new();
+        let mut named_by: BTreeMap<ChunkId, ManifestId> = BTreeMap::new();
         for manifest in &inventory.manifests {
             if let Some(m) = self.store.get_manifest(*manifest)? {
-                held_chunks.extend(m.entries().iter().map(|e| e.id));
+                for e in m.entries() {
+                    held_chunks.insert(e.id);
+                    named_by.entry(e.id).or_insert(*manifest);
+                }
+                held_manifests.insert(*manifest, m);
             }
         }
 
@@ -752,11 +904,31 @@ impl<S: Store> Engine<S> {
                 .ok_or(MediumError::MissingManifest(record.header.manifest))?;
             let encoded = manifest.encode();
             let send_manifest = !inventory.manifests.contains(&record.header.manifest);
-            let manifest_len = if send_manifest {
-                record_len(encoded.len() as u64)
-            } else {
-                0
-            };
+            let first_time = send_manifest && !manifests.contains_key(&record.header.manifest);
+            let mut votes: BTreeMap<ManifestId, usize> = BTreeMap::new();
+            if first_time {
+                for e in manifest.entries() {
+                    if let Some(m) = named_by.get(&e.id) {
+                        *votes.entry(*m).or_default() += 1;
+                    }
+                }
+            }
+            let base = votes
+                .iter()
+                .max_by_key(|(m, n)| (**n, std::cmp::Reverse(**m)))
+                .map(|(m, _)| *m);
+            let manifest_record = first_time.then(|| {
+                base.and_then(|b| {
+                    delta(&manifest, record.header.manifest, b, &held_manifests[&b])
+                        .map(|d| (RecordKind::ManifestDelta, d))
+                })
+                .unwrap_or((RecordKind::Manifest, encoded.clone()))
+            });
+            let manifest_len = manifest_record
+                .as_ref()
+                .or(manifests.get(&record.header.manifest))
+                .filter(|_| send_manifest)
+                .map_or(0, |(_, bytes)| record_len(bytes.len() as u64));
             summary.bundles += 1;
             summary.payload_bytes += record.header.payload_len;
             summary.full_bytes += header_len + record_len(encoded.len() as u64);
@@ -781,7 +953,7 @@ impl<S: Store> Engine<S> {
                 let volume = volumes.last_mut().expect("one volume at least");
                 volume.bundles.push(id);
                 volume.bytes += header_len;
-                if send_manifest {
+                if manifest_len > 0 && !volume.manifests.contains(&record.header.manifest) {
                     volume.manifests.push(record.header.manifest);
                     volume.bytes += manifest_len;
                 }
@@ -793,9 +965,12 @@ impl<S: Store> Engine<S> {
                 });
             }
             open(&mut volumes);
-            if send_manifest {
+            if let Some(manifest_record) = manifest_record {
                 summary.manifests += 1;
-                manifests.insert(record.header.manifest, encoded);
+                if manifest_record.0 == RecordKind::ManifestDelta {
+                    summary.manifest_deltas += 1;
+                }
+                manifests.insert(record.header.manifest, manifest_record);
             }
             headers.insert(id, header_proto);
             let mut in_this = BTreeSet::new();
@@ -1079,15 +1254,36 @@ impl<S: Store> Engine<S> {
                             .push(problem(format!("unreadable: {e}; rejected"))),
                     }
                 }
-                RecordKind::Manifest => {
-                    let id = ManifestId(check);
+                RecordKind::Manifest | RecordKind::ManifestDelta => {
+                    let decoded = if kind == RecordKind::Manifest {
+                        let id = ManifestId(check);
+                        Manifest::decode(&payload)
+                            .map(|m| (id, m))
+                            .map_err(|e| format!("manifest {id} is unreadable: {e}; rejected"))
+                    } else {
+                        let store = &self.store;
+                        undelta(&payload, |base| {
+                            manifests
+                                .get(&base)
+                                .cloned()
+                                .or_else(|| store.get_manifest(base).ok().flatten())
+                        })
+                        .map_err(|e| format!("{e}; rejected"))
+                    };
+                    let (id, decoded) = match decoded {
+                        Ok(found) => found,
+                        Err(e) => {
+                            report.problems.push(problem(e));
+                            continue;
+                        }
+                    };
                     if !headers.values().any(|h| h.manifest == id) {
                         report.problems.push(problem(format!(
                             "manifest {id} is named by no bundle in this volume: skipped"
                         )));
                         continue;
                     }
-                    match Manifest::decode(&payload) {
+                    match Ok::<_, String>(decoded) {
                         Ok(m) if m.entries().iter().all(|e| e.len <= MAX_CHUNK_LEN) => {
                             for e in m.entries() {
                                 wanted.insert(e.id, e.len);
@@ -1097,9 +1293,7 @@ impl<S: Store> Engine<S> {
                         Ok(_) => report.problems.push(problem(format!(
                             "manifest {id} names an oversized chunk: rejected"
                         ))),
-                        Err(e) => report.problems.push(problem(format!(
-                            "manifest {id} is unreadable: {e}; rejected"
-                        ))),
+                        Err(e) => report.problems.push(problem(e)),
                     }
                 }
                 RecordKind::Chunk => {

@@ -272,6 +272,10 @@ fn receipts_release_custody_at_the_base_and_the_next_export_skips_what_the_site_
     let (volumes, diff) = export(&mut base, Endpoint::Node(SITE), ExportOptions::default());
     assert_eq!(diff.bundles, 1, "the released bundle is not exported again");
     assert!(diff.skipped_chunks > 0);
+    assert_eq!(
+        diff.manifest_deltas, 1,
+        "the new manifest travels as edits of the one the site holds"
+    );
     assert!(
         diff.chunk_bytes < v2.len() as u64 / 3,
         "only the changed chunks travel: {} of {}",
@@ -474,4 +478,50 @@ mod hostile {
             check(&bytes);
         }
     }
+}
+
+#[test]
+fn a_manifest_delta_against_a_base_the_site_lacks_is_reported_and_skipped() {
+    // The base believes the site holds release 1 (its receipts said so), but
+    // the site was rebuilt empty: the delta cannot be applied.
+    let mut base = engine(BASE);
+    let mut site = engine(SITE);
+    let v1 = data(13, 600_000);
+    submit(&mut base, Endpoint::Node(SITE), &v1);
+    let (volumes, _) = export(&mut base, Endpoint::Node(SITE), ExportOptions::default());
+    site.import_volume(T0, &volumes[0][..]).unwrap();
+    let mut receipts = Vec::new();
+    site.export_receipts(T0, &mut receipts).unwrap();
+    base.import_volume(T0, &receipts[..]).unwrap();
+    let mut v2 = v1.clone();
+    v2[300_000] ^= 1;
+    let (bundle, _) = submit(&mut base, Endpoint::Node(SITE), &v2);
+    let (volumes, summary) = export(&mut base, Endpoint::Node(SITE), ExportOptions::default());
+    assert_eq!(summary.manifest_deltas, 1);
+    let mut rebuilt = engine(SITE);
+    let report = rebuilt.import_volume(T0, &volumes[0][..]).unwrap();
+    assert_eq!(
+        report.problems[0].kind, "manifest delta",
+        "{:?}",
+        report.problems
+    );
+    assert!(report.problems[0].reason.contains("does not hold"));
+    assert!(
+        report.problems[1..].iter().all(|p| p.kind == "chunk"),
+        "its new chunks have no manifest to belong to: {:?}",
+        report.problems
+    );
+    assert_eq!(report.no_manifest, vec![bundle]);
+    // `--full` carries whole manifests and every chunk.
+    let (volumes, _) = export(
+        &mut base,
+        Endpoint::Node(SITE),
+        ExportOptions {
+            full: true,
+            ..Default::default()
+        },
+    );
+    let report = rebuilt.import_volume(T0, &volumes[0][..]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.accepted, vec![bundle]);
 }

@@ -26,6 +26,7 @@ pub struct Exported {
     pub bundles: u64,
     pub payload_bytes: u64,
     pub manifests: u64,
+    pub manifest_deltas: u64,
     pub chunks: u64,
     pub chunk_bytes: u64,
     /// Chunks left out because the target's receipts say it holds them.
@@ -134,6 +135,7 @@ pub async fn export(
             bundles: summary.bundles,
             payload_bytes: summary.payload_bytes,
             manifests: summary.manifests,
+            manifest_deltas: summary.manifest_deltas,
             chunks: summary.chunks,
             chunk_bytes: summary.chunk_bytes,
             skipped_chunks: summary.skipped_chunks,
