@@ -63,6 +63,8 @@ pub enum RecordKind {
     Receipts = 6,
     /// A manifest as edits of one the target holds.
     ManifestDelta = 7,
+    /// Bundles repeating one the target holds but for their id.
+    BundlesLike = 8,
 }
 
 impl RecordKind {
@@ -75,6 +77,7 @@ impl RecordKind {
             5 => RecordKind::Trailer,
             6 => RecordKind::Receipts,
             7 => RecordKind::ManifestDelta,
+            8 => RecordKind::BundlesLike,
             _ => return None,
         })
     }
@@ -88,6 +91,7 @@ impl RecordKind {
             RecordKind::Trailer => "trailer",
             RecordKind::Receipts => "receipts",
             RecordKind::ManifestDelta => "manifest delta",
+            RecordKind::BundlesLike => "bundle references",
         }
     }
 
@@ -178,6 +182,38 @@ struct ManifestDeltaProto {
     rest: Option<v1::Manifest>,
     #[prost(uint32, repeated, tag = "4")]
     segments: Vec<u32>,
+}
+
+/// Bundles-like record (kind 8): bundles of one source whose headers equal,
+/// but for id and hop count, that of a bundle of the same source the target
+/// holds (a release sent again with most files unchanged).
+#[derive(Clone, PartialEq, prost::Message)]
+struct BundlesLikeProto {
+    #[prost(bytes = "vec", tag = "1")]
+    source: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    entries: Vec<LikeEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct LikeEntry {
+    #[prost(uint64, tag = "1")]
+    created_ms: u64,
+    #[prost(uint64, tag = "2")]
+    sequence: u64,
+    /// Sequence number of the held bundle whose header it repeats.
+    #[prost(uint64, tag = "3")]
+    like: u64,
+    #[prost(uint32, tag = "4")]
+    hop_count: u32,
+}
+
+/// A header's fields but id and hop count, to find a bundle it repeats.
+fn likeness(header: &BundleHeader) -> Vec<u8> {
+    let mut proto = header.to_proto();
+    proto.id = None;
+    proto.hop_count = 0;
+    proto.encode_to_vec()
 }
 
 /// Most entries a rebuilt manifest may have (what `MAX_MANIFEST_LEN` holds).
@@ -404,6 +440,8 @@ pub struct ExportPlan {
     export_id: [u8; 16],
     created_ms: u64,
     headers: BTreeMap<BundleId, v1::BundleHeader>,
+    /// Bundles sent as a reference to one the target holds: id → its sequence.
+    likes: BTreeMap<BundleId, u64>,
     /// Manifest records: whole, or as a delta of one the target holds.
     manifests: BTreeMap<ManifestId, (RecordKind, Vec<u8>)>,
     volumes: Vec<VolumePlan>,
@@ -460,6 +498,32 @@ impl<W: Write> RecordWriter<W> {
 }
 
 impl ExportPlan {
+    /// The records naming volume `index`'s bundles: whole headers, and one
+    /// record of references per source.
+    fn bundle_records(&self, index: usize) -> Vec<(RecordKind, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut likes: BTreeMap<NodeId, Vec<LikeEntry>> = BTreeMap::new();
+        for id in &self.volumes[index].bundles {
+            match self.likes.get(id) {
+                Some(&like) => likes.entry(id.source).or_default().push(LikeEntry {
+                    created_ms: id.created_ms,
+                    sequence: id.sequence,
+                    like,
+                    hop_count: self.headers[id].hop_count,
+                }),
+                None => out.push((RecordKind::Bundle, self.headers[id].encode_to_vec())),
+            }
+        }
+        for (source, entries) in likes {
+            let batch = BundlesLikeProto {
+                source: source.0.to_vec(),
+                entries,
+            };
+            out.push((RecordKind::BundlesLike, batch.encode_to_vec()));
+        }
+        out
+    }
+
     /// The exact size of volume `index`: framing, records and trailer.
     fn exact_size(&self, index: usize) -> u64 {
         let volume = &self.volumes[index];
@@ -472,16 +536,16 @@ impl ExportPlan {
             created_ms: self.created_ms,
             contents: 1,
         };
-        let records = 1 + volume.bundles.len() + volume.manifests.len() + volume.chunks.len();
+        let bundles = self.bundle_records(index);
+        let records = 1 + bundles.len() + volume.manifests.len() + volume.chunks.len();
         let trailer = TrailerProto {
             records: records as u64,
             digest: vec![0; 32],
         };
         10 + record_len(header.encoded_len() as u64)
-            + volume
-                .bundles
+            + bundles
                 .iter()
-                .map(|id| record_len(self.headers[id].encoded_len() as u64))
+                .map(|(_, bytes)| record_len(bytes.len() as u64))
                 .sum::<u64>()
             + volume
                 .manifests
@@ -537,8 +601,8 @@ impl ExportPlan {
             contents: 1,
         };
         let mut writer = RecordWriter::start(out, &header)?;
-        for id in &volume.bundles {
-            writer.record(RecordKind::Bundle, &self.headers[id].encode_to_vec())?;
+        for (kind, bytes) in self.bundle_records(index) {
+            writer.record(kind, &bytes)?;
         }
         for id in &volume.manifests {
             let (kind, bytes) = &self.manifests[id];
@@ -884,6 +948,20 @@ impl<S: Store> Engine<S> {
         export_seed.extend_from_slice(&target.to_proto().encode_to_vec());
         export_seed.extend_from_slice(&now.0.to_be_bytes());
         let mut headers = BTreeMap::new();
+        let mut likes = BTreeMap::new();
+        // Bundles the target holds, by everything but their id: a bundle
+        // repeating one of them travels as a reference to it.
+        let mut held_like: BTreeMap<(NodeId, Vec<u8>), u64> = BTreeMap::new();
+        if !options.full {
+            for record in self.bundles.values() {
+                if inventory.holds(record.header.id) {
+                    held_like
+                        .entry((record.header.id.source, likeness(&record.header)))
+                        .or_insert(record.header.id.sequence);
+                }
+            }
+        }
+        let mut like_sources: Vec<BTreeSet<NodeId>> = vec![BTreeSet::new()];
         let mut manifests = BTreeMap::new();
         let mut summary = ExportSummary::default();
         let mut volumes: Vec<VolumePlan> = vec![VolumePlan {
@@ -896,7 +974,23 @@ impl<S: Store> Engine<S> {
         for id in selected {
             let record = &self.bundles[&id];
             let header_proto = record.header.to_proto();
-            let header_len = record_len(header_proto.encoded_len() as u64);
+            let like = held_like
+                .get(&(id.source, likeness(&record.header)))
+                .copied();
+            let header_len = match like {
+                // An entry of the source's reference record (length-prefixed).
+                Some(like) => {
+                    LikeEntry {
+                        created_ms: id.created_ms,
+                        sequence: id.sequence,
+                        like,
+                        hop_count: record.header.hop_count,
+                    }
+                    .encoded_len() as u64
+                        + 2
+                }
+                None => record_len(header_proto.encoded_len() as u64),
+            };
             export_seed.extend_from_slice(&id.to_key());
             let manifest = self
                 .store
@@ -949,22 +1043,28 @@ impl<S: Store> Engine<S> {
             if needed > max {
                 return Err(MediumError::VolumeTooSmall { max, needed });
             }
-            let open = |volumes: &mut Vec<VolumePlan>| {
+            // The first reference of a source in a volume opens its record.
+            let like_record = record_len(34 + 8);
+            let open = |volumes: &mut Vec<VolumePlan>, like_sources: &mut Vec<BTreeSet<NodeId>>| {
                 let volume = volumes.last_mut().expect("one volume at least");
                 volume.bundles.push(id);
                 volume.bytes += header_len;
+                if like.is_some() && like_sources.last_mut().expect("one").insert(id.source) {
+                    volume.bytes += like_record;
+                }
                 if manifest_len > 0 && !volume.manifests.contains(&record.header.manifest) {
                     volume.manifests.push(record.header.manifest);
                     volume.bytes += manifest_len;
                 }
             };
-            if volumes.last().expect("one").bytes + header_len + manifest_len > max {
+            if volumes.last().expect("one").bytes + header_len + manifest_len + like_record > max {
                 volumes.push(VolumePlan {
                     bytes: VOLUME_OVERHEAD,
                     ..Default::default()
                 });
+                like_sources.push(BTreeSet::new());
             }
-            open(&mut volumes);
+            open(&mut volumes, &mut like_sources);
             if let Some(manifest_record) = manifest_record {
                 summary.manifests += 1;
                 if manifest_record.0 == RecordKind::ManifestDelta {
@@ -973,6 +1073,9 @@ impl<S: Store> Engine<S> {
                 manifests.insert(record.header.manifest, manifest_record);
             }
             headers.insert(id, header_proto);
+            if let Some(like) = like {
+                likes.insert(id, like);
+            }
             let mut in_this = BTreeSet::new();
             for entry in manifest.entries() {
                 if held_chunks.contains(&entry.id) {
@@ -991,7 +1094,8 @@ impl<S: Store> Engine<S> {
                         bytes: VOLUME_OVERHEAD,
                         ..Default::default()
                     });
-                    open(&mut volumes);
+                    like_sources.push(BTreeSet::new());
+                    open(&mut volumes, &mut like_sources);
                 }
                 let volume = volumes.last_mut().expect("one");
                 volume.chunks.push((entry.id, entry.len, id));
@@ -1009,6 +1113,7 @@ impl<S: Store> Engine<S> {
             export_id,
             created_ms: now.as_millis(),
             headers,
+            likes,
             manifests,
             summary,
             volumes,
@@ -1221,37 +1326,29 @@ impl<S: Store> Engine<S> {
                         .problems
                         .push(problem("a second volume header: ignored".into()));
                 }
-                RecordKind::Bundle => {
-                    let header = v1::BundleHeader::decode(payload.as_slice())
-                        .map_err(|e| e.to_string())
-                        .and_then(|h| h.validate().map(|_| h).map_err(|e| e.to_string()))
-                        .and_then(|h| {
-                            BundleHeader::from_proto(&h).ok_or_else(|| "invalid header".to_string())
-                        })
-                        .and_then(|h| {
-                            if h.manifest_len == 0 || h.manifest_len > MAX_MANIFEST_LEN {
-                                Err(format!("manifest of {} bytes", h.manifest_len))
-                            } else {
-                                Ok(h)
-                            }
-                        });
-                    match header {
-                        Ok(header) => {
-                            // The manifest may already be here (an earlier
-                            // trip, or the target held it).
-                            if !manifests.contains_key(&header.manifest)
-                                && let Ok(Some(m)) = self.store.get_manifest(header.manifest)
-                            {
-                                for e in m.entries() {
-                                    wanted.insert(e.id, e.len);
+                RecordKind::Bundle | RecordKind::BundlesLike => {
+                    let found: Vec<Result<BundleHeader, String>> = if kind == RecordKind::Bundle {
+                        vec![Self::decode_header(&payload)]
+                    } else {
+                        self.resolve_likes(&payload)
+                    };
+                    for header in found {
+                        match header {
+                            Ok(header) => {
+                                // The manifest may already be here (an earlier
+                                // trip, or the target held it).
+                                if !manifests.contains_key(&header.manifest)
+                                    && let Ok(Some(m)) = self.store.get_manifest(header.manifest)
+                                {
+                                    for e in m.entries() {
+                                        wanted.insert(e.id, e.len);
+                                    }
+                                    manifests.insert(header.manifest, m);
                                 }
-                                manifests.insert(header.manifest, m);
+                                headers.insert(header.id, header);
                             }
-                            headers.insert(header.id, header);
+                            Err(e) => report.problems.push(problem(format!("{e}; rejected"))),
                         }
-                        Err(e) => report
-                            .problems
-                            .push(problem(format!("unreadable: {e}; rejected"))),
                     }
                 }
                 RecordKind::Manifest | RecordKind::ManifestDelta => {
@@ -1621,5 +1718,54 @@ impl<S: Store> Engine<S> {
             chunks: chunks.len() as u64,
             bytes,
         })
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// A bundle header record, validated.
+    fn decode_header(payload: &[u8]) -> Result<BundleHeader, String> {
+        let proto = v1::BundleHeader::decode(payload).map_err(|e| format!("unreadable: {e}"))?;
+        proto.validate().map_err(|e| format!("invalid: {e}"))?;
+        let header = BundleHeader::from_proto(&proto).ok_or("invalid header")?;
+        if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
+            return Err(format!("a manifest of {} bytes", header.manifest_len));
+        }
+        Ok(header)
+    }
+
+    /// The headers a bundles-like record names, each from the held bundle it
+    /// repeats.
+    fn resolve_likes(&self, payload: &[u8]) -> Vec<Result<BundleHeader, String>> {
+        let batch = match BundlesLikeProto::decode(payload) {
+            Ok(batch) => batch,
+            Err(e) => return vec![Err(format!("unreadable: {e}"))],
+        };
+        let Some(source) = NodeId::from_slice(&batch.source) else {
+            return vec![Err("the source is not a node id".into())];
+        };
+        batch
+            .entries
+            .iter()
+            .map(|entry| {
+                let like = self
+                    .by_sequence
+                    .get(&(source, entry.like))
+                    .and_then(|id| self.bundles.get(id))
+                    .ok_or_else(|| {
+                        format!(
+                            "bundle {source}/{} repeats bundle {source}/{}, which this node does not hold",
+                            entry.sequence, entry.like
+                        )
+                    })?;
+                let mut header = like.header.clone();
+                header.id = BundleId {
+                    source,
+                    created_ms: entry.created_ms,
+                    sequence: entry.sequence,
+                };
+                header.hop_count = entry.hop_count;
+                Ok(header)
+            })
+            .collect()
     }
 }
