@@ -1201,258 +1201,39 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Imports a volume (or receipts) read from `input`. Every record is
-    /// verified before use; a damaged one is reported in
-    /// [`ImportReport::problems`] and the valid rest is kept. A bundle whose
-    /// content is complete is taken into custody as from a link (its record
-    /// synced first), then delivered or routed on. Importing the same volume
-    /// again changes nothing.
+    /// Imports a volume (or receipts) read from `input`: [`read_volume`]
+    /// then [`Engine::accept_volume`]. Every record is verified before use;
+    /// a damaged one is reported in [`ImportReport::problems`] and the valid
+    /// rest is kept. A bundle whose content is complete is taken into
+    /// custody as from a link (its record synced first), then delivered or
+    /// routed on. Importing the same volume again changes nothing.
     pub fn import_volume(
         &mut self,
         now: Instant,
-        mut input: impl Read,
+        input: impl Read,
     ) -> Result<ImportReport, MediumError> {
-        let (info, header_check, header_bytes) = open_volume(&mut input)?;
-        let me = self.config.node;
-        if info.source == me {
-            return Err(MediumError::OwnVolume);
-        }
-        if info.contents == Contents::Bundles
-            && let Endpoint::Node(node) = info.target
-            && node != me
-        {
-            return Err(MediumError::WrongTarget {
-                target: info.target.clone(),
-                node: me,
-            });
-        }
+        let read = read_volume(&mut self.store, self.config.node, input)?;
+        self.accept_volume(now, read)
+    }
+
+    /// Takes custody of what a volume [`read_volume`] read made complete,
+    /// and applies its receipts. Quick: the volume's bytes were read,
+    /// verified and stored already, so a driver may read it away from the
+    /// engine and hand only this step to it.
+    pub fn accept_volume(
+        &mut self,
+        now: Instant,
+        read: ReadVolume,
+    ) -> Result<ImportReport, MediumError> {
+        let ReadVolume {
+            info,
+            headers,
+            manifests,
+            receipts,
+            mut report,
+        } = read;
         let span = tracing::info_span!("import", source = %info.source, volume = info.index + 1, of = info.count);
         let _enter = span.enter();
-        let mut report = ImportReport {
-            volume: Some(info.clone()),
-            records: 1,
-            ..Default::default()
-        };
-        let mut offset = header_bytes;
-        // The trailer's digest covers every record before it, the header first.
-        let mut checks: Vec<u8> = header_check.to_vec();
-        let mut headers: BTreeMap<BundleId, BundleHeader> = BTreeMap::new();
-        let mut manifests: BTreeMap<ManifestId, Manifest> = BTreeMap::new();
-        // Chunks the volume's bundles need: id → length.
-        let mut wanted: BTreeMap<ChunkId, u32> = BTreeMap::new();
-        let mut receipts: Option<ReceiptsProto> = None;
-        let mut trailer_seen = false;
-        let mut index: u64 = 1;
-        loop {
-            let at = offset;
-            let read = read_record(&mut input);
-            let (kind, kind_byte, payload, check_ok, check) = match read {
-                Read1::End => {
-                    if !trailer_seen {
-                        report.truncated = true;
-                        report.problems.push(Problem {
-                            record: index,
-                            offset: at,
-                            kind: "trailer",
-                            reason: "the volume ends without its trailer: truncated; the whole records before were kept".into(),
-                        });
-                    }
-                    break;
-                }
-                Read1::Truncated(detail) => {
-                    report.truncated = true;
-                    report.problems.push(Problem {
-                        record: index,
-                        offset: at,
-                        kind: "?",
-                        reason: format!("truncated ({detail}); the whole records before were kept"),
-                    });
-                    break;
-                }
-                Read1::Lost(detail) => {
-                    report.problems.push(Problem {
-                        record: index,
-                        offset: at,
-                        kind: "?",
-                        reason: format!("framing lost ({detail}); the rest of the volume is unreadable, the records before were kept"),
-                    });
-                    break;
-                }
-                Read1::Record {
-                    kind,
-                    kind_byte,
-                    payload,
-                    check_ok,
-                    check,
-                } => (kind, kind_byte, payload, check_ok, check),
-            };
-            offset += record_len(payload.len() as u64);
-            let this = index;
-            index += 1;
-            if trailer_seen {
-                report.problems.push(Problem {
-                    record: this,
-                    offset: at,
-                    kind: kind.map_or("?", RecordKind::name),
-                    reason: "record after the trailer: ignored".into(),
-                });
-                continue;
-            }
-            if kind != Some(RecordKind::Trailer) {
-                checks.extend_from_slice(&check);
-            }
-            let problem = |reason: String| Problem {
-                record: this,
-                offset: at,
-                kind: kind.map_or("?", RecordKind::name),
-                reason,
-            };
-            let Some(kind) = kind else {
-                report.problems.push(problem(format!(
-                    "unknown record kind {kind_byte} (written by a newer ferry?): skipped"
-                )));
-                continue;
-            };
-            if !check_ok {
-                report.problems.push(problem(
-                    "BLAKE3 does not match the bytes (damaged or tampered): rejected".into(),
-                ));
-                continue;
-            }
-            report.records += 1;
-            match kind {
-                RecordKind::Volume => {
-                    report
-                        .problems
-                        .push(problem("a second volume header: ignored".into()));
-                }
-                RecordKind::Bundle | RecordKind::BundlesLike => {
-                    let found: Vec<Result<BundleHeader, String>> = if kind == RecordKind::Bundle {
-                        vec![Self::decode_header(&payload)]
-                    } else {
-                        self.resolve_likes(&payload)
-                    };
-                    for header in found {
-                        match header {
-                            Ok(header) => {
-                                // The manifest may already be here (an earlier
-                                // trip, or the target held it).
-                                if !manifests.contains_key(&header.manifest)
-                                    && let Ok(Some(m)) = self.store.get_manifest(header.manifest)
-                                {
-                                    for e in m.entries() {
-                                        wanted.insert(e.id, e.len);
-                                    }
-                                    manifests.insert(header.manifest, m);
-                                }
-                                headers.insert(header.id, header);
-                            }
-                            Err(e) => report.problems.push(problem(format!("{e}; rejected"))),
-                        }
-                    }
-                }
-                RecordKind::Manifest | RecordKind::ManifestDelta => {
-                    let decoded = if kind == RecordKind::Manifest {
-                        let id = ManifestId(check);
-                        Manifest::decode(&payload)
-                            .map(|m| (id, m))
-                            .map_err(|e| format!("manifest {id} is unreadable: {e}; rejected"))
-                    } else {
-                        let store = &self.store;
-                        undelta(&payload, |base| {
-                            manifests
-                                .get(&base)
-                                .cloned()
-                                .or_else(|| store.get_manifest(base).ok().flatten())
-                        })
-                        .map_err(|e| format!("{e}; rejected"))
-                    };
-                    let (id, decoded) = match decoded {
-                        Ok(found) => found,
-                        Err(e) => {
-                            report.problems.push(problem(e));
-                            continue;
-                        }
-                    };
-                    if !headers.values().any(|h| h.manifest == id) {
-                        report.problems.push(problem(format!(
-                            "manifest {id} is named by no bundle in this volume: skipped"
-                        )));
-                        continue;
-                    }
-                    match Ok::<_, String>(decoded) {
-                        Ok(m) if m.entries().iter().all(|e| e.len <= MAX_CHUNK_LEN) => {
-                            for e in m.entries() {
-                                wanted.insert(e.id, e.len);
-                            }
-                            manifests.insert(id, m);
-                        }
-                        Ok(_) => report.problems.push(problem(format!(
-                            "manifest {id} names an oversized chunk: rejected"
-                        ))),
-                        Err(e) => report.problems.push(problem(e)),
-                    }
-                }
-                RecordKind::Chunk => {
-                    let id = ChunkId(check);
-                    match wanted.get(&id) {
-                        None => report.problems.push(problem(format!(
-                            "chunk {id} is named by no manifest in this volume: skipped"
-                        ))),
-                        Some(&len) if len as usize != payload.len() => {
-                            report.problems.push(problem(format!(
-                                "chunk {id} is {} bytes, its manifest says {len}: rejected",
-                                payload.len()
-                            )))
-                        }
-                        Some(_) => match self.store.put_chunk(id, &payload) {
-                            Ok(crate::store::PutOutcome::Stored) => {
-                                report.chunks_stored += 1;
-                                report.bytes_stored += payload.len() as u64;
-                            }
-                            Ok(crate::store::PutOutcome::AlreadyPresent) => {
-                                report.chunks_present += 1
-                            }
-                            Err(e) => report
-                                .problems
-                                .push(problem(format!("chunk {id} not stored: {e}"))),
-                        },
-                    }
-                }
-                RecordKind::Trailer => {
-                    trailer_seen = true;
-                    let expected = ChunkId::of(&checks);
-                    match TrailerProto::decode(payload.as_slice()) {
-                        Ok(t) if t.records == this && t.digest == expected.as_bytes() => {}
-                        Ok(t) => report.problems.push(problem(format!(
-                            "the trailer counts {} records and a digest that the records read do not match: records were lost, added or changed",
-                            t.records
-                        ))),
-                        Err(e) => report.problems.push(problem(format!("unreadable: {e}"))),
-                    }
-                }
-                RecordKind::Receipts => {
-                    if info.contents != Contents::Receipts {
-                        report.problems.push(problem(
-                            "receipts inside a volume of bundles: ignored".into(),
-                        ));
-                        continue;
-                    }
-                    match ReceiptsProto::decode(payload.as_slice()) {
-                        Ok(r) if r.node == info.source.0 => receipts = Some(r),
-                        Ok(_) => report.problems.push(problem(
-                            "receipts of another node than the volume's source: rejected".into(),
-                        )),
-                        Err(e) => report
-                            .problems
-                            .push(problem(format!("unreadable: {e}; rejected"))),
-                    }
-                }
-            }
-        }
-        for problem in &report.problems {
-            tracing::warn!(record = problem.record, offset = problem.offset, kind = problem.kind, reason = %problem.reason, "volume record rejected");
-        }
         if let Some(receipts) = receipts {
             self.apply_receipts(info.source, receipts, &mut report)?;
         }
@@ -1721,36 +1502,37 @@ impl<S: Store> Engine<S> {
     }
 }
 
-impl<S: Store> Engine<S> {
-    /// A bundle header record, validated.
-    fn decode_header(payload: &[u8]) -> Result<BundleHeader, String> {
-        let proto = v1::BundleHeader::decode(payload).map_err(|e| format!("unreadable: {e}"))?;
-        proto.validate().map_err(|e| format!("invalid: {e}"))?;
-        let header = BundleHeader::from_proto(&proto).ok_or("invalid header")?;
-        if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
-            return Err(format!("a manifest of {} bytes", header.manifest_len));
-        }
-        Ok(header)
+/// A bundle header record, validated.
+fn decode_header(payload: &[u8]) -> Result<BundleHeader, String> {
+    let proto = v1::BundleHeader::decode(payload).map_err(|e| format!("unreadable: {e}"))?;
+    proto.validate().map_err(|e| format!("invalid: {e}"))?;
+    let header = BundleHeader::from_proto(&proto).ok_or("invalid header")?;
+    if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
+        return Err(format!("a manifest of {} bytes", header.manifest_len));
     }
+    Ok(header)
+}
 
-    /// The headers a bundles-like record names, each from the held bundle it
-    /// repeats.
-    fn resolve_likes(&self, payload: &[u8]) -> Vec<Result<BundleHeader, String>> {
-        let batch = match BundlesLikeProto::decode(payload) {
-            Ok(batch) => batch,
-            Err(e) => return vec![Err(format!("unreadable: {e}"))],
-        };
-        let Some(source) = NodeId::from_slice(&batch.source) else {
-            return vec![Err("the source is not a node id".into())];
-        };
-        batch
+/// The headers a bundles-like record names, each from the record of the
+/// held bundle it repeats.
+fn resolve_likes<S: Store>(store: &S, payload: &[u8]) -> Vec<Result<BundleHeader, String>> {
+    let batch = match BundlesLikeProto::decode(payload) {
+        Ok(batch) => batch,
+        Err(e) => return vec![Err(format!("unreadable: {e}"))],
+    };
+    let Some(source) = NodeId::from_slice(&batch.source) else {
+        return vec![Err("the source is not a node id".into())];
+    };
+    batch
             .entries
             .iter()
             .map(|entry| {
-                let like = self
-                    .by_sequence
-                    .get(&(source, entry.like))
-                    .and_then(|id| self.bundles.get(id))
+                let prefix = [&source.0[..], &entry.like.to_be_bytes()[..]].concat();
+                let like = store
+                    .scan_prefix(Cf::Bundles, &prefix)
+                    .ok()
+                    .and_then(|records| records.into_iter().next())
+                    .and_then(|(_, value)| BundleRecord::decode(&value))
                     .ok_or_else(|| {
                         format!(
                             "bundle {source}/{} repeats bundle {source}/{}, which this node does not hold",
@@ -1767,5 +1549,277 @@ impl<S: Store> Engine<S> {
                 Ok(header)
             })
             .collect()
+}
+/// A volume read, every record verified and its chunks stored (not yet
+/// synced): what remains is [`Engine::accept_volume`].
+#[derive(Debug)]
+pub struct ReadVolume {
+    info: VolumeInfo,
+    headers: BTreeMap<BundleId, BundleHeader>,
+    manifests: BTreeMap<ManifestId, Manifest>,
+    receipts: Option<ReceiptsProto>,
+    report: ImportReport,
+}
+
+impl ReadVolume {
+    pub fn info(&self) -> &VolumeInfo {
+        &self.info
     }
+}
+
+/// Reads the volume in `input` for node `me`: checks its header (refusing a
+/// volume for another node, from `me`, or of another format before
+/// anything is stored), verifies every record, stores the chunks its
+/// bundles need into `store`, and reports each record it rejects. Only
+/// reads and writes `store`, so a driver may run it away from the engine.
+pub fn read_volume<S: Store>(
+    store: &mut S,
+    me: NodeId,
+    mut input: impl Read,
+) -> Result<ReadVolume, MediumError> {
+    let (info, header_check, header_bytes) = open_volume(&mut input)?;
+    if info.source == me {
+        return Err(MediumError::OwnVolume);
+    }
+    if info.contents == Contents::Bundles
+        && let Endpoint::Node(node) = info.target
+        && node != me
+    {
+        return Err(MediumError::WrongTarget {
+            target: info.target.clone(),
+            node: me,
+        });
+    }
+    let span = tracing::info_span!("read_volume", source = %info.source, volume = info.index + 1, of = info.count);
+    let _enter = span.enter();
+    let mut report = ImportReport {
+        volume: Some(info.clone()),
+        records: 1,
+        ..Default::default()
+    };
+    let mut offset = header_bytes;
+    // The trailer's digest covers every record before it, the header first.
+    let mut checks: Vec<u8> = header_check.to_vec();
+    let mut headers: BTreeMap<BundleId, BundleHeader> = BTreeMap::new();
+    let mut manifests: BTreeMap<ManifestId, Manifest> = BTreeMap::new();
+    // Chunks the volume's bundles need: id → length.
+    let mut wanted: BTreeMap<ChunkId, u32> = BTreeMap::new();
+    let mut receipts: Option<ReceiptsProto> = None;
+    let mut trailer_seen = false;
+    let mut index: u64 = 1;
+    loop {
+        let at = offset;
+        let read = read_record(&mut input);
+        let (kind, kind_byte, payload, check_ok, check) = match read {
+            Read1::End => {
+                if !trailer_seen {
+                    report.truncated = true;
+                    report.problems.push(Problem {
+                            record: index,
+                            offset: at,
+                            kind: "trailer",
+                            reason: "the volume ends without its trailer: truncated; the whole records before were kept".into(),
+                        });
+                }
+                break;
+            }
+            Read1::Truncated(detail) => {
+                report.truncated = true;
+                report.problems.push(Problem {
+                    record: index,
+                    offset: at,
+                    kind: "?",
+                    reason: format!("truncated ({detail}); the whole records before were kept"),
+                });
+                break;
+            }
+            Read1::Lost(detail) => {
+                report.problems.push(Problem {
+                        record: index,
+                        offset: at,
+                        kind: "?",
+                        reason: format!("framing lost ({detail}); the rest of the volume is unreadable, the records before were kept"),
+                    });
+                break;
+            }
+            Read1::Record {
+                kind,
+                kind_byte,
+                payload,
+                check_ok,
+                check,
+            } => (kind, kind_byte, payload, check_ok, check),
+        };
+        offset += record_len(payload.len() as u64);
+        let this = index;
+        index += 1;
+        if trailer_seen {
+            report.problems.push(Problem {
+                record: this,
+                offset: at,
+                kind: kind.map_or("?", RecordKind::name),
+                reason: "record after the trailer: ignored".into(),
+            });
+            continue;
+        }
+        if kind != Some(RecordKind::Trailer) {
+            checks.extend_from_slice(&check);
+        }
+        let problem = |reason: String| Problem {
+            record: this,
+            offset: at,
+            kind: kind.map_or("?", RecordKind::name),
+            reason,
+        };
+        let Some(kind) = kind else {
+            report.problems.push(problem(format!(
+                "unknown record kind {kind_byte} (written by a newer ferry?): skipped"
+            )));
+            continue;
+        };
+        if !check_ok {
+            report.problems.push(problem(
+                "BLAKE3 does not match the bytes (damaged or tampered): rejected".into(),
+            ));
+            continue;
+        }
+        report.records += 1;
+        match kind {
+            RecordKind::Volume => {
+                report
+                    .problems
+                    .push(problem("a second volume header: ignored".into()));
+            }
+            RecordKind::Bundle | RecordKind::BundlesLike => {
+                let found: Vec<Result<BundleHeader, String>> = if kind == RecordKind::Bundle {
+                    vec![decode_header(&payload)]
+                } else {
+                    resolve_likes(&*store, &payload)
+                };
+                for header in found {
+                    match header {
+                        Ok(header) => {
+                            // The manifest may already be here (an earlier
+                            // trip, or the target held it).
+                            if !manifests.contains_key(&header.manifest)
+                                && let Ok(Some(m)) = store.get_manifest(header.manifest)
+                            {
+                                for e in m.entries() {
+                                    wanted.insert(e.id, e.len);
+                                }
+                                manifests.insert(header.manifest, m);
+                            }
+                            headers.insert(header.id, header);
+                        }
+                        Err(e) => report.problems.push(problem(format!("{e}; rejected"))),
+                    }
+                }
+            }
+            RecordKind::Manifest | RecordKind::ManifestDelta => {
+                let decoded = if kind == RecordKind::Manifest {
+                    let id = ManifestId(check);
+                    Manifest::decode(&payload)
+                        .map(|m| (id, m))
+                        .map_err(|e| format!("manifest {id} is unreadable: {e}; rejected"))
+                } else {
+                    let store = &*store;
+                    undelta(&payload, |base| {
+                        manifests
+                            .get(&base)
+                            .cloned()
+                            .or_else(|| store.get_manifest(base).ok().flatten())
+                    })
+                    .map_err(|e| format!("{e}; rejected"))
+                };
+                let (id, decoded) = match decoded {
+                    Ok(found) => found,
+                    Err(e) => {
+                        report.problems.push(problem(e));
+                        continue;
+                    }
+                };
+                if !headers.values().any(|h| h.manifest == id) {
+                    report.problems.push(problem(format!(
+                        "manifest {id} is named by no bundle in this volume: skipped"
+                    )));
+                    continue;
+                }
+                match Ok::<_, String>(decoded) {
+                    Ok(m) if m.entries().iter().all(|e| e.len <= MAX_CHUNK_LEN) => {
+                        for e in m.entries() {
+                            wanted.insert(e.id, e.len);
+                        }
+                        manifests.insert(id, m);
+                    }
+                    Ok(_) => report.problems.push(problem(format!(
+                        "manifest {id} names an oversized chunk: rejected"
+                    ))),
+                    Err(e) => report.problems.push(problem(e)),
+                }
+            }
+            RecordKind::Chunk => {
+                let id = ChunkId(check);
+                match wanted.get(&id) {
+                    None => report.problems.push(problem(format!(
+                        "chunk {id} is named by no manifest in this volume: skipped"
+                    ))),
+                    Some(&len) if len as usize != payload.len() => {
+                        report.problems.push(problem(format!(
+                            "chunk {id} is {} bytes, its manifest says {len}: rejected",
+                            payload.len()
+                        )))
+                    }
+                    Some(_) => match store.put_chunk(id, &payload) {
+                        Ok(crate::store::PutOutcome::Stored) => {
+                            report.chunks_stored += 1;
+                            report.bytes_stored += payload.len() as u64;
+                        }
+                        Ok(crate::store::PutOutcome::AlreadyPresent) => report.chunks_present += 1,
+                        Err(e) => report
+                            .problems
+                            .push(problem(format!("chunk {id} not stored: {e}"))),
+                    },
+                }
+            }
+            RecordKind::Trailer => {
+                trailer_seen = true;
+                let expected = ChunkId::of(&checks);
+                match TrailerProto::decode(payload.as_slice()) {
+                        Ok(t) if t.records == this && t.digest == expected.as_bytes() => {}
+                        Ok(t) => report.problems.push(problem(format!(
+                            "the trailer counts {} records and a digest that the records read do not match: records were lost, added or changed",
+                            t.records
+                        ))),
+                        Err(e) => report.problems.push(problem(format!("unreadable: {e}"))),
+                    }
+            }
+            RecordKind::Receipts => {
+                if info.contents != Contents::Receipts {
+                    report.problems.push(problem(
+                        "receipts inside a volume of bundles: ignored".into(),
+                    ));
+                    continue;
+                }
+                match ReceiptsProto::decode(payload.as_slice()) {
+                    Ok(r) if r.node == info.source.0 => receipts = Some(r),
+                    Ok(_) => report.problems.push(problem(
+                        "receipts of another node than the volume's source: rejected".into(),
+                    )),
+                    Err(e) => report
+                        .problems
+                        .push(problem(format!("unreadable: {e}; rejected"))),
+                }
+            }
+        }
+    }
+    for problem in &report.problems {
+        tracing::warn!(record = problem.record, offset = problem.offset, kind = problem.kind, reason = %problem.reason, "volume record rejected");
+    }
+    Ok(ReadVolume {
+        info,
+        headers,
+        manifests,
+        receipts,
+        report,
+    })
 }

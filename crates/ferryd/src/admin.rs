@@ -347,7 +347,10 @@ impl Admin {
                 Ok(serde_json::json!({ "lines": lines }))
             }
             Request::Export { .. } => Err("export is answered as a stream".into()),
-            Request::Import { path } => crate::media::import(&self.engine, path).await,
+            Request::Import { path } => {
+                let me = self.engine.with_engine(|engine, _| engine.node()).await?;
+                crate::media::import(&self.engine, self.store.clone(), me, path).await
+            }
             Request::ExportReceipts { out } => {
                 crate::media::export_receipts(&self.engine, out).await
             }

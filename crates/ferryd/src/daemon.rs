@@ -176,11 +176,9 @@ impl Node {
                 registry.clone(),
             ))
         });
-        let media_watch = config
-            .media
-            .watch
-            .clone()
-            .map(|dir| crate::media::watch(dir, config.media.poll, handle.clone()));
+        let media_watch = config.media.watch.clone().map(|dir| {
+            crate::media::watch(dir, config.media.poll, handle.clone(), store.clone(), me)
+        });
         Ok(Node {
             media_watch,
             id: me,

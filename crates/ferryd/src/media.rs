@@ -149,14 +149,25 @@ pub async fn export(
     .map_err(|e| e.to_string())?
 }
 
-/// Imports the volume (or receipts) at `path`.
-pub async fn import(engine: &EngineHandle, path: PathBuf) -> Result<serde_json::Value, String> {
+/// Imports the volume (or receipts) at `path`: read, verified and its
+/// chunks stored away from the engine thread, which then only takes custody.
+pub async fn import(
+    engine: &EngineHandle,
+    store: Arc<RocksStore>,
+    me: ferry_core::NodeId,
+    path: PathBuf,
+) -> Result<serde_json::Value, String> {
     let file =
         std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut store = SharedStore(store);
+        medium::read_volume(&mut store, me, BufReader::with_capacity(1 << 20, file))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     let report = engine
-        .with_engine(move |engine, now| {
-            engine.import_volume(now, BufReader::with_capacity(1 << 20, file))
-        })
+        .with_engine(move |engine, now| engine.accept_volume(now, read))
         .await?
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(report_json(&path, &report))
@@ -239,7 +250,13 @@ pub fn report_json(path: &Path, report: &ImportReport) -> serde_json::Value {
 /// magic) and imports each once it stopped changing between two polls.
 /// A file is imported again only if it changes (importing is idempotent
 /// anyway, so a restart that imports everything once more is harmless).
-pub fn watch(dir: PathBuf, every: Duration, engine: EngineHandle) -> tokio::task::JoinHandle<()> {
+pub fn watch(
+    dir: PathBuf,
+    every: Duration,
+    engine: EngineHandle,
+    store: Arc<RocksStore>,
+    me: ferry_core::NodeId,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(dir = %dir.display(), "watching for volumes");
         // Path → (length, modified) when last seen, and whether imported.
@@ -256,7 +273,7 @@ pub fn watch(dir: PathBuf, every: Duration, engine: EngineHandle) -> tokio::task
                     continue;
                 }
                 entry.1 = true;
-                match import(&engine, path.clone()).await {
+                match import(&engine, store.clone(), me, path.clone()).await {
                     Ok(report) => tracing::info!(
                         file = %path.display(),
                         accepted = report["accepted"].as_array().map_or(0, Vec::len),
