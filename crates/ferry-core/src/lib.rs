@@ -25,7 +25,7 @@ pub use bundle::{BundleHeader, BundleRecord, PayloadKind};
 pub use config::{EngineConfig, Routes};
 pub use contact_plan::{ContactPlan, PlannedContact};
 pub use engine::medium::{
-    self, ExportOptions, ExportPlan, ExportSummary, ImportReport, MediumError, Problem,
+    self, ExportOptions, ExportPlan, ExportSummary, ImportReport, MediumError, Problem, ReadVolume,
     ReceiptsSummary, VolumeInfo,
 };
 pub use engine::{

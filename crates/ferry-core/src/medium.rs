@@ -1126,6 +1126,11 @@ impl<S: Store> Engine<S> {
         for (volume, size) in plan.volumes.iter_mut().zip(&sizes) {
             volume.bytes = *size;
         }
+        // The planning estimate leaves room for the volume header; a target
+        // with a very long group name could still outgrow it.
+        if let Some(&over) = sizes.iter().find(|&&size| size > max) {
+            return Err(MediumError::VolumeTooSmall { max, needed: over });
+        }
         plan.summary.volume_bytes = sizes;
         tracing::info!(
             target = %plan.target,

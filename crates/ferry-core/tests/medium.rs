@@ -8,7 +8,7 @@ use ferry_core::{
     BundleId, Cf, Endpoint, Engine, EngineConfig, Event, ExportOptions, Instant, MediumError,
     MemStore, NodeId, PayloadKind, Priority, Routes, Store, Submission,
 };
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 const BASE: NodeId = NodeId([1; 32]);
 const SITE: NodeId = NodeId([2; 32]);
@@ -567,4 +567,27 @@ fn a_bundle_sent_again_unchanged_travels_as_a_reference_to_the_one_the_site_hold
     assert_eq!(report.problems[0].kind, "bundle references");
     assert!(report.problems[0].reason.contains("does not hold"));
     assert!(other.bundle(&again).is_none());
+}
+
+#[test]
+fn a_crash_between_reading_a_volume_and_taking_custody_loses_no_promise() {
+    let mut base = engine(BASE);
+    let payload = data(15, 400_000);
+    let (bundle, manifest) = submit(&mut base, Endpoint::Node(SITE), &payload);
+    let (volumes, _) = export(&mut base, Endpoint::Node(SITE), ExportOptions::default());
+    let mut site = engine(SITE);
+    let read = ferry_core::medium::read_volume(site.store_mut(), SITE, &volumes[0][..]).unwrap();
+    assert_eq!(read.info().source, BASE);
+    // Killed before accept_volume: no custody was taken, nothing promised.
+    let mut store = site.into_store();
+    store.crash_partially({
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+        move || rng.random_bool(0.5)
+    });
+    let mut site = Engine::new(EngineConfig::new(SITE, 1), store).unwrap();
+    assert!(site.bundle(&bundle).is_none());
+    // The same volume again completes it, whatever chunks survived.
+    let report = site.import_volume(T0, &volumes[0][..]).unwrap();
+    assert_eq!(report.accepted, vec![bundle]);
+    assert_eq!(read_back(&site, manifest), payload);
 }
