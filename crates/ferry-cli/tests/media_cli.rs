@@ -197,6 +197,47 @@ fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
         );
     }
 
+    // Split for small media (before the receipts come back, so everything
+    // is exported again): several volumes, each importable alone, in any
+    // order; all held already, so nothing changes.
+    let split = json(&ok(&ferry(&[
+        "export",
+        "--socket",
+        &base_sock,
+        "--json",
+        "--to",
+        "site",
+        "--full",
+        "--max-size",
+        "300K",
+        "--out",
+        root.path().join("usb/split.ferry").to_str().unwrap(),
+    ])));
+    let parts: Vec<String> = split["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert!(parts.len() >= 3, "{split}");
+    assert!(parts[0].ends_with(&format!("split.ferry.1-of-{}", parts.len())));
+    for part in &parts {
+        assert!(std::fs::metadata(part).unwrap().len() <= 300 * 1024);
+    }
+    for part in parts.iter().rev() {
+        let report = json(&ok(&ferry(&[
+            "import", "--socket", &site_sock, "--json", part,
+        ])));
+        assert!(
+            report["problems"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
+        assert!(
+            report["accepted"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
+    }
+
     // Receipts back to the base release custody.
     let receipts = root.path().join("usb/receipts.ferry");
     let text = ok(&ferry(&[

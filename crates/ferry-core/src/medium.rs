@@ -524,8 +524,9 @@ impl ExportPlan {
         out
     }
 
-    /// The exact size of volume `index`: framing, records and trailer.
-    fn exact_size(&self, index: usize) -> u64 {
+    /// Bytes of volume `index` besides its bundle, manifest and chunk
+    /// records: magic, version, volume header and trailer.
+    fn framing_size(&self, index: usize) -> u64 {
         let volume = &self.volumes[index];
         let header = VolumeHeaderProto {
             source: self.source.0.to_vec(),
@@ -536,14 +537,21 @@ impl ExportPlan {
             created_ms: self.created_ms,
             contents: 1,
         };
-        let bundles = self.bundle_records(index);
-        let records = 1 + bundles.len() + volume.manifests.len() + volume.chunks.len();
+        let records =
+            1 + self.bundle_records(index).len() + volume.manifests.len() + volume.chunks.len();
         let trailer = TrailerProto {
             records: records as u64,
             digest: vec![0; 32],
         };
-        10 + record_len(header.encoded_len() as u64)
-            + bundles
+        10 + record_len(header.encoded_len() as u64) + record_len(trailer.encoded_len() as u64)
+    }
+
+    /// The exact size of volume `index`: framing, records and trailer.
+    fn exact_size(&self, index: usize) -> u64 {
+        let volume = &self.volumes[index];
+        self.framing_size(index)
+            + self
+                .bundle_records(index)
                 .iter()
                 .map(|(_, bytes)| record_len(bytes.len() as u64))
                 .sum::<u64>()
@@ -557,7 +565,6 @@ impl ExportPlan {
                 .iter()
                 .map(|(_, len, _)| record_len(u64::from(*len)))
                 .sum::<u64>()
-            + record_len(trailer.encoded_len() as u64)
     }
 
     pub fn summary(&self) -> &ExportSummary {
@@ -1131,6 +1138,9 @@ impl<S: Store> Engine<S> {
         if let Some(&over) = sizes.iter().find(|&&size| size > max) {
             return Err(MediumError::VolumeTooSmall { max, needed: over });
         }
+        // A full export is one volume: its framing, exactly.
+        let framing = plan.framing_size(0);
+        plan.summary.full_bytes = plan.summary.full_bytes - VOLUME_OVERHEAD + framing;
         plan.summary.volume_bytes = sizes;
         tracing::info!(
             target = %plan.target,
