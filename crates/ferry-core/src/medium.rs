@@ -426,6 +426,8 @@ impl ExportSummary {
 struct VolumePlan {
     bundles: Vec<BundleId>,
     manifests: Vec<ManifestId>,
+    /// The same, to look up.
+    manifest_set: BTreeSet<ManifestId>,
     /// (chunk, its length, the bundle it is written for).
     chunks: Vec<(ChunkId, u32, BundleId)>,
     bytes: u64,
@@ -1059,7 +1061,7 @@ impl<S: Store> Engine<S> {
                 if like.is_some() && like_sources.last_mut().expect("one").insert(id.source) {
                     volume.bytes += like_record;
                 }
-                if manifest_len > 0 && !volume.manifests.contains(&record.header.manifest) {
+                if manifest_len > 0 && volume.manifest_set.insert(record.header.manifest) {
                     volume.manifests.push(record.header.manifest);
                     volume.bytes += manifest_len;
                 }
@@ -1616,6 +1618,8 @@ pub fn read_volume<S: Store>(
     // The trailer's digest covers every record before it, the header first.
     let mut checks: Vec<u8> = header_check.to_vec();
     let mut headers: BTreeMap<BundleId, BundleHeader> = BTreeMap::new();
+    // Manifests the volume's bundles name.
+    let mut named: BTreeSet<ManifestId> = BTreeSet::new();
     let mut manifests: BTreeMap<ManifestId, Manifest> = BTreeMap::new();
     // Chunks the volume's bundles need: id → length.
     let mut wanted: BTreeMap<ChunkId, u32> = BTreeMap::new();
@@ -1724,6 +1728,7 @@ pub fn read_volume<S: Store>(
                                 }
                                 manifests.insert(header.manifest, m);
                             }
+                            named.insert(header.manifest);
                             headers.insert(header.id, header);
                         }
                         Err(e) => report.problems.push(problem(format!("{e}; rejected"))),
@@ -1753,7 +1758,7 @@ pub fn read_volume<S: Store>(
                         continue;
                     }
                 };
-                if !headers.values().any(|h| h.manifest == id) {
+                if !named.contains(&id) {
                     report.problems.push(problem(format!(
                         "manifest {id} is named by no bundle in this volume: skipped"
                     )));
