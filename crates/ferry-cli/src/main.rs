@@ -4,6 +4,7 @@
 mod cat;
 mod daemon;
 mod ingest;
+mod media;
 mod proxy;
 mod watch;
 
@@ -51,6 +52,15 @@ enum Command {
     Get(daemon::GetArgs),
     /// The daemon's recent log lines; --follow keeps printing new ones.
     Logs(daemon::LogsArgs),
+    /// Write the bundles held for an air-gapped site to removable media:
+    /// only what its last receipts say it lacks.
+    Export(media::ExportArgs),
+    /// Import volumes (or receipts) carried in: every record verified, each
+    /// rejected one reported, the valid rest kept.
+    Import(media::ImportArgs),
+    /// Write this node's receipts (custody signals and what it holds) for
+    /// the medium going back.
+    ExportReceipts(media::ReceiptsArgs),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -77,6 +87,9 @@ fn main() -> ExitCode {
         Command::Get(args) => daemon::get(args),
         Command::Logs(args) => daemon::logs(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Export(args) => media::export(args),
+        Command::Import(args) => media::import(args),
+        Command::ExportReceipts(args) => media::export_receipts(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,11 @@ use crate::pieces::PieceBuf;
 use crate::store::{Batch, Cf, Store, StoreError};
 use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority, transmission_time};
 
+// Removable media: a child module, so it takes custody through the same
+// private paths a link does.
+#[path = "medium.rs"]
+pub mod medium;
+
 const SEQUENCE_KEY: &[u8] = b"sequence";
 /// `Cf::Timers` keys: prefix, bundle key, next hop.
 const TIMER_PREFIX: &[u8] = b"reoffer/";

@@ -24,6 +24,10 @@ pub mod types;
 pub use bundle::{BundleHeader, BundleRecord, PayloadKind};
 pub use config::{EngineConfig, Routes};
 pub use contact_plan::{ContactPlan, PlannedContact};
+pub use engine::medium::{
+    self, ExportOptions, ExportPlan, ExportSummary, ImportReport, MediumError, Problem, ReadVolume,
+    ReceiptsSummary, VolumeInfo,
+};
 pub use engine::{
     Contact, Engine, EngineStats, LinkProperties, OpenError, Submission, SubmitError, Transmit,
 };

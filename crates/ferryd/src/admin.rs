@@ -44,6 +44,29 @@ pub enum Request {
     },
     /// The configured peers with their links' state and traffic.
     Peers,
+    /// Write the bundles held for `to` (a peer name, a node id or
+    /// `group:NAME`) to volume files at `out`: only what `to` lacks, by its
+    /// last receipts, or everything with `full`; split into volumes of at
+    /// most `max_bytes`. Answered by a stream: `{"ok":true,"planned":…}`,
+    /// `{"progress":bytes,"total":bytes}` lines, then `{"done":…}` (or
+    /// `{"error":…}`).
+    Export {
+        to: String,
+        out: PathBuf,
+        #[serde(default)]
+        max_bytes: Option<u64>,
+        #[serde(default)]
+        full: bool,
+    },
+    /// Import a volume or receipts file: every record verified, a report
+    /// of each one rejected.
+    Import {
+        path: PathBuf,
+    },
+    /// Write this node's receipts (custody signals and what it holds) to `out`.
+    ExportReceipts {
+        out: PathBuf,
+    },
     /// The daemon's recent log lines: the last `lines` (default: all kept);
     /// with `follow`, then every new line until the client hangs up.
     Logs {
@@ -136,6 +159,16 @@ async fn session(stream: UnixStream, admin: Admin) -> std::io::Result<()> {
         {
             return follow_logs(n, lines, write).await;
         }
+        if let Ok(Request::Export {
+            to,
+            out,
+            max_bytes,
+            full,
+        }) = request
+        {
+            export_streaming(&admin, to, out, max_bytes, full, &mut write).await?;
+            continue;
+        }
         let answer = match request {
             Ok(request) => admin.answer(request).await,
             Err(e) => Err(format!("bad request: {e}")),
@@ -150,6 +183,69 @@ async fn session(stream: UnixStream, admin: Admin) -> std::io::Result<()> {
         write.write_all(format!("{json}\n").as_bytes()).await?;
     }
     Ok(())
+}
+
+/// Answers `export`: the first line once the export is planned, progress
+/// lines while its volumes are written, then the summary.
+async fn export_streaming(
+    admin: &Admin,
+    to: String,
+    out: PathBuf,
+    max_bytes: Option<u64>,
+    full: bool,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let destination = match admin.destination(&to) {
+        Ok(d) => d,
+        Err(error) => {
+            let json = serde_json::json!({ "ok": false, "error": error });
+            return write.write_all(format!("{json}\n").as_bytes()).await;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut last = 0;
+    let progress = move |done: u64, total: u64| {
+        // At most one line per MiB written, and the last.
+        if done == 0 || done == total || done - last >= 1 << 20 {
+            last = done;
+            let _ = tx.send((done, total));
+        }
+    };
+    let options = ferry_core::ExportOptions {
+        full,
+        max_volume_bytes: max_bytes,
+    };
+    let job = crate::media::export(
+        &admin.engine,
+        admin.store.clone(),
+        destination,
+        out,
+        options,
+        progress,
+    );
+    tokio::pin!(job);
+    let mut first = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut job => break result,
+            Some((done, total)) = rx.recv() => {
+                let json = if first {
+                    first = false;
+                    serde_json::json!({ "ok": true, "planned": { "chunk_bytes": total } })
+                } else {
+                    serde_json::json!({ "progress": done, "total": total })
+                };
+                write.write_all(format!("{json}\n").as_bytes()).await?;
+            }
+        }
+    };
+    let json = match (result, first) {
+        (Ok(done), true) => serde_json::json!({ "ok": true, "done": done }),
+        (Ok(done), false) => serde_json::json!({ "done": done }),
+        (Err(error), true) => serde_json::json!({ "ok": false, "error": error }),
+        (Err(error), false) => serde_json::json!({ "error": error }),
+    };
+    write.write_all(format!("{json}\n").as_bytes()).await
 }
 
 /// Answers `logs` with `follow`: the recent lines, then each new one, until
@@ -249,6 +345,14 @@ impl Admin {
             Request::Logs { lines, .. } => {
                 let lines = LogBuffer::global().tail(lines.unwrap_or(usize::MAX));
                 Ok(serde_json::json!({ "lines": lines }))
+            }
+            Request::Export { .. } => Err("export is answered as a stream".into()),
+            Request::Import { path } => {
+                let me = self.engine.with_engine(|engine, _| engine.node()).await?;
+                crate::media::import(&self.engine, self.store.clone(), me, path).await
+            }
+            Request::ExportReceipts { out } => {
+                crate::media::export_receipts(&self.engine, out).await
             }
         }
     }

@@ -52,6 +52,26 @@ struct File {
     contacts: Vec<ContactSection>,
     #[serde(default)]
     discovery: DiscoverySection,
+    #[serde(default)]
+    media: MediaSection,
+}
+
+/// `[media]`: removable media for air-gapped sites.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaSection {
+    /// A mount point polled for volumes to import.
+    watch: Option<PathBuf>,
+    /// Seconds between polls (default 5).
+    poll_s: Option<u64>,
+}
+
+/// `[media]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    /// A directory (mount point) polled for volumes; each is imported once.
+    pub watch: Option<PathBuf>,
+    pub poll: std::time::Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +180,8 @@ pub struct Config {
     pub contacts: Vec<PlannedContact>,
     /// `[discovery]`: mDNS advertising, the anchor of a new leaf, enrolment.
     pub discovery: Discovery,
+    /// `[media]`: the mount point watched for volumes.
+    pub media: Media,
 }
 
 impl Config {
@@ -350,6 +372,10 @@ impl Config {
             member_of: file.node.member_of.into_iter().collect(),
             contacts,
             discovery,
+            media: Media {
+                watch: file.media.watch.as_deref().map(relative),
+                poll: std::time::Duration::from_secs(file.media.poll_s.unwrap_or(5).max(1)),
+            },
         })
     }
 

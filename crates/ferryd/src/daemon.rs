@@ -61,6 +61,7 @@ pub struct Node {
     metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     serial: SerialLinks,
     mdns: Option<Mdns>,
+    media_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -175,7 +176,11 @@ impl Node {
                 registry.clone(),
             ))
         });
+        let media_watch = config.media.watch.clone().map(|dir| {
+            crate::media::watch(dir, config.media.poll, handle.clone(), store.clone(), me)
+        });
         Ok(Node {
+            media_watch,
             id: me,
             engine: handle,
             store,
@@ -200,6 +205,9 @@ impl Node {
             endpoint.close();
         }
         self.admin.abort();
+        if let Some(watch) = &self.media_watch {
+            watch.abort();
+        }
         self.serial.stop().await;
         if let Some(metrics) = &self.metrics {
             metrics.abort();

@@ -86,8 +86,15 @@ pub enum Input {
         kind: PayloadKind,
         to: mpsc::UnboundedSender<(BundleId, ManifestId)>,
     },
+    /// Work on the engine itself, on its thread, with `now` (removable
+    /// media: planning an export, importing a volume). Outputs it causes
+    /// flow as after any other input.
+    WithEngine(EngineWork),
     Shutdown,
 }
+
+/// See [`Input::WithEngine`].
+pub type EngineWork = Box<dyn FnOnce(&mut Engine<SharedStore>, ferry_core::Instant) + Send>;
 
 /// A snapshot for `ferry status` and `ferry bundles`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -176,6 +183,18 @@ impl EngineHandle {
     pub async fn status(&self) -> Result<Status, String> {
         let (reply, answer) = oneshot::channel();
         self.send(Input::Status { reply });
+        answer.await.map_err(|_| "the engine stopped".to_string())
+    }
+
+    /// Runs `work` on the engine thread and returns its result.
+    pub async fn with_engine<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Engine<SharedStore>, ferry_core::Instant) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::WithEngine(Box::new(move |engine, now| {
+            let _ = reply.send(work(engine, now));
+        })));
         answer.await.map_err(|_| "the engine stopped".to_string())
     }
 
@@ -290,6 +309,7 @@ impl Driver {
             Input::Ready { link } => {
                 self.blocked.remove(&link);
             }
+            Input::WithEngine(work) => work(&mut self.engine, now),
             Input::Submit { submission, reply } => {
                 let result = self
                     .engine

@@ -8,6 +8,7 @@
 //! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
+//! - [`media`]: removable media: export volumes, import them, receipts, a watched mount point.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod discovery;
 pub mod driver;
 pub mod links;
 pub mod logbuf;
+pub mod media;
 pub mod metrics;
 pub mod serial_links;
 pub mod units;

@@ -1,0 +1,340 @@
+//! An air-gapped site served by removable media, as an operator runs it:
+//! the real `ferry` binary against two ferryd nodes running in this process
+//! (real RocksDB stores, real admin sockets) with no link between them.
+//! `ferry send` a directory tree at the base, `ferry export` it to a file,
+//! `ferry import` a tampered copy then the good one at the site, `ferry get`
+//! every file back verified, `ferry export-receipts` there and `ferry
+//! import` them at the base, which releases custody; a second export then
+//! carries nothing; a volume dropped in the site's watched directory is
+//! imported on its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ferryd::config::Config;
+use ferryd::daemon::Node;
+use rand::{RngCore, SeedableRng};
+use serde_json::Value;
+
+fn ferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "ferry failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `ferryd init` in `root/name`, then a configuration of our own.
+fn configure(root: &Path, name: &str, extra: &str) -> (PathBuf, String) {
+    let dir = root.join(name);
+    let (id, _) = ferryd::daemon::init(&dir, "leaf").unwrap();
+    let text = format!(
+        "[node]\nkey = \"node.key\"\n[store]\npath = \"store\"\n\
+         [listen]\nadmin = \"ferryd.sock\"\n{extra}"
+    );
+    std::fs::write(dir.join("ferryd.toml"), text).unwrap();
+    (dir, id.to_hex())
+}
+
+fn files(dir: &Path, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (name, len) in [
+        ("manifests/app.yaml", 3_000),
+        ("charts/big.tgz", 400_000),
+        ("images/layer.bin", 250_000),
+    ] {
+        let mut bytes = vec![0; len];
+        rng.fill_bytes(&mut bytes);
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        out.push((name.to_string(), bytes));
+    }
+    out
+}
+
+#[test]
+fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
+    let seed = 9;
+    println!("seed {seed}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let watched = root.path().join("mnt");
+    std::fs::create_dir_all(&watched).unwrap();
+    let (site_dir, site_id) = configure(
+        root.path(),
+        "site",
+        &format!("[media]\nwatch = \"{}\"\npoll_s = 1\n", watched.display()),
+    );
+    let (base_dir, _) = configure(
+        root.path(),
+        "base",
+        &format!("[[peer]]\nname = \"site\"\nnode_id = \"{site_id}\"\n"),
+    );
+    let start = |dir: &Path| {
+        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
+            .unwrap()
+    };
+    let base = start(&base_dir);
+    let site = start(&site_dir);
+    let base_sock = base.config.admin.to_str().unwrap().to_string();
+    let site_sock = site.config.admin.to_str().unwrap().to_string();
+
+    let release = root.path().join("release");
+    let tree = files(&release, seed);
+    let sent = json(&ok(&ferry(&[
+        "send",
+        "--socket",
+        &base_sock,
+        "--json",
+        release.to_str().unwrap(),
+        "--to",
+        "site",
+    ])));
+    let manifests: Vec<(String, String)> = sent["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["manifest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(manifests.len(), 3);
+
+    // Export to a file.
+    let volume = root.path().join("usb/release.ferry");
+    std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
+    let export = ferry(&[
+        "export",
+        "--socket",
+        &base_sock,
+        "--to",
+        "site",
+        "--out",
+        volume.to_str().unwrap(),
+    ]);
+    let text = ok(&export);
+    assert!(text.contains("3 bundle(s)"), "{text}");
+    assert!(text.contains("saved"), "{text}");
+    let bytes = std::fs::read(&volume).unwrap();
+
+    // A tampered copy: one record rejected, the valid rest kept.
+    let tampered = root.path().join("usb/tampered.ferry");
+    let mut bad = bytes.clone();
+    let at = bad.len() - 300;
+    bad[at] ^= 1;
+    std::fs::write(&tampered, &bad).unwrap();
+    let out = ferry(&[
+        "import",
+        "--socket",
+        &site_sock,
+        "--json",
+        tampered.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "rejected records fail the command");
+    let report = json(&String::from_utf8(out.stdout).unwrap());
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["kind"], "chunk");
+    assert!(problems[0]["reason"].as_str().unwrap().contains("BLAKE3"));
+    assert_eq!(report["accepted"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        report["incomplete"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+
+    // The good volume completes it; a human reads the per-record report.
+    let text = ok(&ferry(&[
+        "import",
+        "--socket",
+        &site_sock,
+        volume.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains("1 taken into custody (1 delivered here), 2 already held"),
+        "{text}"
+    );
+    for (name, manifest) in &manifests {
+        let data = &tree.iter().find(|(n, _)| n == name).expect("a sent file").1;
+        let out = root.path().join("out").join(name.replace('/', "_"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        ok(&ferry(&[
+            "get",
+            "--socket",
+            &site_sock,
+            manifest,
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(
+            &std::fs::read(&out).unwrap() == data,
+            "{name} read back differs"
+        );
+    }
+
+    // Split for small media (before the receipts come back, so everything
+    // is exported again): several volumes, each importable alone, in any
+    // order; all held already, so nothing changes.
+    let split = json(&ok(&ferry(&[
+        "export",
+        "--socket",
+        &base_sock,
+        "--json",
+        "--to",
+        "site",
+        "--full",
+        "--max-size",
+        "300K",
+        "--out",
+        root.path().join("usb/split.ferry").to_str().unwrap(),
+    ])));
+    let parts: Vec<String> = split["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert!(parts.len() >= 3, "{split}");
+    assert!(parts[0].ends_with(&format!("split.ferry.1-of-{}", parts.len())));
+    for part in &parts {
+        assert!(std::fs::metadata(part).unwrap().len() <= 300 * 1024);
+    }
+    for part in parts.iter().rev() {
+        let report = json(&ok(&ferry(&[
+            "import", "--socket", &site_sock, "--json", part,
+        ])));
+        assert!(
+            report["problems"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
+        assert!(
+            report["accepted"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
+    }
+
+    // Receipts back to the base release custody.
+    let receipts = root.path().join("usb/receipts.ferry");
+    let text = ok(&ferry(&[
+        "export-receipts",
+        "--socket",
+        &site_sock,
+        "--out",
+        receipts.to_str().unwrap(),
+    ]));
+    assert!(text.contains("custody of 3 bundle(s)"), "{text}");
+    let report = json(&ok(&ferry(&[
+        "import",
+        "--socket",
+        &base_sock,
+        "--json",
+        receipts.to_str().unwrap(),
+    ])));
+    assert_eq!(report["released"].as_array().unwrap().len(), 3, "{report}");
+    let status = json(&ok(&ferry(&["bundles", "--socket", &base_sock, "--json"])));
+    for b in status["bundles"].as_array().unwrap() {
+        assert_eq!(b["pending_hops"].as_array().unwrap().len(), 0, "{b}");
+    }
+    let again = json(&ok(&ferry(&[
+        "export",
+        "--socket",
+        &base_sock,
+        "--json",
+        "--to",
+        "site",
+        "--out",
+        root.path().join("usb/empty.ferry").to_str().unwrap(),
+    ])));
+    assert_eq!(again["bundles"], 0, "{again}");
+
+    // A bump (one file changed), exported straight into the site's watched
+    // mount point: imported on its own, carrying only the changed chunks.
+    let mut changed = tree[1].1.clone(); // charts/big.tgz
+    changed[1000..1100].fill(7);
+    let bump = root.path().join("bump");
+    std::fs::create_dir_all(&bump).unwrap();
+    std::fs::write(bump.join("big.tgz"), &changed).unwrap();
+    let sent = json(&ok(&ferry(&[
+        "send",
+        "--socket",
+        &base_sock,
+        "--json",
+        bump.to_str().unwrap(),
+        "--to",
+        "site",
+    ])));
+    let manifest = sent["sent"][0]["manifest"].as_str().unwrap().to_string();
+    let done = json(&ok(&ferry(&[
+        "export",
+        "--socket",
+        &base_sock,
+        "--json",
+        "--to",
+        "site",
+        "--out",
+        watched.join("bump.ferry").to_str().unwrap(),
+    ])));
+    assert_eq!(done["bundles"], 1, "{done}");
+    assert!(
+        done["chunk_bytes"].as_u64().unwrap() < changed.len() as u64 / 2,
+        "only changed chunks travel: {done}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = json(&ok(&ferry(&["bundles", "--socket", &site_sock, "--json"])));
+        let delivered = status["delivered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["manifest"] == manifest.as_str());
+        if delivered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watched volume was not imported"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = root.path().join("out/bumped");
+    ok(&ferry(&[
+        "get",
+        "--socket",
+        &site_sock,
+        &manifest,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        std::fs::read(&out).unwrap() == changed,
+        "bumped file differs"
+    );
+
+    rt.block_on(base.stop());
+    rt.block_on(site.stop());
+}
