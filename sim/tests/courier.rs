@@ -57,7 +57,7 @@ fn run(
     let leaf = net.add_node(EngineConfig::new(LEAF, seed + 2), MemStore::new());
     // iridium-sbd-like: 2.4 kbit/s, 10 s round trip, 340-byte frames, 2 % loss.
     let mut radio = LinkModel::new(2_400, Duration::from_secs(10), 340);
-    radio.loss = 0.02;
+    radio.loss = ferry_sim::Loss::Bernoulli(0.02);
     let wire = net.add_wire(base, leaf, radio);
     net.set_up(wire, true);
 
