@@ -68,7 +68,8 @@ impl DestinationState {
 #[derive(Clone, Debug)]
 pub struct Publication {
     pub release: GitRelease,
-    /// The pack without its header and trailer.
+    /// The pack without its header and trailer; never empty (a release
+    /// without objects carries its own encoding, ignored by the leaf).
     pub payload: Vec<u8>,
     /// Every published ref after this release.
     pub refs: BTreeMap<String, Oid>,
@@ -240,6 +241,14 @@ impl Publisher {
             } else {
                 None
             },
+        };
+        // ferry carries no empty payloads: a release without objects (a
+        // deletion, a tag on a commit the leaf holds) carries its own
+        // encoding, which the leaf ignores.
+        let payload = if objects == 0 {
+            release.encode()
+        } else {
+            payload
         };
         tracing::debug!(
             sequence,
