@@ -3,6 +3,7 @@
 
 mod cat;
 mod daemon;
+mod git;
 mod ingest;
 mod proxy;
 mod watch;
@@ -51,6 +52,9 @@ enum Command {
     Get(daemon::GetArgs),
     /// The daemon's recent log lines; --follow keeps printing new ones.
     Logs(daemon::LogsArgs),
+    /// Git repositories as releases: `ferry git publish REPO --to ENDPOINT`.
+    #[command(subcommand)]
+    Git(git::GitCommand),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Get(args) => daemon::get(args),
         Command::Logs(args) => daemon::logs(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Git(command) => git::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use crate::units::{parse_rate, parse_size};
 
+mod git;
 mod serial;
+pub use git::{GitConfig, GitSource, GitWatch};
 pub use serial::SerialPeer;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ struct File {
     contacts: Vec<ContactSection>,
     #[serde(default)]
     discovery: DiscoverySection,
+    #[serde(default)]
+    git: git::GitSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +164,8 @@ pub struct Config {
     pub contacts: Vec<PlannedContact>,
     /// `[discovery]`: mDNS advertising, the anchor of a new leaf, enrolment.
     pub discovery: Discovery,
+    /// `[git]`: served repositories, smart HTTP, watched repositories.
+    pub git: git::GitConfig,
 }
 
 impl Config {
@@ -331,6 +337,8 @@ impl Config {
         }
         let discovery = parse_discovery(&file.discovery, &peers, listen_quic)
             .map_err(|(key, reason)| invalid(&format!("discovery.{key}"), reason))?;
+        let git = git::parse_git(&file.git, relative)
+            .map_err(|(key, reason)| invalid(&format!("git.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -350,6 +358,7 @@ impl Config {
             member_of: file.node.member_of.into_iter().collect(),
             contacts,
             discovery,
+            git,
         })
     }
 

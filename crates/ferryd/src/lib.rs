@@ -8,6 +8,7 @@
 //! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
+//! - [`git`]: Git releases: publish, apply delivered ones, read-only smart HTTP.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod driver;
+pub mod git;
 pub mod links;
 pub mod logbuf;
 pub mod metrics;
