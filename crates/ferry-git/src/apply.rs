@@ -25,7 +25,7 @@ use std::process::Stdio;
 
 use sha1::Digest;
 
-use crate::{Git, GitError, GitRelease, Oid, ReleaseError, ServeError, ServedRoot};
+use crate::{Git, GitError, GitRelease, Oid, PackEncoding, ReleaseError, ServeError, ServedRoot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -157,7 +157,16 @@ impl Applier {
             detail,
         };
         if release.objects > 0 {
-            index_pack(&qgit, release.objects, body).map_err(|e| incomplete(e.to_string()))?;
+            match release.encoding {
+                PackEncoding::Raw => index_pack(&qgit, release.objects, body),
+                PackEncoding::Deflated => {
+                    let mut pack = Vec::new();
+                    crate::packcode::decode(body, release.objects, &mut pack)
+                        .map_err(|e| incomplete(e.to_string()))?;
+                    index_pack(&qgit, release.objects, &mut pack.as_slice())
+                }
+            }
+            .map_err(|e| incomplete(e.to_string()))?;
         }
 
         // 3. Every object the new tips reach must be here.

@@ -13,6 +13,7 @@ mod apply;
 pub mod fixture;
 mod git;
 mod oid;
+pub mod packcode;
 mod publish;
 mod release;
 mod serve;
@@ -20,6 +21,7 @@ mod serve;
 pub use apply::{Applier, ApplyError, ApplyOutcome};
 pub use git::{Git, GitError};
 pub use oid::Oid;
+pub use packcode::PackEncoding;
 pub use publish::{
     DestinationState, Publication, PublishError, Publisher, restore_pack, strip_pack,
 };

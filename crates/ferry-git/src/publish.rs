@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::release::check_ref_name;
-use crate::{Git, GitError, GitRelease, Oid, PACK_HEADER_LEN, PACK_TRAILER_LEN, RefUpdate};
+use crate::{
+    Git, GitError, GitRelease, Oid, PACK_HEADER_LEN, PACK_TRAILER_LEN, PackEncoding, RefUpdate,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -189,8 +191,8 @@ impl Publisher {
             .filter_map(|(o, h)| h.then_some(o))
             .collect();
 
-        let (payload, objects, prerequisites) = if tips.is_empty() {
-            (Vec::new(), 0, Vec::new())
+        let (payload, encoding, objects, prerequisites) = if tips.is_empty() {
+            (Vec::new(), PackEncoding::Raw, 0, Vec::new())
         } else {
             let mut revs = String::new();
             for t in &tips {
@@ -227,7 +229,39 @@ impl Publisher {
                     .filter_map(|l| l.strip_prefix('-').and_then(Oid::from_hex))
                     .collect()
             };
-            (payload.to_vec(), objects, prerequisites)
+            // The smaller of git's own body and the re-coded one.
+            // Commits the leaf holds, as delta bases for the new commits.
+            let bases: Vec<(Oid, Vec<u8>)> = prerequisites
+                .iter()
+                .take(4)
+                .filter_map(|o| {
+                    let raw = self
+                        .git
+                        .run(["cat-file", "commit", &o.to_hex()], b"")
+                        .ok()?;
+                    Some((*o, raw))
+                })
+                .collect();
+            let (payload, encoding) = match crate::packcode::encode(payload, objects, &bases) {
+                Ok(coded) if coded.len() < payload.len() => (coded, PackEncoding::Deflated),
+                Ok(_) => (payload.to_vec(), PackEncoding::Raw),
+                Err(e) => {
+                    tracing::warn!("pack not re-coded, sent as git wrote it: {e}");
+                    (payload.to_vec(), PackEncoding::Raw)
+                }
+            };
+            (payload, encoding, objects, prerequisites)
+        };
+        // Tips of the state the release builds on are implied: the leaf's
+        // refs show them, so they are present.
+        let prerequisites: Vec<Oid> = if base.is_some() {
+            let tips: std::collections::BTreeSet<&Oid> = state.sent_refs.values().collect();
+            prerequisites
+                .into_iter()
+                .filter(|o| !tips.contains(o))
+                .collect()
+        } else {
+            prerequisites
         };
         let release = GitRelease {
             repository: self.repository.clone(),
@@ -236,6 +270,7 @@ impl Publisher {
             refs: updates,
             prerequisites,
             objects,
+            encoding,
             head: if base.is_none() || head != state.sent_head {
                 head.clone()
             } else {

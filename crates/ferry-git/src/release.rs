@@ -9,6 +9,7 @@
 use prost::Message;
 
 use crate::Oid;
+use crate::packcode::PackEncoding;
 use crate::serve::validate_repo_name;
 
 /// One ref of a release: its new commit (or tag), or `None` when deleted.
@@ -37,6 +38,8 @@ pub struct GitRelease {
     pub objects: u32,
     /// Where the repository's HEAD points, when it changed (or in a snapshot).
     pub head: Option<String>,
+    /// How the payload encodes the pack.
+    pub encoding: PackEncoding,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,9 @@ struct WireRelease {
     /// Without the `refs/` prefix; empty: unchanged.
     #[prost(string, tag = "7")]
     head: String,
+    /// 0: raw pack body; 1: re-coded (see `packcode`).
+    #[prost(uint32, tag = "8")]
+    encoding: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -99,6 +105,7 @@ impl GitRelease {
             prerequisites: self.prerequisites.iter().flat_map(|o| o.0).collect(),
             objects: self.objects,
             head: self.head.as_deref().map(strip).unwrap_or_default(),
+            encoding: self.encoding as u32,
         }
         .encode_to_vec()
     }
@@ -132,7 +139,13 @@ impl GitRelease {
                 target,
             });
         }
+        let encoding = match wire.encoding {
+            0 => PackEncoding::Raw,
+            1 => PackEncoding::Deflated,
+            other => return Err(invalid(format!("unknown pack encoding {other}"))),
+        };
         let release = GitRelease {
+            encoding,
             sequence: wire.sequence,
             base: (wire.base_distance != 0).then(|| wire.sequence - wire.base_distance),
             refs,
@@ -227,6 +240,7 @@ mod tests {
             prerequisites: vec![Oid([1; 20]), Oid([2; 20])],
             objects: 3,
             head: Some("refs/heads/main".into()),
+            encoding: PackEncoding::Deflated,
         }
     }
 
@@ -242,7 +256,7 @@ mod tests {
         // Three 20-byte ids, names without `refs/`, small varints: hex ids
         // alone would take 120 bytes.
         let len = r.encode().len();
-        assert!(len <= 125, "{len} bytes");
+        assert!(len <= 127, "{len} bytes");
     }
 
     #[test]
