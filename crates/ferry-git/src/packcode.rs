@@ -12,8 +12,9 @@
 //!
 //! Layout of the decoded stream, per object in pack order: git's object
 //! header (type, inflated size), then for `OFS_DELTA` the distance in
-//! objects as LEB128, for `REF_DELTA` the base's 20-byte id, then exactly
-//! `size` inflated bytes.
+//! objects as LEB128, for `REF_DELTA` the base's 20-byte id (type 5, not a
+//! git type: a `REF_DELTA` whose base id is 40 hex digits, used for commits
+//! re-coded as deltas), then exactly `size` inflated bytes.
 
 use std::io::{Read, Write};
 
@@ -37,6 +38,8 @@ pub enum PackCodeError {
 }
 
 const COMMIT: u8 = 1;
+/// Not a git type: a `REF_DELTA` whose base id is written as 40 hex digits.
+const REF_DELTA_HEX: u8 = 5;
 const OFS_DELTA: u8 = 6;
 const REF_DELTA: u8 = 7;
 
@@ -273,8 +276,10 @@ pub fn encode(
                 .filter(|(_, d)| d.len() + 20 < raw.len());
             match best {
                 Some((id, d)) => {
-                    write_object_header(&mut plain, REF_DELTA, d.len() as u64);
-                    plain.extend_from_slice(&id.0);
+                    // The base id in hex: the commit's `parent <hex>` line,
+                    // right after, then costs a back-reference.
+                    write_object_header(&mut plain, REF_DELTA_HEX, d.len() as u64);
+                    plain.extend_from_slice(id.to_hex().as_bytes());
                     plain.extend_from_slice(&d);
                 }
                 None => {
@@ -308,7 +313,15 @@ pub fn decode(encoded: impl Read, objects: u32, out: &mut Vec<u8>) -> Result<(),
     for index in 0..objects {
         starts.push(out.len() as u64);
         let (kind, size, len) = object_header(&plain[at..], index)?;
-        write_object_header(out, kind, size);
+        write_object_header(
+            out,
+            if kind == REF_DELTA_HEX {
+                REF_DELTA
+            } else {
+                kind
+            },
+            size,
+        );
         at += len;
         match kind {
             OFS_DELTA => {
@@ -340,6 +353,14 @@ pub fn decode(encoded: impl Read, objects: u32, out: &mut Vec<u8>) -> Result<(),
                     .ok_or(malformed(index, "truncated base id"))?;
                 out.extend_from_slice(id);
                 at += 20;
+            }
+            REF_DELTA_HEX => {
+                let id = plain
+                    .get(at..at + 40)
+                    .and_then(|h| crate::Oid::from_hex(std::str::from_utf8(h).ok()?))
+                    .ok_or(malformed(index, "truncated or bad base id"))?;
+                out.extend_from_slice(&id.0);
+                at += 40;
             }
             1..=4 => {}
             _ => return Err(malformed(index, "unknown object type")),
