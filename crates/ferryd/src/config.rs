@@ -461,6 +461,21 @@ admin = "ferryd.sock"
 # Profile of links to the anchor and to enrolled leaves.
 # profile = "lte-bush"
 
+# Git releases. A leaf applies every Git release delivered to it into one
+# bare repository per published repository under root, and serves them
+# read-only over smart HTTP (clone http://ADDRESS/NAME.git).
+# [git]
+# listen = "127.0.0.1:8418"
+# root = "git"
+# On a base: publish a repository whenever its refs change (a local path,
+# or url = "https://..." fetched into a mirror under root at every poll).
+# [[git.watch]]
+# name = "fleet"
+# path = "/srv/git/fleet.git"
+# refs = ["main", "refs/tags/*"]   # default: every branch and tag
+# to = "group:leaves"
+# interval = "30s"
+
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.
 # [[contact]]

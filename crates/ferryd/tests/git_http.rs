@@ -253,3 +253,60 @@ fn a_published_repository_is_cloned_from_the_leaf_over_http() {
         );
     }
 }
+
+#[test]
+fn a_watched_repository_is_published_whenever_its_refs_change() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let seed = 12;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 30, seed).unwrap();
+    fixture::set_refs(&replay.git, &replay.steps[10].refs).unwrap();
+    let mut base = init(work, "base", "base");
+    let mut leaf = init(work, "leaf", "leaf");
+    let (leaf_port, http) = (free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!(
+            "{}[[git.watch]]\nname = \"fleet\"\npath = \"{}\"\nrefs = [\"main\", \"refs/tags/*\"]\nto = \"leaf\"\ninterval = \"200ms\"\n",
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+            replay.git.dir().display()
+        ),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
+            peer("base", &base, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    base.start();
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    let published = |step: &fixture::Step| {
+        let mut refs = step.refs.clone();
+        refs.retain(|n, _| n == "refs/heads/main" || n.starts_with("refs/tags/"));
+        expected(&refs)
+    };
+    wait_for_refs(
+        work,
+        &url,
+        &published(&replay.steps[10]),
+        "the watched repository",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    let last = replay.steps.last().unwrap();
+    fixture::set_refs(&replay.git, &last.refs).unwrap();
+    wait_for_refs(
+        work,
+        &url,
+        &published(last),
+        "the change to be published",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
+}

@@ -112,3 +112,61 @@ pub(super) fn parse_git(
         watch,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, GitSource};
+
+    fn parse(git: &str) -> Result<Config, String> {
+        let text = format!("[node]\nkey = \"k\"\n[store]\npath = \"s\"\n{git}");
+        Config::parse(Path::new("/etc/ferry/ferryd.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn git_defaults_to_a_root_beside_the_config_and_no_listener() {
+        let c = parse("").unwrap();
+        assert_eq!(c.git.root, Path::new("/etc/ferry/git"));
+        assert_eq!(c.git.listen, None);
+        assert!(c.git.watch.is_empty());
+    }
+
+    #[test]
+    fn a_watched_repository_is_read_with_its_interval() {
+        let c = parse(
+            "[git]\nlisten = \"127.0.0.1:8418\"\n[[git.watch]]\nname = \"fleet\"\npath = \"repos/fleet.git\"\nrefs = [\"main\"]\nto = \"group:leaves\"\ninterval = \"5s\"\n",
+        )
+        .unwrap();
+        let w = &c.git.watch[0];
+        assert_eq!(
+            w.source,
+            GitSource::Path("/etc/ferry/repos/fleet.git".into())
+        );
+        assert_eq!(w.interval, std::time::Duration::from_secs(5));
+        assert_eq!(c.git.listen, Some("127.0.0.1:8418".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_git_settings_are_refused_with_their_key() {
+        for (text, key) in [
+            ("[git]\ncolour = 1\n", "colour"),
+            ("[git]\nlisten = \"nowhere\"\n", "git.listen"),
+            (
+                "[[git.watch]]\nname = \"../x\"\npath = \"p\"\nto = \"leaf\"\n",
+                "git.watch[0].name",
+            ),
+            (
+                "[[git.watch]]\nname = \"x\"\nto = \"leaf\"\n",
+                "git.watch[0].path",
+            ),
+            (
+                "[[git.watch]]\nname = \"x\"\npath = \"p\"\nto = \"leaf\"\ninterval = \"soon\"\n",
+                "git.watch[0].interval",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+}
