@@ -36,10 +36,13 @@ pub struct PublishArgs {
 pub fn run(command: GitCommand) -> anyhow::Result<()> {
     match command {
         GitCommand::Publish(args) => {
+            // The daemon runs elsewhere: name the repository absolutely.
+            let repo = std::path::absolute(&args.repo)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.repo.display()))?;
             let answer = ask(
                 &args.common,
                 Request::GitPublish {
-                    repo: args.repo,
+                    repo,
                     name: args.name,
                     refs: args.refs,
                     to: args.to,
