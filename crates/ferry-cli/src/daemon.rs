@@ -53,7 +53,7 @@ pub struct GetArgs {
     out: PathBuf,
 }
 
-fn ask(common: &Common, req: Request) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn ask(common: &Common, req: Request) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()

@@ -3,6 +3,7 @@
 
 mod cat;
 mod daemon;
+mod git;
 mod ingest;
 mod media;
 mod proxy;
@@ -61,6 +62,9 @@ enum Command {
     /// Write this node's receipts (custody signals and what it holds) for
     /// the medium going back.
     ExportReceipts(media::ReceiptsArgs),
+    /// Git repositories as releases: `ferry git publish REPO --to ENDPOINT`.
+    #[command(subcommand)]
+    Git(git::GitCommand),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Export(args) => media::export(args),
         Command::Import(args) => media::import(args),
         Command::ExportReceipts(args) => media::export_receipts(args),
+        Command::Git(command) => git::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -741,8 +741,14 @@ impl<S: Store> Engine<S> {
         peer: NodeId,
         offered: v1::OfferedBundle,
     ) -> Result<(), String> {
-        let proto = offered.header.as_ref().ok_or("offer without header")?;
-        let header = BundleHeader::from_proto(proto).ok_or("offer with an invalid header")?;
+        let mut proto = offered.header.clone().ok_or("offer without header")?;
+        if proto.manifest_id.is_empty() {
+            // Left out by the sender: the manifest is inline.
+            proto.manifest_id = ManifestId::of_encoding(&offered.manifest)
+                .as_bytes()
+                .to_vec();
+        }
+        let header = BundleHeader::from_proto(&proto).ok_or("offer with an invalid header")?;
         if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
             return Err(format!(
                 "offer with a manifest of {} bytes",
@@ -1259,7 +1265,12 @@ impl<S: Store> Engine<S> {
         let accepted = signal.accepted || signal.reason == v1::RefusalReason::Redundant as i32;
         let mut ids = Vec::new();
         for range in &signal.ranges {
-            let Some(source) = NodeId::from_slice(&range.source) else {
+            // No source: bundles this node made.
+            let source = if range.source.is_empty() {
+                self.config.node
+            } else if let Some(source) = NodeId::from_slice(&range.source) {
+                source
+            } else {
                 continue;
             };
             ids.extend(
@@ -1413,6 +1424,9 @@ impl<S: Store> Engine<S> {
             }));
             if FrameCodec::encoded_len(&with) > state.props.mtu as usize {
                 offered.manifest.clear();
+            } else if let Some(header) = offered.header.as_mut() {
+                // The inline manifest names itself: its hash is the id.
+                header.manifest_id.clear();
             }
         }
         state.control.push_back(frame(Body::Offer(v1::Offer {
@@ -1453,10 +1467,11 @@ impl<S: Store> Engine<S> {
             if state.signal_due.is_some_and(|due| due <= now) {
                 state.signal_due = None;
                 let mtu = state.props.mtu as usize;
+                let peer = state.session.as_ref().map(|s| s.peer);
                 for ((accepted, reason), sources) in std::mem::take(&mut state.signals) {
                     let ranges = sources
                         .into_iter()
-                        .flat_map(|(source, seqs)| sequence_ranges(source, &seqs));
+                        .flat_map(|(source, seqs)| sequence_ranges(source, &seqs, peer));
                     for signal in mtu::custody_signals(accepted, reason, ranges, mtu) {
                         state.control.push_back(frame(Body::Custody(signal)));
                     }
@@ -2030,13 +2045,23 @@ fn normalise(ranges: &mut Vec<(u32, u32)>) {
     *ranges = merged;
 }
 
-fn sequence_ranges(source: NodeId, seqs: &BTreeSet<u64>) -> Vec<v1::SequenceRange> {
+/// Ranges of `source`'s bundles for a custody signal to `to`; the source is
+/// left out when it is `to` itself (the first hop of every bundle).
+fn sequence_ranges(
+    source: NodeId,
+    seqs: &BTreeSet<u64>,
+    to: Option<NodeId>,
+) -> Vec<v1::SequenceRange> {
     let mut out: Vec<v1::SequenceRange> = Vec::new();
     for &seq in seqs {
         match out.last_mut() {
             Some(last) if last.last + 1 == seq => last.last = seq,
             _ => out.push(v1::SequenceRange {
-                source: source.0.to_vec(),
+                source: if to == Some(source) {
+                    Vec::new()
+                } else {
+                    source.0.to_vec()
+                },
                 first: seq,
                 last: seq,
             }),
@@ -2056,6 +2081,17 @@ mod tests {
     const A: NodeId = NodeId([1; 32]);
     const B: NodeId = NodeId([2; 32]);
     const C: NodeId = NodeId([3; 32]);
+
+    #[test]
+    fn custody_ranges_leave_out_the_source_only_when_it_is_the_receiver() {
+        let seqs: BTreeSet<u64> = [1, 2, 3, 7].into();
+        let to_source = sequence_ranges(A, &seqs, Some(A));
+        assert_eq!(to_source.len(), 2);
+        assert!(to_source.iter().all(|r| r.source.is_empty()));
+        let onwards = sequence_ranges(A, &seqs, Some(B));
+        assert!(onwards.iter().all(|r| r.source == A.0.to_vec()));
+        assert_eq!((onwards[0].first, onwards[0].last), (1, 3));
+    }
 
     fn engine(node: NodeId) -> Engine<MemStore> {
         Engine::new(EngineConfig::new(node, 7), MemStore::new()).unwrap()

@@ -1484,7 +1484,7 @@ impl<S: Store> Engine<S> {
         }
         let held: Vec<v1::SequenceRange> = by_source
             .iter()
-            .flat_map(|(source, seqs)| sequence_ranges(*source, seqs))
+            .flat_map(|(source, seqs)| sequence_ranges(*source, seqs, None))
             .collect();
         let receipts = ReceiptsProto {
             node: me.0.to_vec(),

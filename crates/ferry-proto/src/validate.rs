@@ -212,7 +212,21 @@ impl Validate for Manifest {
 impl Validate for Offer {
     fn validate(&self) -> Result<(), ValidationError> {
         for bundle in &self.bundles {
-            required("offer.bundles.header", &bundle.header)?.validate()?;
+            let header = required("offer.bundles.header", &bundle.header)?;
+            if header.manifest_id.is_empty() {
+                // Allowed only with the manifest inline, whose hash is the id.
+                if bundle.manifest.is_empty() {
+                    return fail(
+                        "offer.bundles.header.manifest_id",
+                        "empty without an inline manifest",
+                    );
+                }
+                let mut named = header.clone();
+                named.manifest_id = vec![0; ID_LEN];
+                named.validate()?;
+            } else {
+                header.validate()?;
+            }
         }
         Ok(())
     }
@@ -303,7 +317,9 @@ impl Validate for CustodySignal {
             return fail("custody.ranges", "must name at least one bundle");
         }
         for range in &self.ranges {
-            id("custody.ranges.source", &range.source)?;
+            if !range.source.is_empty() {
+                id("custody.ranges.source", &range.source)?;
+            }
             if range.first > range.last {
                 return fail(
                     "custody.ranges",
@@ -410,5 +426,56 @@ mod tests {
             }],
         };
         assert_eq!(signal.validate().unwrap_err().field, "custody.reason");
+    }
+
+    #[test]
+    fn an_offer_leaves_its_manifest_id_out_only_with_the_manifest_inline() {
+        let header = BundleHeader {
+            id: Some(BundleId {
+                source: vec![1; 32],
+                created_ms: 1,
+                sequence: 1,
+            }),
+            destination: Some(Endpoint {
+                kind: Some(v1::endpoint::Kind::Node(vec![3; 32])),
+            }),
+            lifetime_ms: 1000,
+            manifest_id: Vec::new(),
+            ..Default::default()
+        };
+        let mut offer = Offer {
+            bundles: vec![v1::OfferedBundle {
+                handle: 1,
+                header: Some(header),
+                manifest: Vec::new(),
+            }],
+        };
+        assert_eq!(
+            offer.validate().unwrap_err().field,
+            "offer.bundles.header.manifest_id"
+        );
+        offer.bundles[0].manifest = vec![1, 2, 3];
+        assert!(offer.validate().is_ok());
+        offer.bundles[0].header.as_mut().unwrap().manifest_id = vec![9; 3];
+        assert!(offer.validate().is_err());
+    }
+
+    #[test]
+    fn custody_for_the_receivers_own_bundles_may_leave_the_source_out() {
+        let mut signal = CustodySignal {
+            accepted: true,
+            reason: 0,
+            ranges: vec![v1::SequenceRange {
+                source: Vec::new(),
+                first: 1,
+                last: 2,
+            }],
+        };
+        assert!(signal.validate().is_ok());
+        signal.ranges[0].source = vec![1; 5];
+        assert_eq!(
+            signal.validate().unwrap_err().field,
+            "custody.ranges.source"
+        );
     }
 }

@@ -75,6 +75,17 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Publish a repository's refs (`refs`: `main`, `refs/tags/*`; empty:
+    /// every branch and tag) as Git release `name` (default: the
+    /// directory's name without `.git`) to `to`.
+    GitPublish {
+        repo: PathBuf,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        refs: Vec<String>,
+        to: String,
+    },
 }
 
 /// One file handed to the engine.
@@ -126,6 +137,8 @@ pub struct Admin {
     pub config: Arc<Config>,
     /// The peers, configured and learned at runtime, with their links.
     pub registry: Arc<Registry>,
+    /// Git releases (`git_publish`).
+    pub git: Option<Arc<crate::git::GitService>>,
 }
 
 /// Serves the socket at `path` until the task is dropped. A stale socket
@@ -354,6 +367,27 @@ impl Admin {
             Request::ExportReceipts { out } => {
                 crate::media::export_receipts(&self.engine, out).await
             }
+            Request::GitPublish {
+                repo,
+                name,
+                refs,
+                to,
+            } => {
+                let git = self.git.as_ref().ok_or("this node has no Git adapter")?;
+                let destination = self.destination(&to)?;
+                let repo =
+                    std::path::absolute(&repo).map_err(|e| format!("{}: {e}", repo.display()))?;
+                let name = match name {
+                    Some(n) => n,
+                    None => repo
+                        .file_name()
+                        .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| format!("{}: give the release a name", repo.display()))?,
+                };
+                let published = git.publish(repo, &name, &refs, destination, &to).await?;
+                serde_json::to_value(published).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -384,7 +418,7 @@ impl Admin {
             .collect()
     }
 
-    fn destination(&self, to: &str) -> Result<Endpoint, String> {
+    pub(crate) fn destination(&self, to: &str) -> Result<Endpoint, String> {
         if let Some(group) = to.strip_prefix("group:") {
             return Ok(Endpoint::Group(group.to_string()));
         }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use crate::units::{parse_rate, parse_size};
 
+mod git;
 mod serial;
+pub use git::{GitConfig, GitSource, GitWatch};
 pub use serial::SerialPeer;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,7 @@ struct File {
     #[serde(default)]
     discovery: DiscoverySection,
     #[serde(default)]
+    git: git::GitSection,
     media: MediaSection,
 }
 
@@ -182,6 +185,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// `[media]`: the mount point watched for volumes.
     pub media: Media,
+    /// `[git]`: served repositories, smart HTTP, watched repositories.
+    pub git: git::GitConfig,
 }
 
 impl Config {
@@ -353,6 +358,8 @@ impl Config {
         }
         let discovery = parse_discovery(&file.discovery, &peers, listen_quic)
             .map_err(|(key, reason)| invalid(&format!("discovery.{key}"), reason))?;
+        let git = git::parse_git(&file.git, relative)
+            .map_err(|(key, reason)| invalid(&format!("git.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -376,6 +383,7 @@ impl Config {
                 watch: file.media.watch.as_deref().map(relative),
                 poll: std::time::Duration::from_secs(file.media.poll_s.unwrap_or(5).max(1)),
             },
+            git,
         })
     }
 
@@ -477,6 +485,21 @@ admin = "ferryd.sock"
 # mdns_port = 5353
 # Profile of links to the anchor and to enrolled leaves.
 # profile = "lte-bush"
+
+# Git releases. A leaf applies every Git release delivered to it into one
+# bare repository per published repository under root, and serves them
+# read-only over smart HTTP (clone http://ADDRESS/NAME.git).
+# [git]
+# listen = "127.0.0.1:8418"
+# root = "git"
+# On a base: publish a repository whenever its refs change (a local path,
+# or url = "https://..." fetched into a mirror under root at every poll).
+# [[git.watch]]
+# name = "fleet"
+# path = "/srv/git/fleet.git"
+# refs = ["main", "refs/tags/*"]   # default: every branch and tag
+# to = "group:leaves"
+# interval = "30s"
 
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.

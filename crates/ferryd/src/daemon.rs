@@ -40,6 +40,13 @@ pub enum DaemonError {
     },
     #[error("discovery: {0}")]
     Discovery(#[from] discovery::DiscoveryError),
+    #[error("git: {0}")]
+    Git(String),
+    #[error("git smart HTTP on {addr}: {source}")]
+    GitHttp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("admin socket {path}: {source}")]
     Admin {
         path: PathBuf,
@@ -55,6 +62,9 @@ pub struct Node {
     pub config: Arc<Config>,
     /// Where QUIC listens, if it does.
     pub quic_addr: Option<SocketAddr>,
+    /// Where Git smart HTTP listens, if it does.
+    pub git_addr: Option<SocketAddr>,
+    git_http: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     engine_thread: std::thread::JoinHandle<()>,
     endpoint: Option<Arc<QuicEndpoint>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -104,6 +114,7 @@ impl Node {
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
         let held_welcome = discovery::held_welcome(&engine, &config);
+        let held_git = crate::git::held_releases(&engine);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -162,12 +173,32 @@ impl Node {
             }
             endpoint = Some(quic);
         }
+        let git = crate::git::GitService::new(&config.git.root, store.clone(), handle.clone())
+            .map_err(DaemonError::Git)?;
+        git.watch_deliveries(held_git);
+        let (git_http, git_addr) = match config.git.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::GitHttp { addr, source })?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %bound, root = %config.git.root.display(), "git smart HTTP listening (read-only)");
+                let root = git.root().clone();
+                (
+                    Some(tokio::spawn(crate::git::serve_on(listener, root))),
+                    Some(bound),
+                )
+            }
+            None => (None, None),
+        };
         let admin = Admin {
             engine: handle.clone(),
             store: store.clone(),
             config: config.clone(),
             registry: registry.clone(),
+            git: Some(git.clone()),
         };
+        git.watch_repositories(config.git.watch.clone(), admin.clone());
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));
         let metrics = config.metrics.map(|addr| {
             tokio::spawn(crate::metrics::serve(
@@ -186,6 +217,8 @@ impl Node {
             store,
             config,
             quic_addr,
+            git_addr,
+            git_http,
             engine_thread,
             endpoint,
             admin,
@@ -211,6 +244,9 @@ impl Node {
         self.serial.stop().await;
         if let Some(metrics) = &self.metrics {
             metrics.abort();
+        }
+        if let Some(git_http) = &self.git_http {
+            git_http.abort();
         }
         self.engine.send(Input::Shutdown);
         let thread = self.engine_thread;

@@ -9,6 +9,7 @@
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
 //! - [`media`]: removable media: export volumes, import them, receipts, a watched mount point.
+//! - [`git`]: Git releases: publish, apply delivered ones, read-only smart HTTP.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod driver;
+pub mod git;
 pub mod links;
 pub mod logbuf;
 pub mod media;

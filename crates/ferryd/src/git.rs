@@ -1,0 +1,514 @@
+//! Git releases in the daemon: publishing (`ferry git publish`, watched
+//! repositories), applying delivered `Git` bundles into the served root, and
+//! the read-only smart-HTTP server over it.
+//!
+//! Publishing keeps, per repository and destination, a
+//! [`DestinationState`] in `<git root>/.publish.json`; a release is
+//! confirmed when the store no longer holds its bundle for forwarding (the
+//! next hop took custody), and the next thin pack leaves out what that
+//! release's refs reach. The applying side reads delivered bundles from the
+//! store and hands them to [`Applier`], one at a time, including bundles
+//! delivered before a restart. This module never talks to the engine except
+//! through [`Input`].
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
+use ferry_core::{BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission};
+use ferry_git::{Applier, DestinationState, GitRelease, Publisher, ServedRoot};
+use ferry_store::{Ingest, RocksStore};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::{GitSource, GitWatch};
+use crate::driver::{EngineHandle, Input};
+
+/// What `ferry git publish` answers.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub repository: String,
+    /// None: the destination already has these refs.
+    pub bundle: Option<String>,
+    pub sequence: Option<u64>,
+    pub refs: usize,
+    pub objects: u32,
+    pub payload_bytes: u64,
+}
+
+/// The daemon's Git adapter.
+pub struct GitService {
+    store: Arc<RocksStore>,
+    engine: EngineHandle,
+    applier: Applier,
+    state_path: PathBuf,
+    /// "repository\0destination" → state.
+    states: Mutex<BTreeMap<String, DestinationState>>,
+    /// One publish at a time.
+    publishing: tokio::sync::Mutex<()>,
+}
+
+impl GitService {
+    pub fn new(
+        root: &Path,
+        store: Arc<RocksStore>,
+        engine: EngineHandle,
+    ) -> Result<Arc<Self>, String> {
+        let applier = Applier::new(root).map_err(|e| format!("git root: {e}"))?;
+        let state_path = root.join(".publish.json");
+        let states = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: {e}", state_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("{}: {e}", state_path.display())),
+        };
+        Ok(Arc::new(Self {
+            store,
+            engine,
+            applier,
+            state_path,
+            states: Mutex::new(states),
+            publishing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn root(&self) -> &ServedRoot {
+        self.applier.root()
+    }
+
+    fn save_states(&self) {
+        let json = {
+            let states = self.states.lock().expect("git state lock");
+            serde_json::to_vec_pretty(&*states).expect("states serialise")
+        };
+        let tmp = self.state_path.with_extension("json.tmp");
+        let written =
+            std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &self.state_path));
+        if let Err(e) = written {
+            tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the git publish state");
+        }
+    }
+
+    /// Publishes `source`'s refs matching `refs` as repository `name` to
+    /// `to` (`to_key` names the destination in the state).
+    #[tracing::instrument(skip_all, fields(repository = name, to = to_key))]
+    pub async fn publish(
+        self: &Arc<Self>,
+        source: PathBuf,
+        name: &str,
+        refs: &[String],
+        to: Endpoint,
+        to_key: &str,
+    ) -> Result<Published, String> {
+        let _one = self.publishing.lock().await;
+        let key = format!("{name}\0{to_key}");
+        let state = self
+            .states
+            .lock()
+            .expect("git state lock")
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        let publisher = Publisher::new(git_dir(&source), name, refs).map_err(|e| e.to_string())?;
+        let store = self.store.clone();
+        let repo = name.to_owned();
+        let made = tokio::task::spawn_blocking(move || {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64);
+            let Some(publication) = publisher
+                .publish(&state, now_ms)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
+            let mut ingest = Ingest::new(&store, chunker);
+            let manifest = ingest
+                .add(&repo, publication.payload.as_slice(), |_| {})
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some((publication, manifest)))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let Some((publication, manifest)) = made else {
+            return Ok(Published {
+                repository: name.to_owned(),
+                bundle: None,
+                sequence: None,
+                refs: 0,
+                objects: 0,
+                payload_bytes: 0,
+            });
+        };
+        let bundle = self
+            .engine
+            .submit(Submission {
+                destination: to,
+                lifetime: Duration::from_secs(30 * 24 * 3600),
+                priority: Priority::Normal,
+                kind: PayloadKind::Git,
+                manifest,
+                release: publication.release.encode(),
+            })
+            .await?;
+        let sequence = publication.release.sequence;
+        self.states
+            .lock()
+            .expect("git state lock")
+            .entry(key.clone())
+            .or_default()
+            .record_sent(&publication);
+        self.save_states();
+        tracing::info!(%bundle, sequence, objects = publication.release.objects, bytes = publication.payload.len(), "git release sent");
+        tokio::spawn(self.clone().confirm_when_carried(key, bundle, sequence));
+        Ok(Published {
+            repository: name.to_owned(),
+            bundle: Some(bundle.to_string()),
+            sequence: Some(sequence),
+            refs: publication.release.refs.len(),
+            objects: publication.release.objects,
+            payload_bytes: publication.payload.len() as u64,
+        })
+    }
+
+    /// Confirms release `sequence` once this node no longer holds `bundle`
+    /// for forwarding: every next hop took custody of it.
+    async fn confirm_when_carried(self: Arc<Self>, key: String, bundle: BundleId, sequence: u64) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let record = self
+                .store
+                .get(Cf::Bundles, &bundle.to_key())
+                .ok()
+                .flatten()
+                .and_then(|b| BundleRecord::decode(&b));
+            if record.is_none_or(|r| r.pending_hops.is_empty()) {
+                break;
+            }
+        }
+        if let Some(state) = self.states.lock().expect("git state lock").get_mut(&key) {
+            state.confirm(sequence);
+        }
+        self.save_states();
+        tracing::info!(%bundle, sequence, "git release carried on; later packs leave out what it holds");
+    }
+
+    /// Applies every `Git` bundle delivered here: `held` (delivered before
+    /// this start) first, then each new one.
+    pub fn watch_deliveries(self: &Arc<Self>, held: Vec<(BundleId, ManifestId)>) {
+        let (to, mut delivered) = mpsc::unbounded_channel();
+        for h in held {
+            let _ = to.send(h);
+        }
+        self.engine.send(Input::Watch {
+            kind: PayloadKind::Git,
+            to,
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some((bundle, manifest)) = delivered.recv().await {
+                let me = me.clone();
+                let applied =
+                    tokio::task::spawn_blocking(move || me.apply_delivered(bundle, manifest)).await;
+                match applied {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(%bundle, "git release not applied: {e}"),
+                    Err(e) => tracing::error!(%bundle, "git release not applied: {e}"),
+                }
+            }
+        });
+    }
+
+    fn apply_delivered(&self, bundle: BundleId, manifest: ManifestId) -> Result<(), String> {
+        let record = self
+            .store
+            .get(Cf::Bundles, &bundle.to_key())
+            .map_err(|e| e.to_string())?
+            .and_then(|b| BundleRecord::decode(&b))
+            .ok_or("the bundle is no longer held")?;
+        let release = GitRelease::decode(&record.header.release).map_err(|e| e.to_string())?;
+        if !self.applier.wants(&release).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let manifest = self
+            .store
+            .get_manifest(manifest)
+            .map_err(|e| e.to_string())?
+            .ok_or("the bundle's manifest is not held")?;
+        let incoming = self.root().path().join(".incoming");
+        std::fs::create_dir_all(&incoming).map_err(|e| e.to_string())?;
+        let mut file = tempfile::tempfile_in(&incoming).map_err(|e| e.to_string())?;
+        self.store
+            .read_object(&manifest, std::io::BufWriter::new(&mut file))
+            .map_err(|e| e.to_string())?;
+        use std::io::Seek;
+        file.rewind().map_err(|e| e.to_string())?;
+        let outcome = self
+            .applier
+            .apply(&release, &mut std::io::BufReader::new(file))
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%bundle, repository = %release.repository, sequence = release.sequence, ?outcome, "git release");
+        Ok(())
+    }
+
+    /// Polls each watched repository and publishes it when its refs change.
+    pub fn watch_repositories(
+        self: &Arc<Self>,
+        watches: Vec<GitWatch>,
+        admin: crate::admin::Admin,
+    ) {
+        for w in watches {
+            let me = self.clone();
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = me.poll_watch(&w, &admin).await {
+                        tracing::warn!(repository = %w.name, "watched repository not published: {e}");
+                    }
+                    tokio::time::sleep(w.interval).await;
+                }
+            });
+        }
+    }
+
+    async fn poll_watch(
+        self: &Arc<Self>,
+        w: &GitWatch,
+        admin: &crate::admin::Admin,
+    ) -> Result<(), String> {
+        let source = match &w.source {
+            GitSource::Path(p) => p.clone(),
+            GitSource::Url(url) => {
+                let mirror = self
+                    .root()
+                    .path()
+                    .join(".mirrors")
+                    .join(format!("{}.git", w.name.replace('/', "~")));
+                let url = url.clone();
+                let dir = mirror.clone();
+                tokio::task::spawn_blocking(move || fetch_mirror(&url, &dir))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                mirror
+            }
+        };
+        let to = admin.destination(&w.to)?;
+        let published = self.publish(source, &w.name, &w.refs, to, &w.to).await?;
+        if published.bundle.is_some() {
+            tracing::info!(repository = %w.name, sequence = ?published.sequence, "watched repository changed; published");
+        }
+        Ok(())
+    }
+}
+
+/// Clones `url` into the bare mirror `dir`, or fetches it (pruning).
+fn fetch_mirror(url: &str, dir: &Path) -> Result<(), String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(|e| format!("git: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "git {}: {}",
+                args[0],
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let d = dir.to_string_lossy();
+    if dir.join("objects").is_dir() {
+        run(&["--git-dir", &d, "fetch", "--prune", "--quiet", "origin"])
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+        run(&["clone", "--mirror", "--quiet", "--", url, &d])
+    }
+}
+
+/// A work tree's `.git`, or the directory itself (bare).
+fn git_dir(path: &Path) -> PathBuf {
+    let dotgit = path.join(".git");
+    if dotgit.is_dir() {
+        dotgit
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Git bundles delivered here before this start, to apply again in case a
+/// crash came before they were applied (applying twice changes nothing).
+pub fn held_releases<S: Store>(engine: &ferry_core::Engine<S>) -> Vec<(BundleId, ManifestId)> {
+    let mut held: Vec<_> = engine
+        .bundles()
+        .filter(|r| r.header.kind == PayloadKind::Git && r.delivered)
+        .map(|r| (r.header.id, r.header.manifest))
+        .collect();
+    held.sort_by_key(|(id, _)| (id.created_ms, id.sequence));
+    held
+}
+
+// ---------------------------------------------------------------- smart HTTP
+
+/// Serves the root's repositories read-only over smart HTTP at `addr`
+/// until the task is dropped.
+pub async fn serve(addr: SocketAddr, root: ServedRoot) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, root = %root.path().display(), "git smart HTTP listening (read-only)");
+    serve_on(listener, root).await
+}
+
+/// As [`serve`], on a bound listener.
+pub async fn serve_on(listener: tokio::net::TcpListener, root: ServedRoot) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::new(root));
+    axum::serve(listener, app).await
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+const PUSH_REFUSED: &str =
+    "ferry serves this repository read-only: push to the upstream the base publishes from";
+
+async fn handle(State(root): State<Arc<ServedRoot>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_start_matches('/').to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let (repo, advertise) = if let Some(repo) = path.strip_suffix("/info/refs") {
+        if parts.method != Method::GET {
+            return refuse(StatusCode::METHOD_NOT_ALLOWED, "info/refs answers GET");
+        }
+        match query.split('&').find_map(|kv| kv.strip_prefix("service=")) {
+            Some("git-upload-pack") => (repo.to_owned(), true),
+            Some("git-receive-pack") => return refuse(StatusCode::FORBIDDEN, PUSH_REFUSED),
+            _ => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "only smart HTTP (service=git-upload-pack) is served",
+                );
+            }
+        }
+    } else if let Some(repo) = path.strip_suffix("/git-upload-pack") {
+        if parts.method != Method::POST {
+            return refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "git-upload-pack answers POST",
+            );
+        }
+        (repo.to_owned(), false)
+    } else if path.ends_with("/git-receive-pack") {
+        return refuse(StatusCode::FORBIDDEN, PUSH_REFUSED);
+    } else {
+        return refuse(StatusCode::NOT_FOUND, "not a smart-HTTP Git path");
+    };
+    let git = match root.resolve(&repo) {
+        Ok((_, git)) => git,
+        Err(e) => return refuse(StatusCode::NOT_FOUND, &e.to_string()),
+    };
+    let protocol = header_str(&parts.headers, "git-protocol");
+    let gzip = header_str(&parts.headers, "content-encoding")
+        .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+    let body = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
+    };
+    let v2 = protocol
+        .as_deref()
+        .is_some_and(|p| p.split(':').any(|kv| kv == "version=2"));
+    let ran = tokio::task::spawn_blocking(move || {
+        let input = if gzip { gunzip(&body)? } else { body.to_vec() };
+        run_upload_pack(&git, advertise, protocol.as_deref(), &input)
+    })
+    .await;
+    let output = match ran {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            tracing::warn!(repository = %repo, "upload-pack: {e}");
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e);
+        }
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut body = Vec::with_capacity(output.len() + 40);
+    let content_type = if advertise {
+        if !v2 {
+            body.extend_from_slice(b"001e# service=git-upload-pack\n0000");
+        }
+        "application/x-git-upload-pack-advertisement"
+    } else {
+        "application/x-git-upload-pack-result"
+    };
+    body.extend_from_slice(&output);
+    let mut response = Bytes::from(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
+    );
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(256 << 20)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip request body: {e}"))?;
+    Ok(out)
+}
+
+fn run_upload_pack(
+    git: &ferry_git::Git,
+    advertise: bool,
+    protocol: Option<&str>,
+    input: &[u8],
+) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = ServedRoot::upload_pack(git, advertise, protocol)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git upload-pack: {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    if !out.status.success() && out.stdout.is_empty() {
+        return Err(format!(
+            "git upload-pack: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}

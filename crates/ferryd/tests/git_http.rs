@@ -1,0 +1,312 @@
+//! Two real ferryd processes: the base publishes a generated repository to
+//! the leaf through the admin API, the leaf applies it and serves it over
+//! smart HTTP, and real clients clone it — git over protocol v2 and v0, full
+//! and `--depth 1`, and dulwich (a v1 client like Flux's go-git) shallow.
+//! A second release travels as a thin pack and a fetch sees it; pushes and
+//! paths outside the served repositories are refused.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferry_git::{Git, fixture};
+use ferryd::admin::Request;
+use support::{configure, free_port, init, peer};
+
+fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `git ls-remote` of the served repository, as a sorted "oid ref" list.
+fn remote_refs(dir: &Path, url: &str) -> Option<Vec<String>> {
+    let out = git(dir, &["ls-remote", "--refs", url]);
+    out.status.success().then(|| {
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.replace('\t', " "))
+            .collect();
+        v.sort();
+        v
+    })
+}
+
+fn expected(refs: &std::collections::BTreeMap<String, ferry_git::Oid>) -> Vec<String> {
+    let mut v: Vec<String> = refs.iter().map(|(n, o)| format!("{o} {n}")).collect();
+    v.sort();
+    v
+}
+
+fn wait_for_refs(dir: &Path, url: &str, want: &[String], what: &str, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while remote_refs(dir, url).as_deref() != Some(want) {
+        if Instant::now() > deadline {
+            let out = git(dir, &["ls-remote", "--refs", url]);
+            panic!(
+                "timed out waiting for {what}: ls-remote says {} {} want {want:?}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The status line of a raw HTTP request.
+fn http_status(port: u16, method: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+#[test]
+fn a_published_repository_is_cloned_from_the_leaf_over_http() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let mut base = init(work, "base", "base");
+    let mut leaf = init(work, "leaf", "leaf");
+    let (leaf_port, http) = (free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[git]\nlisten = \"127.0.0.1:{http}\"\nroot = \"served\"\n",
+            peer("base", &base, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    base.start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let seed = 11;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 120, seed).unwrap();
+    let middle = &replay.steps[replay.steps.len() / 2];
+    let last = replay.steps.last().unwrap();
+    fixture::set_refs(&replay.git, &middle.refs).unwrap();
+    let publish = |base: &mut support::Node| {
+        base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
+        base.ask(
+            &rt,
+            &Request::GitPublish {
+                repo: replay.git.dir().to_owned(),
+                name: Some("fleet".into()),
+                refs: vec![],
+                to: "leaf".into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
+    };
+    let first = publish(&mut base);
+    assert!(first["bundle"].is_string(), "{first}");
+
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&middle.refs),
+        "the first release",
+        || leaf.logs(),
+    );
+
+    // Full clone, protocol v2 (the default).
+    ok(work, &["clone", "-q", &url, "full"]);
+    let main = middle.refs["refs/heads/main"].to_hex();
+    assert_eq!(ok(&work.join("full"), &["rev-parse", "HEAD"]), main);
+    ok(&work.join("full"), &["fsck", "--strict"]);
+    // Shallow clones, v2 and v0.
+    ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
+    assert_eq!(
+        ok(&work.join("shallow"), &["rev-list", "--count", "HEAD"]),
+        "1"
+    );
+    ok(
+        work,
+        &[
+            "-c",
+            "protocol.version=0",
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            "shallow-v0",
+        ],
+    );
+    assert_eq!(ok(&work.join("shallow-v0"), &["rev-parse", "HEAD"]), main);
+    // A v1 client like go-git: dulwich, shallow.
+    let dulwich = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys; from dulwich import porcelain; porcelain.clone(sys.argv[1], sys.argv[2], depth=1, checkout=True)",
+            &url,
+        ])
+        .arg(work.join("dulwich"))
+        .output()
+        .expect("python3 (scripts/setup installs python3-dulwich)");
+    assert!(
+        dulwich.status.success(),
+        "dulwich clone: {}",
+        String::from_utf8_lossy(&dulwich.stderr)
+    );
+    assert_eq!(ok(&work.join("dulwich"), &["rev-parse", "HEAD"]), main);
+    assert!(work.join("dulwich/apps/api/deployment.yaml").exists());
+
+    // The rest of the history (force-push included) as a thin pack.
+    fixture::set_refs(&replay.git, &last.refs).unwrap();
+    let second = publish(&mut base);
+    assert!(second["objects"].as_u64().unwrap() > 0, "{second}");
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&last.refs),
+        "the second release",
+        || leaf.logs(),
+    );
+    ok(
+        &work.join("full"),
+        &[
+            "fetch",
+            "-q",
+            "--prune",
+            "--force",
+            "origin",
+            "+refs/heads/*:refs/remotes/origin/*",
+        ],
+    );
+    assert_eq!(
+        ok(&work.join("full"), &["rev-parse", "origin/main"]),
+        last.refs["refs/heads/main"].to_hex()
+    );
+    let served = Git::new(work.join("leaf/served/fleet.git"));
+    served
+        .run(["fsck", "--strict", "--no-dangling"], b"")
+        .unwrap();
+    // Nothing changed: nothing sent.
+    let third = publish(&mut base);
+    assert!(third["bundle"].is_null(), "{third}");
+
+    // Read-only, and nothing outside the served repositories.
+    let push = git(
+        &work.join("full"),
+        &["push", "origin", "HEAD:refs/heads/evil"],
+    );
+    assert!(!push.status.success());
+    assert!(
+        String::from_utf8_lossy(&push.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    for path in [
+        "/fleet.git/info/refs?service=git-receive-pack",
+        "/fleet.git/git-receive-pack",
+    ] {
+        let status = http_status(http, if path.contains('?') { "GET" } else { "POST" }, path);
+        assert!(status.contains(" 403 "), "{path}: {status}");
+    }
+    for path in [
+        "/../leaf/info/refs?service=git-upload-pack",
+        "/%2e%2e/upstream.git/info/refs?service=git-upload-pack",
+        "/.pending/info/refs?service=git-upload-pack",
+        "/nothing.git/info/refs?service=git-upload-pack",
+        "//etc/info/refs?service=git-upload-pack",
+        "/fleet.git/HEAD",
+    ] {
+        let status = http_status(http, "GET", path);
+        assert!(
+            status.contains(" 404 ") || status.contains(" 403 ") || status.contains(" 400 "),
+            "{path}: {status}"
+        );
+    }
+}
+
+#[test]
+fn a_watched_repository_is_published_whenever_its_refs_change() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let seed = 12;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 30, seed).unwrap();
+    fixture::set_refs(&replay.git, &replay.steps[10].refs).unwrap();
+    let mut base = init(work, "base", "base");
+    let mut leaf = init(work, "leaf", "leaf");
+    let (leaf_port, http) = (free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!(
+            "{}[[git.watch]]\nname = \"fleet\"\npath = \"{}\"\nrefs = [\"main\", \"refs/tags/*\"]\nto = \"leaf\"\ninterval = \"200ms\"\n",
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+            replay.git.dir().display()
+        ),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
+            peer("base", &base, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    base.start();
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    let published = |step: &fixture::Step| {
+        let mut refs = step.refs.clone();
+        refs.retain(|n, _| n == "refs/heads/main" || n.starts_with("refs/tags/"));
+        expected(&refs)
+    };
+    wait_for_refs(
+        work,
+        &url,
+        &published(&replay.steps[10]),
+        "the watched repository",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    let last = replay.steps.last().unwrap();
+    fixture::set_refs(&replay.git, &last.refs).unwrap();
+    wait_for_refs(
+        work,
+        &url,
+        &published(last),
+        "the change to be published",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
+}
