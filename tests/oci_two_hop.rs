@@ -16,7 +16,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_chunk::Chunker;
 use ferry_core::{
     BundleId, Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Priority, Routes,
     Store, Submission,
@@ -72,10 +71,9 @@ fn publish(chain: &mut Chain, layout: &Path, tags: &[&str]) -> BundleId {
     let source = Layout::open(layout).unwrap();
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let plan = ferry_oci::plan(&source, REPO, &tags, Limits::default()).unwrap();
-    let chunker = Chunker::default();
     let staged = ferry_oci::stage(
         chain.net.engine_mut(chain.base).store_mut(),
-        &chunker,
+        &ferry_oci::ingest::Chunking::default(),
         &source,
         &plan,
     )

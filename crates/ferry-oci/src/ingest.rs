@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use ferry_chunk::{ChunkError, Chunker, Manifest, ManifestEntry, ManifestId};
+use ferry_chunk::{ChunkError, Chunker, ChunkerConfig, Manifest, ManifestEntry, ManifestId};
 use ferry_core::{Store, StoreError};
 use sha2::{Digest as _, Sha256};
 
@@ -228,6 +228,47 @@ fn walk(
     Ok(())
 }
 
+/// How blobs are cut into chunks. Compressed layers (gzip, zstd) get
+/// coarser chunks (16/64/256 KiB): compression hides any sameness below
+/// the blob, so smaller chunks would only add manifest entries (36 bytes
+/// each) to every release that carries the layer, held or not. Everything
+/// else (indexes, manifests, configs, uncompressed tars) gets the default.
+pub struct Chunking {
+    pub default: Chunker,
+    pub compressed: Chunker,
+}
+
+/// The chunker configuration for compressed layers.
+pub const COMPRESSED_LAYER_CHUNKS: ChunkerConfig = ChunkerConfig {
+    min_size: 16 << 10,
+    avg_size: 64 << 10,
+    max_size: 256 << 10,
+};
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking {
+            default: Chunker::default(),
+            compressed: Chunker::new(COMPRESSED_LAYER_CHUNKS)
+                .expect("the compressed-layer chunk sizes are valid"),
+        }
+    }
+}
+
+impl Chunking {
+    /// The chunker for a blob of `media_type`.
+    pub fn for_media_type(&self, media_type: &str) -> &Chunker {
+        let compressed = ["+gzip", "+zstd", ".gzip", ".zstd", "+zstd+encrypted"]
+            .iter()
+            .any(|suffix| media_type.ends_with(suffix));
+        if compressed {
+            &self.compressed
+        } else {
+            &self.default
+        }
+    }
+}
+
 /// A release staged in the store, ready to submit.
 #[derive(Debug, Clone)]
 pub struct Staged {
@@ -244,7 +285,7 @@ pub struct Staged {
 #[tracing::instrument(skip_all, fields(repository = %plan.repository))]
 pub fn stage<S: Store>(
     store: &mut S,
-    chunker: &Chunker,
+    chunking: &Chunking,
     source: &dyn Source,
     plan: &Plan,
 ) -> Result<Staged, IngestError> {
@@ -258,6 +299,7 @@ pub fn stage<S: Store>(
         };
         let mut hasher = Sha256::new();
         let mut length = 0u64;
+        let chunker = chunking.for_media_type(&desc.media_type);
         let result = chunker.chunk_reader(reader.take(desc.size + 1), |span, bytes| {
             hasher.update(bytes);
             length += u64::from(span.len);

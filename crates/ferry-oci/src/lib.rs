@@ -25,7 +25,7 @@ pub mod release;
 pub mod serve;
 
 pub use digest::Digest;
-pub use ingest::{IngestError, Limits, Plan, Source, Staged, plan, stage};
+pub use ingest::{Chunking, IngestError, Limits, Plan, Source, Staged, plan, stage};
 pub use layout::{Layout, LayoutWriter};
 pub use leaf::{Applied, ApplyError, ImageStore, Stamp};
 pub use release::{OciRelease, ReleaseError};

@@ -4,7 +4,6 @@
 use std::fs;
 use std::path::Path;
 
-use ferry_chunk::Chunker;
 use ferry_core::{MemStore, Store};
 use ferry_oci::{
     ApplyError, Digest, ImageStore, IngestError, Layout, LayoutWriter, Limits, Stamp, fixture,
@@ -26,7 +25,12 @@ fn stage(
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let plan = ferry_oci::plan(&source, REPO, &tags, limits)?;
     let mut store = MemStore::new();
-    let staged = ferry_oci::stage(&mut store, &Chunker::default(), &source, &plan)?;
+    let staged = ferry_oci::stage(
+        &mut store,
+        &ferry_oci::ingest::Chunking::default(),
+        &source,
+        &plan,
+    )?;
     Ok((store, staged))
 }
 
