@@ -4,6 +4,7 @@
 mod cat;
 mod daemon;
 mod ingest;
+mod oci;
 mod proxy;
 mod watch;
 
@@ -51,6 +52,9 @@ enum Command {
     Get(daemon::GetArgs),
     /// The daemon's recent log lines; --follow keeps printing new ones.
     Logs(daemon::LogsArgs),
+    /// Container images: publish an image layout's tags, export a leaf's images.
+    #[command(subcommand)]
+    Oci(oci::OciCommand),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Get(args) => daemon::get(args),
         Command::Logs(args) => daemon::logs(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Oci(command) => oci::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

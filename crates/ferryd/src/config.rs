@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use crate::units::{parse_rate, parse_size};
 
+mod oci;
 mod serial;
+pub use oci::{OciConfig, OciWatch};
 pub use serial::SerialPeer;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ struct File {
     contacts: Vec<ContactSection>,
     #[serde(default)]
     discovery: DiscoverySection,
+    #[serde(default)]
+    oci: oci::OciSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +164,8 @@ pub struct Config {
     pub contacts: Vec<PlannedContact>,
     /// `[discovery]`: mDNS advertising, the anchor of a new leaf, enrolment.
     pub discovery: Discovery,
+    /// `[oci]`: the leaf's registry and watched image sources.
+    pub oci: OciConfig,
 }
 
 impl Config {
@@ -331,6 +337,10 @@ impl Config {
         }
         let discovery = parse_discovery(&file.discovery, &peers, listen_quic)
             .map_err(|(key, reason)| invalid(&format!("discovery.{key}"), reason))?;
+        let oci = file
+            .oci
+            .build(relative)
+            .map_err(|(key, reason)| invalid(&format!("oci.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -350,6 +360,7 @@ impl Config {
             member_of: file.node.member_of.into_iter().collect(),
             contacts,
             discovery,
+            oci,
         })
     }
 

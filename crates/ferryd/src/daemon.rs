@@ -40,6 +40,8 @@ pub enum DaemonError {
     },
     #[error("discovery: {0}")]
     Discovery(#[from] discovery::DiscoveryError),
+    #[error("{0}")]
+    Oci(std::io::Error),
     #[error("admin socket {path}: {source}")]
     Admin {
         path: PathBuf,
@@ -61,6 +63,8 @@ pub struct Node {
     metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     serial: SerialLinks,
     mdns: Option<Mdns>,
+    /// The image store, registry and watched sources.
+    pub oci: crate::oci::Oci,
 }
 
 impl Node {
@@ -103,6 +107,7 @@ impl Node {
             .map(|peer| (peer.node, (engine.add_link(), peer.clone())))
             .collect();
         let held_welcome = discovery::held_welcome(&engine, &config);
+        let held_oci = crate::oci::held(&engine);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -112,6 +117,7 @@ impl Node {
             "ferryd starting"
         );
         let (handle, engine_thread) = driver::spawn(engine);
+        let oci_delivered = crate::oci::watch(&handle);
 
         let config = Arc::new(config);
         let serial = SerialLinks::start(&links, &handle);
@@ -161,6 +167,15 @@ impl Node {
             }
             endpoint = Some(quic);
         }
+        let publisher = crate::oci::Publisher {
+            config: config.clone(),
+            engine: handle.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+        };
+        let oci = crate::oci::start(&publisher, held_oci, oci_delivered)
+            .await
+            .map_err(DaemonError::Oci)?;
         let admin = Admin {
             engine: handle.clone(),
             store: store.clone(),
@@ -187,12 +202,14 @@ impl Node {
             metrics,
             serial,
             mdns,
+            oci,
         })
     }
 
     /// Closes links, stops the engine thread (its last writes are synced)
     /// and removes the admin socket.
     pub async fn stop(self) {
+        self.oci.stop();
         if let Some(mdns) = &self.mdns {
             mdns.shutdown();
         }

@@ -8,6 +8,7 @@
 //! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
+//! - [`oci`]: OCI releases: publishing, applying delivered ones, the leaf's registry.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
@@ -18,5 +19,6 @@ pub mod driver;
 pub mod links;
 pub mod logbuf;
 pub mod metrics;
+pub mod oci;
 pub mod serial_links;
 pub mod units;

@@ -1,0 +1,358 @@
+//! OCI at the daemon: publishing images as bundles (the admin API's
+//! `oci_publish` and `[[oci.watch]]`), applying delivered OCI bundles into
+//! the node's [`ImageStore`], and serving it read-only (`[oci] listen`).
+//!
+//! Applying: the engine announces every delivered `Oci` bundle
+//! ([`Input::Watch`]); those delivered before a restart but maybe not yet
+//! applied are applied at start ([`held`]). Applying again is harmless: a
+//! held blob is skipped and a tag never moves back to an older release.
+//! The release is read from the bundle's durable record in the store.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{BundleId, BundleRecord, Cf, Engine, PayloadKind, Store};
+use ferry_oci::{Applied, Chunking, ImageStore, Layout, Limits, OciRelease, Source, Staged, Stamp};
+use ferry_store::{RocksStore, SharedStore};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, OciWatch};
+use crate::driver::{EngineHandle, Input};
+use crate::links::Registry;
+
+/// What publishing needs: the engine, the store, and the peers to resolve
+/// a destination.
+#[derive(Clone)]
+pub struct Publisher {
+    pub config: Arc<Config>,
+    pub engine: EngineHandle,
+    pub store: Arc<RocksStore>,
+    pub registry: Arc<Registry>,
+}
+
+/// The OCI side of a running node.
+pub struct Oci {
+    pub images: Arc<ImageStore>,
+    /// Where the registry listens, if it does.
+    pub addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Oci {
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// OCI bundles delivered here, oldest first: those a previous run may not
+/// have applied.
+pub fn held<S: Store>(engine: &Engine<S>) -> Vec<BundleId> {
+    let mut ids: Vec<BundleId> = engine
+        .bundles()
+        .filter(|r| r.header.kind == PayloadKind::Oci && r.delivered)
+        .map(|r| r.header.id)
+        .collect();
+    ids.sort_by_key(|id| (id.created_ms, id.sequence));
+    ids
+}
+
+/// OCI bundles delivered from now on; call before links start.
+pub fn watch(engine: &EngineHandle) -> Delivered {
+    let (to, delivered) = mpsc::unbounded_channel();
+    engine.send(Input::Watch {
+        kind: PayloadKind::Oci,
+        to,
+    });
+    delivered
+}
+
+/// What [`watch`] returns.
+pub type Delivered = mpsc::UnboundedReceiver<(BundleId, ferry_chunk::ManifestId)>;
+
+/// Opens the image store, starts applying delivered bundles (`held`, then
+/// what `delivered` announces), serving (if `[oci] listen` is set) and
+/// watching sources (`[[oci.watch]]`).
+pub async fn start(
+    publisher: &Publisher,
+    held: Vec<BundleId>,
+    delivered: Delivered,
+) -> std::io::Result<Oci> {
+    let (config, store) = (&publisher.config, &publisher.store);
+    let images = Arc::new(ImageStore::open(&config.oci.root).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("OCI image store {}: {e}", config.oci.root.display()),
+        )
+    })?);
+    let mut tasks = vec![tokio::spawn(run_applier(
+        images.clone(),
+        store.clone(),
+        held,
+        delivered,
+    ))];
+    let mut addr = None;
+    if let Some(listen) = config.oci.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("OCI registry on {listen}: {e}")))?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, root = %config.oci.root.display(), "OCI registry listening (read-only)");
+        addr = Some(local);
+        let images = images.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = ferry_oci::serve::serve(listener, images).await {
+                tracing::error!(error = %e, "OCI registry stopped");
+            }
+        }));
+    }
+    for watch in &config.oci.watch {
+        tasks.push(tokio::spawn(run_watch(watch.clone(), publisher.clone())));
+    }
+    Ok(Oci {
+        images,
+        addr,
+        tasks,
+    })
+}
+
+async fn run_applier(
+    images: Arc<ImageStore>,
+    store: Arc<RocksStore>,
+    held: Vec<BundleId>,
+    mut delivered: Delivered,
+) {
+    for id in held {
+        apply_logged(&images, &store, id).await;
+    }
+    while let Some((id, _)) = delivered.recv().await {
+        apply_logged(&images, &store, id).await;
+    }
+}
+
+async fn apply_logged(images: &Arc<ImageStore>, store: &Arc<RocksStore>, id: BundleId) {
+    let (images, store) = (images.clone(), store.clone());
+    let result = tokio::task::spawn_blocking(move || apply(&images, &store, id))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    match result {
+        Ok(applied) => tracing::info!(
+            bundle = %id,
+            repository = %applied.repository,
+            written = applied.blobs_written,
+            held = applied.blobs_held,
+            moved = ?applied.tags_moved,
+            kept = ?applied.tags_kept,
+            "OCI release applied"
+        ),
+        Err(reason) => {
+            tracing::error!(bundle = %id, "OCI release not applied, no tag moved: {reason}")
+        }
+    }
+}
+
+/// Applies the delivered bundle `id` (see [`ImageStore::apply`]).
+pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Applied, String> {
+    let record = store
+        .get(Cf::Bundles, &id.to_key())
+        .map_err(|e| e.to_string())?
+        .and_then(|bytes| BundleRecord::decode(&bytes))
+        .ok_or_else(|| format!("bundle {id} is no longer held"))?;
+    let release = OciRelease::decode(&record.header.release).map_err(|e| e.to_string())?;
+    let manifest = store
+        .get_manifest(record.header.manifest)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the root manifest of {id} is not held"))?;
+    let stamp = Stamp {
+        created_ms: id.created_ms,
+        sequence: id.sequence,
+    };
+    images
+        .apply(store, &manifest, &release, stamp)
+        .map_err(|e| e.to_string())
+}
+
+/// A source named on the command line or in `[[oci.watch]]`, and the tag
+/// it names, if any. `oci:DIR` or `oci:DIR:TAG` (an OCI image layout).
+pub fn parse_source(text: &str) -> Result<(PathBuf, Option<String>), String> {
+    let Some(rest) = text.strip_prefix("oci:") else {
+        return Err(format!(
+            "{text:?}: the source must be oci:DIR[:TAG] (an OCI image layout directory)"
+        ));
+    };
+    if let Some((dir, tag)) = rest.rsplit_once(':')
+        && !tag.contains('/')
+        && ferry_oci::digest::check_tag(tag).is_ok()
+        && !dir.is_empty()
+    {
+        return Ok((PathBuf::from(dir), Some(tag.to_owned())));
+    }
+    Ok((PathBuf::from(rest), None))
+}
+
+/// The repository name a source gets when none is given: the layout
+/// directory's name, if that is a valid repository name.
+pub fn default_repository(dir: &Path) -> Option<String> {
+    let name = dir.file_name()?.to_str()?.to_ascii_lowercase();
+    ferry_oci::digest::check_repository(&name).ok()?;
+    Some(name)
+}
+
+/// Reads, verifies and stages `tags` of the layout at `dir` (blocking).
+pub fn stage(
+    store: &Arc<RocksStore>,
+    dir: &Path,
+    repository: &str,
+    tags: &[String],
+    max_blob: u64,
+) -> Result<Staged, String> {
+    let source = Layout::open(dir).map_err(|e| e.to_string())?;
+    let plan = ferry_oci::plan(&source, repository, tags, Limits { max_blob })
+        .map_err(|e| e.to_string())?;
+    let mut shared = SharedStore(store.clone());
+    ferry_oci::stage(&mut shared, &Chunking::default(), &source, &plan).map_err(|e| e.to_string())
+}
+
+/// The digests `tags` name in the layout at `dir` (all its tags if empty).
+fn current(dir: &Path, tags: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let source = Layout::open(dir).map_err(|e| e.to_string())?;
+    let tags = if tags.is_empty() {
+        source.tags().map_err(|e| e.to_string())?
+    } else {
+        tags.to_vec()
+    };
+    tags.into_iter()
+        .map(|tag| {
+            let desc = source.resolve(&tag).map_err(|e| e.to_string())?;
+            Ok((tag, desc.digest.to_string()))
+        })
+        .collect()
+}
+
+/// Publishes the watched tags whenever what they name changes. What was
+/// last published is kept in `<oci root>/watch/<repository>.json`, so a
+/// restart does not publish again.
+async fn run_watch(watch: OciWatch, publisher: Publisher) {
+    let state = publisher
+        .config
+        .oci
+        .root
+        .join("watch")
+        .join(format!("{}.json", watch.repository.replace('/', "~")));
+    let mut last: BTreeMap<String, String> = std::fs::read(&state)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let (dir, _) = match parse_source(&watch.source) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!(source = %watch.source, "oci.watch: {e}");
+            return;
+        }
+    };
+    let mut ticks = tokio::time::interval(watch.interval);
+    loop {
+        ticks.tick().await;
+        let (dir2, tags) = (dir.clone(), watch.tags.clone());
+        let now = match tokio::task::spawn_blocking(move || current(&dir2, &tags)).await {
+            Ok(Ok(now)) => now,
+            Ok(Err(e)) => {
+                tracing::warn!(source = %watch.source, "oci.watch: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if now == last {
+            continue;
+        }
+        let changed: Vec<String> = now
+            .iter()
+            .filter(|(tag, digest)| last.get(*tag) != Some(digest))
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        match publisher
+            .publish(&dir, &watch.repository, &changed, &watch.to, None)
+            .await
+        {
+            Ok((bundle, _)) => {
+                tracing::info!(source = %watch.source, repository = %watch.repository, tags = ?changed, %bundle, "oci.watch published");
+                last = now;
+                let _ = std::fs::create_dir_all(state.parent().unwrap_or(Path::new(".")));
+                let tmp = state.with_extension("tmp");
+                if std::fs::write(&tmp, serde_json::to_vec(&last).unwrap_or_default()).is_ok() {
+                    let _ = std::fs::rename(&tmp, &state);
+                }
+            }
+            Err(e) => tracing::warn!(source = %watch.source, "oci.watch: not published: {e}"),
+        }
+    }
+}
+
+impl Publisher {
+    /// Stages `tags` of the layout at `dir` (all if empty) and submits them
+    /// as one bundle to `to` (a peer name, node id or group:NAME).
+    pub async fn publish(
+        &self,
+        dir: &Path,
+        repository: &str,
+        tags: &[String],
+        to: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<(BundleId, Staged), String> {
+        let destination = crate::admin::resolve_destination(&self.registry, to)?;
+        let (store, dir, repository, tags) = (
+            self.store.clone(),
+            dir.to_owned(),
+            repository.to_owned(),
+            tags.to_vec(),
+        );
+        let max_blob = self.config.oci.max_blob;
+        let staged =
+            tokio::task::spawn_blocking(move || stage(&store, &dir, &repository, &tags, max_blob))
+                .await
+                .map_err(|e| e.to_string())??;
+        let bundle = self
+            .engine
+            .submit(ferry_core::Submission {
+                destination,
+                lifetime: lifetime.unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+                priority: ferry_core::Priority::Normal,
+                kind: PayloadKind::Oci,
+                manifest: staged.manifest,
+                release: staged.release.encode(),
+            })
+            .await?;
+        Ok((bundle, staged))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_name_a_layout_and_maybe_a_tag() {
+        assert_eq!(
+            parse_source("oci:/srv/app:v1").unwrap(),
+            (PathBuf::from("/srv/app"), Some("v1".into()))
+        );
+        assert_eq!(
+            parse_source("oci:/srv/app").unwrap(),
+            (PathBuf::from("/srv/app"), None)
+        );
+        assert_eq!(
+            parse_source("oci:rel/dir").unwrap(),
+            (PathBuf::from("rel/dir"), None)
+        );
+        assert!(
+            parse_source("docker://x/y:z")
+                .unwrap_err()
+                .contains("oci:DIR")
+        );
+    }
+}
