@@ -11,9 +11,11 @@ use crate::daemon::Common;
 #[derive(clap::Subcommand)]
 pub enum OciCommand {
     /// Publish tags of an image source as one release (one bundle) to a
-    /// destination. SOURCE is oci:DIR or oci:DIR:TAG (an OCI image layout,
-    /// e.g. written by `skopeo copy ... oci:DIR:TAG`); every blob is
-    /// verified against its digest before anything is sent.
+    /// destination. SOURCE is oci:DIR[:TAG] (an OCI image layout, e.g.
+    /// written by `skopeo copy ... oci:DIR:TAG`), docker://HOST/REPO[:TAG]
+    /// (a registry over HTTPS) or docker+http://HOST/REPO[:TAG] (plain
+    /// HTTP); every blob is verified against its digest before anything is
+    /// sent.
     Publish {
         #[command(flatten)]
         common: Common,
@@ -29,6 +31,9 @@ pub enum OciCommand {
         /// A peer name, a node id, or group:NAME.
         #[arg(long)]
         to: String,
+        /// A file holding user:password for a registry source.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
         /// Seconds the bundle may live before it is deleted undelivered.
         #[arg(long)]
         lifetime: Option<u64>,
@@ -54,6 +59,7 @@ pub fn run(command: OciCommand) -> anyhow::Result<()> {
             tags,
             repository,
             to,
+            credentials,
             lifetime,
         } => {
             // The daemon resolves paths from its own directory: send an absolute one.
@@ -73,6 +79,10 @@ pub fn run(command: OciCommand) -> anyhow::Result<()> {
                     &common.socket,
                     &Request::OciPublish {
                         source,
+                        credentials: credentials
+                            .map(std::path::absolute)
+                            .transpose()
+                            .context("resolving --credentials")?,
                         repository,
                         tags,
                         to,

@@ -12,6 +12,8 @@
 //! - [`leaf`]: [`ImageStore`], verified blobs on disk and tags moved
 //!   atomically once everything they reach is held.
 //! - [`serve`]: the OCI Distribution API (read-only) over an [`ImageStore`].
+//! - [`registry`]: an upstream registry as a source (distribution pull,
+//!   Bearer/Basic auth).
 //! - [`media`], [`digest`]: the JSON documents and names, validated.
 //! - [`fixture`]: test images built from files, for tests and benchmarks.
 
@@ -21,6 +23,7 @@ pub mod ingest;
 pub mod layout;
 pub mod leaf;
 pub mod media;
+pub mod registry;
 pub mod release;
 pub mod serve;
 
@@ -28,4 +31,5 @@ pub use digest::Digest;
 pub use ingest::{Chunking, IngestError, Limits, Plan, Source, Staged, plan, stage};
 pub use layout::{Layout, LayoutWriter};
 pub use leaf::{Applied, ApplyError, ImageStore, Stamp};
+pub use registry::{Registry, RegistryRef};
 pub use release::{OciRelease, ReleaseError};

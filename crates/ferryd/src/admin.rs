@@ -38,10 +38,14 @@ pub enum Request {
         lifetime_s: Option<u64>,
     },
     /// Publish tags of an image source (`oci:DIR[:TAG]`, an OCI image
-    /// layout) as one OCI bundle to `to`; the repository defaults to the
-    /// directory's name.
+    /// layout; `docker://HOST/REPO[:TAG]` or `docker+http://...`, a
+    /// registry) as one OCI bundle to `to`; the repository defaults to the
+    /// registry's name or the layout directory's.
     OciPublish {
         source: String,
+        /// A file holding `user:password` for a registry source.
+        #[serde(default)]
+        credentials: Option<PathBuf>,
         #[serde(default)]
         repository: Option<String>,
         #[serde(default)]
@@ -248,12 +252,13 @@ impl Admin {
             }
             Request::OciPublish {
                 source,
+                credentials,
                 repository,
                 mut tags,
                 to,
                 lifetime_s,
             } => {
-                let (dir, tag) = crate::oci::parse_source(&source)?;
+                let (spec, tag) = crate::oci::SourceSpec::parse(&source)?;
                 if let Some(tag) = tag
                     && !tags.contains(&tag)
                 {
@@ -261,11 +266,8 @@ impl Admin {
                 }
                 let repository = match repository {
                     Some(r) => r,
-                    None => crate::oci::default_repository(&dir).ok_or_else(|| {
-                        format!(
-                            "{} is not a valid repository name; name one with --repository",
-                            dir.display()
-                        )
+                    None => spec.default_repository().ok_or_else(|| {
+                        format!("{source:?} names no valid repository; name one with --repository")
                     })?,
                 };
                 let publisher = crate::oci::Publisher {
@@ -276,7 +278,7 @@ impl Admin {
                 };
                 let lifetime = lifetime_s.map(Duration::from_secs);
                 let (bundle, staged) = publisher
-                    .publish(&dir, &repository, &tags, &to, lifetime)
+                    .publish(&spec, &credentials, &repository, &tags, &to, lifetime)
                     .await?;
                 Ok(serde_json::json!({
                     "bundle": bundle.to_string(),

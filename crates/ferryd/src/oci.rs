@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{BundleId, BundleRecord, Cf, Engine, PayloadKind, Store};
-use ferry_oci::{Applied, Chunking, ImageStore, Layout, Limits, OciRelease, Source, Staged, Stamp};
+use ferry_oci::{
+    Applied, Chunking, ImageStore, Layout, Limits, OciRelease, RegistryRef, Source, Staged, Stamp,
+};
 use ferry_store::{RocksStore, SharedStore};
 use tokio::sync::mpsc;
 
@@ -177,50 +179,104 @@ pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Ap
         .map_err(|e| e.to_string())
 }
 
-/// A source named on the command line or in `[[oci.watch]]`, and the tag
-/// it names, if any. `oci:DIR` or `oci:DIR:TAG` (an OCI image layout).
-pub fn parse_source(text: &str) -> Result<(PathBuf, Option<String>), String> {
-    let Some(rest) = text.strip_prefix("oci:") else {
-        return Err(format!(
-            "{text:?}: the source must be oci:DIR[:TAG] (an OCI image layout directory)"
-        ));
-    };
-    if let Some((dir, tag)) = rest.rsplit_once(':')
-        && !tag.contains('/')
-        && ferry_oci::digest::check_tag(tag).is_ok()
-        && !dir.is_empty()
-    {
-        return Ok((PathBuf::from(dir), Some(tag.to_owned())));
+/// Where images come from, as named on the command line or in
+/// `[[oci.watch]]`: `oci:DIR[:TAG]` (an OCI image layout),
+/// `docker://HOST/REPO[:TAG]` (a registry over HTTPS) or
+/// `docker+http://HOST/REPO[:TAG]` (plain HTTP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpec {
+    Layout(PathBuf),
+    Registry(RegistryRef),
+}
+
+/// Registry credentials: a file holding `user:password` (one line).
+pub type Credentials = Option<PathBuf>;
+
+impl SourceSpec {
+    /// The source and the tag it names, if any.
+    pub fn parse(text: &str) -> Result<(SourceSpec, Option<String>), String> {
+        if text.starts_with("docker://") || text.starts_with("docker+http://") {
+            let at = RegistryRef::parse(text)?;
+            let tag = at.tag.clone();
+            return Ok((SourceSpec::Registry(at), tag));
+        }
+        let Some(rest) = text.strip_prefix("oci:") else {
+            return Err(format!(
+                "{text:?}: a source is oci:DIR[:TAG], docker://HOST/REPO[:TAG] or docker+http://HOST/REPO[:TAG]"
+            ));
+        };
+        if let Some((dir, tag)) = rest.rsplit_once(':')
+            && !tag.contains('/')
+            && ferry_oci::digest::check_tag(tag).is_ok()
+            && !dir.is_empty()
+        {
+            return Ok((SourceSpec::Layout(PathBuf::from(dir)), Some(tag.to_owned())));
+        }
+        Ok((SourceSpec::Layout(PathBuf::from(rest)), None))
     }
-    Ok((PathBuf::from(rest), None))
+
+    /// The repository a leaf serves this source as when none is given:
+    /// the registry's own name, or the layout directory's name.
+    pub fn default_repository(&self) -> Option<String> {
+        match self {
+            SourceSpec::Registry(at) => Some(at.repository.clone()),
+            SourceSpec::Layout(dir) => {
+                let name = dir.file_name()?.to_str()?.to_ascii_lowercase();
+                ferry_oci::digest::check_repository(&name).ok()?;
+                Some(name)
+            }
+        }
+    }
+
+    /// Opens the source (blocking: a registry is asked nothing yet).
+    fn open(&self, credentials: &Credentials) -> Result<Box<dyn Source>, String> {
+        match self {
+            SourceSpec::Layout(dir) => Ok(Box::new(Layout::open(dir).map_err(|e| e.to_string())?)),
+            SourceSpec::Registry(at) => {
+                let credentials = match credentials {
+                    None => None,
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| format!("credentials {}: {e}", path.display()))?;
+                        let (user, password) =
+                            text.trim_end().split_once(':').ok_or_else(|| {
+                                format!(
+                                    "credentials {}: expected one line user:password",
+                                    path.display()
+                                )
+                            })?;
+                        Some((user.to_owned(), password.to_owned()))
+                    }
+                };
+                Ok(Box::new(ferry_oci::Registry::new(at.clone(), credentials)))
+            }
+        }
+    }
 }
 
-/// The repository name a source gets when none is given: the layout
-/// directory's name, if that is a valid repository name.
-pub fn default_repository(dir: &Path) -> Option<String> {
-    let name = dir.file_name()?.to_str()?.to_ascii_lowercase();
-    ferry_oci::digest::check_repository(&name).ok()?;
-    Some(name)
-}
-
-/// Reads, verifies and stages `tags` of the layout at `dir` (blocking).
+/// Reads, verifies and stages `tags` of `spec` (blocking).
 pub fn stage(
     store: &Arc<RocksStore>,
-    dir: &Path,
+    spec: &SourceSpec,
+    credentials: &Credentials,
     repository: &str,
     tags: &[String],
     max_blob: u64,
 ) -> Result<Staged, String> {
-    let source = Layout::open(dir).map_err(|e| e.to_string())?;
-    let plan = ferry_oci::plan(&source, repository, tags, Limits { max_blob })
+    let source = spec.open(credentials)?;
+    let plan = ferry_oci::plan(&*source, repository, tags, Limits { max_blob })
         .map_err(|e| e.to_string())?;
     let mut shared = SharedStore(store.clone());
-    ferry_oci::stage(&mut shared, &Chunking::default(), &source, &plan).map_err(|e| e.to_string())
+    ferry_oci::stage(&mut shared, &Chunking::default(), &*source, &plan).map_err(|e| e.to_string())
 }
 
-/// The digests `tags` name in the layout at `dir` (all its tags if empty).
-fn current(dir: &Path, tags: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let source = Layout::open(dir).map_err(|e| e.to_string())?;
+/// The digests `tags` name in `spec` (all its tags if empty).
+fn current(
+    spec: &SourceSpec,
+    credentials: &Credentials,
+    tags: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let source = spec.open(credentials)?;
     let tags = if tags.is_empty() {
         source.tags().map_err(|e| e.to_string())?
     } else {
@@ -248,7 +304,7 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let (dir, _) = match parse_source(&watch.source) {
+    let (spec, _) = match SourceSpec::parse(&watch.source) {
         Ok(parsed) => parsed,
         Err(e) => {
             tracing::error!(source = %watch.source, "oci.watch: {e}");
@@ -258,15 +314,17 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
     let mut ticks = tokio::time::interval(watch.interval);
     loop {
         ticks.tick().await;
-        let (dir2, tags) = (dir.clone(), watch.tags.clone());
-        let now = match tokio::task::spawn_blocking(move || current(&dir2, &tags)).await {
-            Ok(Ok(now)) => now,
-            Ok(Err(e)) => {
-                tracing::warn!(source = %watch.source, "oci.watch: {e}");
-                continue;
-            }
-            Err(_) => continue,
-        };
+        let (spec2, tags, credentials) =
+            (spec.clone(), watch.tags.clone(), watch.credentials.clone());
+        let now =
+            match tokio::task::spawn_blocking(move || current(&spec2, &credentials, &tags)).await {
+                Ok(Ok(now)) => now,
+                Ok(Err(e)) => {
+                    tracing::warn!(source = %watch.source, "oci.watch: {e}");
+                    continue;
+                }
+                Err(_) => continue,
+            };
         if now == last {
             continue;
         }
@@ -276,7 +334,14 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
             .map(|(tag, _)| tag.clone())
             .collect();
         match publisher
-            .publish(&dir, &watch.repository, &changed, &watch.to, None)
+            .publish(
+                &spec,
+                &watch.credentials,
+                &watch.repository,
+                &changed,
+                &watch.to,
+                None,
+            )
             .await
         {
             Ok((bundle, _)) => {
@@ -294,28 +359,31 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
 }
 
 impl Publisher {
-    /// Stages `tags` of the layout at `dir` (all if empty) and submits them
-    /// as one bundle to `to` (a peer name, node id or group:NAME).
+    /// Stages `tags` of `spec` (all if empty) and submits them as one
+    /// bundle to `to` (a peer name, node id or group:NAME).
     pub async fn publish(
         &self,
-        dir: &Path,
+        spec: &SourceSpec,
+        credentials: &Credentials,
         repository: &str,
         tags: &[String],
         to: &str,
         lifetime: Option<Duration>,
     ) -> Result<(BundleId, Staged), String> {
         let destination = crate::admin::resolve_destination(&self.registry, to)?;
-        let (store, dir, repository, tags) = (
+        let (store, spec, credentials, repository, tags) = (
             self.store.clone(),
-            dir.to_owned(),
+            spec.clone(),
+            credentials.clone(),
             repository.to_owned(),
             tags.to_vec(),
         );
         let max_blob = self.config.oci.max_blob;
-        let staged =
-            tokio::task::spawn_blocking(move || stage(&store, &dir, &repository, &tags, max_blob))
-                .await
-                .map_err(|e| e.to_string())??;
+        let staged = tokio::task::spawn_blocking(move || {
+            stage(&store, &spec, &credentials, &repository, &tags, max_blob)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         let bundle = self
             .engine
             .submit(ferry_core::Submission {
@@ -336,21 +404,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sources_name_a_layout_and_maybe_a_tag() {
+    fn sources_name_a_layout_or_a_registry_and_maybe_a_tag() {
+        let layout = |p: &str| SourceSpec::Layout(PathBuf::from(p));
         assert_eq!(
-            parse_source("oci:/srv/app:v1").unwrap(),
-            (PathBuf::from("/srv/app"), Some("v1".into()))
+            SourceSpec::parse("oci:/srv/app:v1").unwrap(),
+            (layout("/srv/app"), Some("v1".into()))
         );
         assert_eq!(
-            parse_source("oci:/srv/app").unwrap(),
-            (PathBuf::from("/srv/app"), None)
+            SourceSpec::parse("oci:/srv/app").unwrap(),
+            (layout("/srv/app"), None)
         );
         assert_eq!(
-            parse_source("oci:rel/dir").unwrap(),
-            (PathBuf::from("rel/dir"), None)
+            SourceSpec::parse("oci:rel/dir").unwrap(),
+            (layout("rel/dir"), None)
         );
+        let (spec, tag) = SourceSpec::parse("docker+http://127.0.0.1:5000/team/app:v2").unwrap();
+        assert_eq!(tag.as_deref(), Some("v2"));
+        assert_eq!(spec.default_repository().as_deref(), Some("team/app"));
         assert!(
-            parse_source("docker://x/y:z")
+            SourceSpec::parse("ftp://x/y")
                 .unwrap_err()
                 .contains("oci:DIR")
         );

@@ -78,6 +78,7 @@ fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {
             &rt,
             &Request::OciPublish {
                 source: format!("oci:{}:v1", upstream.display()),
+                credentials: None,
                 repository: Some("team/app".into()),
                 tags: Vec::new(),
                 to: "leaf".into(),
@@ -101,6 +102,7 @@ fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {
             &rt,
             &Request::OciPublish {
                 source: format!("oci:{}:v9", upstream.display()),
+                credentials: None,
                 repository: Some("team/app".into()),
                 tags: Vec::new(),
                 to: "leaf".into(),

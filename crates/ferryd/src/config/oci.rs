@@ -29,6 +29,7 @@ struct WatchSection {
     tags: Vec<String>,
     to: String,
     interval: Option<String>,
+    credentials: Option<PathBuf>,
 }
 
 /// `[oci]`, validated.
@@ -44,7 +45,8 @@ pub struct OciConfig {
     pub watch: Vec<OciWatch>,
 }
 
-/// One `[[oci.watch]]`: publish `tags` of `source` as `repository` to `to`
+/// One `[[oci.watch]]`: publish `tags` of `source` (`oci:DIR`,
+/// `docker://HOST/REPO`, `docker+http://HOST/REPO`) as `repository` to `to`
 /// whenever what they name changes, checking every `interval`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OciWatch {
@@ -53,6 +55,8 @@ pub struct OciWatch {
     pub tags: Vec<String>,
     pub to: String,
     pub interval: Duration,
+    /// A file holding `user:password` for a registry source.
+    pub credentials: Option<PathBuf>,
 }
 
 impl OciSection {
@@ -84,12 +88,7 @@ impl OciSection {
             for tag in &w.tags {
                 ferry_oci::digest::check_tag(tag).map_err(|e| (key("tags"), e))?;
             }
-            if !w.source.starts_with("oci:") {
-                return Err((
-                    key("source"),
-                    format!("{:?}: only oci:DIR sources can be watched", w.source),
-                ));
-            }
+            crate::oci::SourceSpec::parse(&w.source).map_err(|e| (key("source"), e))?;
             let interval = match &w.interval {
                 Some(text) => humantime::parse_duration(text)
                     .map_err(|e| (key("interval"), format!("{text:?}: {e}")))?,
@@ -104,6 +103,7 @@ impl OciSection {
                 tags: w.tags.clone(),
                 to: w.to.clone(),
                 interval,
+                credentials: w.credentials.as_deref().map(&relative),
             });
         }
         Ok(OciConfig {
@@ -112,5 +112,46 @@ impl OciSection {
             max_blob,
             watch,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Result<OciConfig, (String, String)> {
+        let section: OciSection =
+            toml::from_str(text).map_err(|e| ("parse".into(), e.to_string()))?;
+        section.build(|p: &Path| Path::new("/etc/ferry").join(p))
+    }
+
+    #[test]
+    fn the_registry_and_watches_are_read_with_defaults() {
+        let c = build("listen = \"127.0.0.1:5050\"\n[[watch]]\nsource = \"docker://r.example/team/app\"\nrepository = \"team/app\"\ntags = [\"stable\"]\nto = \"group:leaves\"\n").unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:5050".parse().unwrap()));
+        assert_eq!(c.root, Path::new("/etc/ferry/oci"));
+        assert_eq!(c.max_blob, 8 << 30);
+        assert_eq!(c.watch[0].interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(build("listen = \"nowhere\"").unwrap_err().0, "listen");
+        assert_eq!(build("max_blob = \"lots\"").unwrap_err().0, "max_blob");
+        let watch = |extra: &str| {
+            format!("[[watch]]\nsource = \"oci:/x\"\nrepository = \"a\"\nto = \"b\"\n{extra}")
+        };
+        assert_eq!(
+            build(&watch("interval = \"0s\"")).unwrap_err().0,
+            "watch[0].interval"
+        );
+        assert_eq!(
+            build(&watch("tags = [\"../x\"]")).unwrap_err().0,
+            "watch[0].tags"
+        );
+        let err =
+            build("[[watch]]\nsource = \"ftp://x\"\nrepository = \"a\"\nto = \"b\"\n").unwrap_err();
+        assert_eq!(err.0, "watch[0].source");
+        assert!(build("colour = \"red\"").unwrap_err().1.contains("colour"));
     }
 }
