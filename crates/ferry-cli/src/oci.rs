@@ -12,7 +12,8 @@ use crate::daemon::Common;
 pub enum OciCommand {
     /// Publish tags of an image source as one release (one bundle) to a
     /// destination. SOURCE is oci:DIR[:TAG] (an OCI image layout, e.g.
-    /// written by `skopeo copy ... oci:DIR:TAG`), docker://HOST/REPO[:TAG]
+    /// written by `skopeo copy ... oci:DIR:TAG`), docker-archive:FILE[:TAG]
+    /// (a `docker save` tar), docker://HOST/REPO[:TAG]
     /// (a registry over HTTPS) or docker+http://HOST/REPO[:TAG] (plain
     /// HTTP); every blob is verified against its digest before anything is
     /// sent.
@@ -63,13 +64,15 @@ pub fn run(command: OciCommand) -> anyhow::Result<()> {
             lifetime,
         } => {
             // The daemon resolves paths from its own directory: send an absolute one.
-            let source = match source.strip_prefix("oci:") {
-                Some(rest) if !rest.starts_with('/') => {
-                    let cwd = std::env::current_dir().context("the current directory")?;
-                    format!("oci:{}", cwd.join(rest).display())
-                }
-                _ => source,
-            };
+            let cwd = std::env::current_dir().context("the current directory")?;
+            let source = ["oci:", "docker-archive:"]
+                .iter()
+                .find_map(|prefix| {
+                    let rest = source.strip_prefix(prefix)?;
+                    (!rest.starts_with('/'))
+                        .then(|| format!("{prefix}{}", cwd.join(rest).display()))
+                })
+                .unwrap_or(source);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()

@@ -4,7 +4,7 @@
 //! travel through ferry-core like any other payload.
 //!
 //! - [`ingest`]: walk what tags reach in a [`ingest::Source`] ([`Layout`],
-//!   ...), verify every blob, and stage the release into a node's store:
+//!   [`DockerArchive`], [`Registry`]), verify every blob, and stage the release into a node's store:
 //!   each blob chunked on its own, so a blob the next hop holds costs only
 //!   its manifest entries.
 //! - [`release`]: [`OciRelease`], the bundle's `release` (repository, tags,
@@ -17,6 +17,7 @@
 //! - [`media`], [`digest`]: the JSON documents and names, validated.
 //! - [`fixture`]: test images built from files, for tests and benchmarks.
 
+pub mod archive;
 pub mod digest;
 pub mod fixture;
 pub mod ingest;
@@ -27,6 +28,7 @@ pub mod registry;
 pub mod release;
 pub mod serve;
 
+pub use archive::DockerArchive;
 pub use digest::Digest;
 pub use ingest::{Chunking, IngestError, Limits, Plan, Source, Staged, plan, stage};
 pub use layout::{Layout, LayoutWriter};

@@ -181,11 +181,13 @@ pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Ap
 
 /// Where images come from, as named on the command line or in
 /// `[[oci.watch]]`: `oci:DIR[:TAG]` (an OCI image layout),
+/// `docker-archive:FILE[:TAG]` (a `docker save` tar),
 /// `docker://HOST/REPO[:TAG]` (a registry over HTTPS) or
 /// `docker+http://HOST/REPO[:TAG]` (plain HTTP).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceSpec {
     Layout(PathBuf),
+    DockerArchive(PathBuf),
     Registry(RegistryRef),
 }
 
@@ -200,19 +202,25 @@ impl SourceSpec {
             let tag = at.tag.clone();
             return Ok((SourceSpec::Registry(at), tag));
         }
-        let Some(rest) = text.strip_prefix("oci:") else {
-            return Err(format!(
-                "{text:?}: a source is oci:DIR[:TAG], docker://HOST/REPO[:TAG] or docker+http://HOST/REPO[:TAG]"
-            ));
-        };
-        if let Some((dir, tag)) = rest.rsplit_once(':')
+        let (make, rest): (fn(PathBuf) -> SourceSpec, &str) =
+            if let Some(rest) = text.strip_prefix("oci:") {
+                (SourceSpec::Layout, rest)
+            } else if let Some(rest) = text.strip_prefix("docker-archive:") {
+                (SourceSpec::DockerArchive, rest)
+            } else {
+                return Err(format!(
+                    "{text:?}: a source is oci:DIR[:TAG], docker-archive:FILE[:TAG], \
+                     docker://HOST/REPO[:TAG] or docker+http://HOST/REPO[:TAG]"
+                ));
+            };
+        if let Some((path, tag)) = rest.rsplit_once(':')
             && !tag.contains('/')
             && ferry_oci::digest::check_tag(tag).is_ok()
-            && !dir.is_empty()
+            && !path.is_empty()
         {
-            return Ok((SourceSpec::Layout(PathBuf::from(dir)), Some(tag.to_owned())));
+            return Ok((make(PathBuf::from(path)), Some(tag.to_owned())));
         }
-        Ok((SourceSpec::Layout(PathBuf::from(rest)), None))
+        Ok((make(PathBuf::from(rest)), None))
     }
 
     /// The repository a leaf serves this source as when none is given:
@@ -220,8 +228,8 @@ impl SourceSpec {
     pub fn default_repository(&self) -> Option<String> {
         match self {
             SourceSpec::Registry(at) => Some(at.repository.clone()),
-            SourceSpec::Layout(dir) => {
-                let name = dir.file_name()?.to_str()?.to_ascii_lowercase();
+            SourceSpec::Layout(path) | SourceSpec::DockerArchive(path) => {
+                let name = path.file_stem()?.to_str()?.to_ascii_lowercase();
                 ferry_oci::digest::check_repository(&name).ok()?;
                 Some(name)
             }
@@ -232,6 +240,9 @@ impl SourceSpec {
     fn open(&self, credentials: &Credentials) -> Result<Box<dyn Source>, String> {
         match self {
             SourceSpec::Layout(dir) => Ok(Box::new(Layout::open(dir).map_err(|e| e.to_string())?)),
+            SourceSpec::DockerArchive(file) => Ok(Box::new(
+                ferry_oci::DockerArchive::open(file).map_err(|e| e.to_string())?,
+            )),
             SourceSpec::Registry(at) => {
                 let credentials = match credentials {
                     None => None,
