@@ -381,3 +381,191 @@ fn the_leaf_api_answers_with_the_specs_errors_headers_and_ranges() {
     let tags: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(tags["tags"], serde_json::json!([]));
 }
+
+/// Stages `tags` of `layout` at `base` and submits them to `destination`.
+fn submit(
+    net: &mut Net,
+    base: NodeIndex,
+    layout: &Path,
+    tags: &[&str],
+    destination: Endpoint,
+) -> (BundleId, u64) {
+    let source = Layout::open(layout).unwrap();
+    let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let plan = ferry_oci::plan(&source, REPO, &tags, Limits::default()).unwrap();
+    let staged = ferry_oci::stage(
+        net.engine_mut(base).store_mut(),
+        &ferry_oci::ingest::Chunking::default(),
+        &source,
+        &plan,
+    )
+    .unwrap();
+    let now = net.now;
+    let id = net
+        .engine_mut(base)
+        .submit(
+            now,
+            Submission {
+                destination,
+                lifetime: Duration::from_secs(24 * 3600),
+                priority: Priority::Normal,
+                kind: PayloadKind::Oci,
+                manifest: staged.manifest,
+                release: staged.release.encode(),
+            },
+        )
+        .unwrap();
+    (id, staged.bytes)
+}
+
+fn delivered_at(net: &Net, leaf: NodeIndex, id: BundleId) -> bool {
+    net.events(leaf)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Delivered { bundle, .. } if *bundle == id))
+}
+
+#[test]
+fn a_release_for_a_group_crosses_each_link_once_and_every_leaf_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("upstream");
+    let images = fixture::test_layout(&layout, 1024, 256).unwrap();
+    let seed = 21;
+    let mut net = Net::new(seed);
+    let group: std::collections::BTreeSet<NodeId> = [node(3), node(4)].into();
+    let groups: std::collections::BTreeMap<String, _> = [("leaves".to_string(), group)].into();
+    let mut base = EngineConfig::new(node(1), seed);
+    base.routes = Routes {
+        next_hop: [(node(3), node(2)), (node(4), node(2))].into(),
+        groups: groups.clone(),
+        ..Routes::default()
+    };
+    let mut relay = EngineConfig::new(node(2), seed + 1);
+    relay.routes = Routes {
+        next_hop: [(node(3), node(3)), (node(4), node(4))].into(),
+        groups,
+        ..Routes::default()
+    };
+    let b = net.add_node(base, MemStore::new());
+    let r = net.add_node(relay, MemStore::new());
+    let leaves: Vec<NodeIndex> = [3u8, 4]
+        .iter()
+        .map(|&n| {
+            let mut config = EngineConfig::new(node(n), seed + u64::from(n));
+            config.member_of.insert("leaves".into());
+            net.add_node(config, MemStore::new())
+        })
+        .collect();
+    let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
+    model.loss = 0.02;
+    let trunk = net.add_wire(b, r, model.clone());
+    net.set_up(trunk, true);
+    for &leaf in &leaves {
+        let w = net.add_wire(r, leaf, model.clone());
+        net.set_up(w, true);
+    }
+    let (id, bytes) = submit(
+        &mut net,
+        b,
+        &layout,
+        &["v1"],
+        Endpoint::Group("leaves".into()),
+    );
+    let limit = net.now + Duration::from_secs(6 * 3600);
+    assert!(net.run_while(limit, |net| {
+        !leaves.iter().all(|&l| delivered_at(net, l, id))
+    }));
+    let trunk_bytes = net.stats(trunk).bytes[0];
+    assert!(
+        (trunk_bytes as f64) < bytes as f64 * 1.1,
+        "the release crossed the trunk once: {trunk_bytes} B for {bytes} B"
+    );
+    for &leaf in &leaves {
+        let engine = net.engine(leaf);
+        let record = engine.bundle(&id).unwrap();
+        let release = OciRelease::decode(&record.header.release).unwrap();
+        let manifest = engine
+            .store()
+            .get_manifest(record.header.manifest)
+            .unwrap()
+            .unwrap();
+        let store = ImageStore::open(&dir.path().join(format!("leaf{leaf}"))).unwrap();
+        store
+            .apply(engine.store(), &manifest, &release, Stamp::default())
+            .unwrap();
+        let repo = store.repository(REPO).unwrap().unwrap();
+        assert_eq!(repo.tags["v1"].target.digest, images.v1.digest);
+    }
+}
+
+#[test]
+fn an_interrupted_release_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("upstream");
+    fixture::test_layout(&layout, 2048, 256).unwrap();
+    let mut chain = chain(31, 0.0);
+    let (id, bytes) = submit(
+        &mut chain.net,
+        chain.base,
+        &layout,
+        &["v1"],
+        Endpoint::Node(node(3)),
+    );
+    let last_hop = chain.last_hop;
+    let limit = chain.net.now + Duration::from_secs(3600);
+    // Cut the leaf's link once half the payload crossed it, for ten minutes.
+    chain
+        .net
+        .run_while(limit, |net| net.stats(last_hop).bytes[0] < bytes / 2);
+    chain.net.set_up(last_hop, false);
+    let later = chain.net.now + Duration::from_secs(600);
+    chain.net.run_until(later);
+    chain.net.set_up(last_hop, true);
+    let leaf = chain.leaf;
+    let limit = chain.net.now + Duration::from_secs(6 * 3600);
+    assert!(
+        chain
+            .net
+            .run_while(limit, |net| !delivered_at(net, leaf, id))
+    );
+    let sent = chain.net.stats(last_hop).bytes[0];
+    assert!(
+        (sent as f64) < bytes as f64 * 1.05,
+        "the second contact sent only what was missing: {sent} B in all for {bytes} B"
+    );
+}
+
+#[test]
+fn blobs_the_leaf_holds_cross_as_manifest_entries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("upstream");
+    fixture::test_layout(&layout, 2048, 512).unwrap();
+    let mut chain = chain(41, 0.0);
+    let first = publish(&mut chain, &layout, &["v1"]);
+    let before = chain.net.stats(chain.last_hop).bytes[0];
+    // The same image under another tag: every blob is held already.
+    let mut writer = ferry_oci::LayoutWriter::create(&layout).unwrap();
+    let v1 = Layout::open(&layout).unwrap();
+    let v1 = ferry_oci::Source::resolve(&v1, "v1").unwrap();
+    writer.tag("stable", &v1);
+    writer.finish().unwrap();
+    let (id, bytes) = submit(
+        &mut chain.net,
+        chain.base,
+        &layout,
+        &["stable"],
+        Endpoint::Node(node(3)),
+    );
+    let leaf = chain.leaf;
+    let limit = chain.net.now + Duration::from_secs(3600);
+    assert!(
+        chain
+            .net
+            .run_while(limit, |net| !delivered_at(net, leaf, id))
+    );
+    let retag = chain.net.stats(chain.last_hop).bytes[0] - before;
+    assert!(
+        (retag as f64) < bytes as f64 * 0.02,
+        "a retag of a held image cost {retag} B of {bytes} B"
+    );
+    assert_ne!(first, id);
+}
