@@ -258,8 +258,19 @@ fn images_cross_a_lossy_chain_and_skopeo_pulls_them_with_their_digests() {
 
     // Export to a layout gives the same digests.
     let exported = dir.path().join("exported");
-    store.export(REPO, &["v2".into()], &exported).unwrap();
+    store
+        .export(REPO, &["v2".into(), "v1".into()], &exported)
+        .unwrap();
     assert_eq!(tagged(&exported, "v2"), images.v2.digest.to_string());
+    // v1's signature goes along.
+    assert!(
+        exported
+            .join("blobs/sha256")
+            .join(images.signature.digest.hex())
+            .exists()
+    );
+    let exported_index = std::fs::read_to_string(exported.join("index.json")).unwrap();
+    assert!(exported_index.contains(&images.signature.digest.to_string()));
     assert!(
         chain.net.stats(chain.last_hop).lost[0] > 0,
         "the chain did lose frames"

@@ -71,6 +71,10 @@ pub enum IngestError {
     },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "the release's blob table is {bytes} bytes, over the {limit} a bundle header carries; publish fewer tags per release"
+    )]
+    ReleaseTooLarge { bytes: usize, limit: usize },
 }
 
 /// Limits applied while ingesting.
@@ -340,17 +344,24 @@ pub fn stage<S: Store>(
             recipe: Vec::new(),
         });
     }
+    let release = OciRelease {
+        repository: plan.repository.clone(),
+        tags: plan.tags.clone(),
+        blobs,
+    };
+    let encoded = release.encode().len();
+    if encoded > ferry_proto::MAX_RELEASE_LEN {
+        return Err(IngestError::ReleaseTooLarge {
+            bytes: encoded,
+            limit: ferry_proto::MAX_RELEASE_LEN,
+        });
+    }
     let root = Manifest::new(entries)
         .expect("the chunker yields no empty chunk")
         .with_media_type(RELEASE_MEDIA_TYPE);
     let bytes = root.total_length();
     let manifest = store.put_manifest(&root)?;
     store.sync()?;
-    let release = OciRelease {
-        repository: plan.repository.clone(),
-        tags: plan.tags.clone(),
-        blobs,
-    };
     tracing::info!(%manifest, bytes, new_bytes, blobs = release.blobs.len(), "staged");
     Ok(Staged {
         manifest,

@@ -386,13 +386,24 @@ impl ImageStore {
                 .get(tag)
                 .ok_or_else(|| ApplyError::Name(format!("{repository} has no tag {tag}")))?;
             let mut stack = vec![(tagged.target.digest, tagged.target.media_type.clone())];
+            let mut seen = BTreeSet::new();
             while let Some((digest, media_type)) = stack.pop() {
+                if !seen.insert(digest) {
+                    continue;
+                }
                 let path = self.blob_path(&digest);
                 writer.copy_blob(&digest, &path).map_err(io_err(&path))?;
                 if media::is_manifest(&media_type) {
                     let bytes = fs::read(&path).map_err(io_err(&path))?;
                     for child in media::parse(&media_type, &bytes)?.children {
                         stack.push((child.digest, child.media_type));
+                    }
+                    // Referrers (signatures...) go along, listed untagged.
+                    for referrer in index.referrers.get(&digest).into_iter().flatten() {
+                        if self.blob_path(&referrer.digest).exists() {
+                            writer.add_untagged(referrer);
+                            stack.push((referrer.digest, referrer.media_type.clone()));
+                        }
                     }
                 }
             }
