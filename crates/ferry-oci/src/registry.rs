@@ -59,13 +59,25 @@ impl RegistryRef {
             Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_owned())),
             _ => (path, None),
         };
-        digest::check_repository(repository)?;
+        // Docker Hub: its API lives elsewhere, and official images are library/NAME.
+        let (host, repository) = match host {
+            "docker.io" | "index.docker.io" | "registry-1.docker.io" => (
+                "registry-1.docker.io",
+                if repository.contains('/') {
+                    repository.to_owned()
+                } else {
+                    format!("library/{repository}")
+                },
+            ),
+            _ => (host, repository.to_owned()),
+        };
+        digest::check_repository(&repository)?;
         if let Some(tag) = &tag {
             digest::check_tag(tag)?;
         }
         Ok(RegistryRef {
             base: format!("{scheme}://{host}"),
-            repository: repository.to_owned(),
+            repository,
             tag,
         })
     }
@@ -400,6 +412,11 @@ mod tests {
         );
         let r = RegistryRef::parse("docker://registry.example/library/debian").unwrap();
         assert_eq!((r.base.as_str(), r.tag), ("https://registry.example", None));
+        let hub = RegistryRef::parse("docker://docker.io/alpine:3.20").unwrap();
+        assert_eq!(
+            (hub.base.as_str(), hub.repository.as_str()),
+            ("https://registry-1.docker.io", "library/alpine")
+        );
         assert!(RegistryRef::parse("docker://h/../x").is_err());
         assert!(RegistryRef::parse("oci:/x").is_err());
     }
