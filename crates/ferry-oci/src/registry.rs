@@ -1,7 +1,7 @@
 //! An upstream registry as an ingest [`Source`] (OCI distribution pull):
 //! manifests fetched with an Accept header listing the OCI and Docker
-//! schema 2 media types, blobs, `tags/list`, the referrers API when the
-//! registry has it, and authentication by the `WWW-Authenticate` challenge
+//! schema 2 media types, blobs, `tags/list`, referrers (the referrers API,
+//! or the `sha256-<hex>` fallback tag of registries without it), and authentication by the `WWW-Authenticate` challenge
 //! (Bearer: a token from the realm for the challenge's service and scope,
 //! with Basic credentials if given; or Basic directly).
 //!
@@ -377,16 +377,32 @@ impl Source for Registry {
     fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, IngestError> {
         let path = format!("/v2/{}/referrers/{subject}", self.at.repository);
         let mut response = self.get(&path, Some(media::OCI_INDEX))?;
-        if response.status() != 200 {
-            // 404: the registry has no referrers API (or no referrers).
-            return Ok(Vec::new());
-        }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DOCUMENT)
-            .read_to_vec()
-            .map_err(|e| self.fail(format!("referrers of {subject}: {e}")))?;
+        let body = if response.status() == 200 {
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_DOCUMENT)
+                .read_to_vec()
+                .map_err(|e| self.fail(format!("referrers of {subject}: {e}")))?
+        } else {
+            // No referrers API: the OCI 1.1 fallback, an index tagged
+            // sha256-<hex> listing the referrers.
+            let tag = format!(
+                "/v2/{}/manifests/sha256-{}",
+                self.at.repository,
+                subject.hex()
+            );
+            let mut response = self.get(&tag, Some(media::OCI_INDEX))?;
+            if response.status() != 200 {
+                return Ok(Vec::new());
+            }
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_DOCUMENT)
+                .read_to_vec()
+                .map_err(|e| self.fail(format!("referrers of {subject}: {e}")))?
+        };
         let index: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| self.fail(format!("referrers of {subject} are not JSON: {e}")))?;
         let manifests = index["manifests"].clone();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_core::{MemStore, Store};
-use ferry_oci::{ImageStore, Limits, Registry, RegistryRef, Stamp, fixture};
+use ferry_oci::{ImageStore, Limits, Registry, RegistryRef, Stamp, fixture, media};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 
@@ -210,7 +210,21 @@ fn images_pulled_from_a_token_authenticated_registry_keep_their_digests() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (realm, root_pem) = token_service(&runtime);
     let (_upstream, addr) = docker_registry(dir.path(), realm, &root_pem);
-    for (tag, all) in [("v1", false), ("multi", true)] {
+    // The signature, as OCI 1.1 clients store it on a registry without the
+    // referrers API: an index tagged sha256-<subject hex>.
+    let fallback = format!("sha256-{}", images.v1.digest.hex());
+    let mut writer = ferry_oci::LayoutWriter::create(&layout).unwrap();
+    let mut signature = images.signature.clone();
+    signature.artifact_type = Some("application/vnd.example.signature.v1".into());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [signature],
+    });
+    let index = writer
+        .put(media::OCI_INDEX, index.to_string().as_bytes())
+        .unwrap();
+    writer.tag(&fallback, &index);
+    writer.finish().unwrap();
+    for (tag, all) in [("v1", false), ("multi", true), (fallback.as_str(), true)] {
         let mut args = vec!["copy", "--dest-tls-verify=false"];
         if all {
             args.push("--all");
@@ -236,8 +250,15 @@ fn images_pulled_from_a_token_authenticated_registry_keep_their_digests() {
     let registry = Registry::new(at, None);
     let mut tags = ferry_oci::Source::tags(&registry).unwrap();
     tags.sort();
-    assert_eq!(tags, ["multi", "v1"]);
+    assert_eq!(tags, ["multi", fallback.as_str(), "v1"]);
+    let tags = vec!["v1".to_string(), "multi".to_string()];
     let plan = ferry_oci::plan(&registry, "team/app", &tags, Limits::default()).unwrap();
+    // v1's signature came along through the fallback tag.
+    assert!(
+        plan.blobs
+            .iter()
+            .any(|b| b.digest == images.signature.digest)
+    );
     assert_eq!(plan.tags["v1"].digest, images.v1.digest);
     assert_eq!(plan.tags["multi"].digest, images.multi.digest);
     let mut store = MemStore::new();
