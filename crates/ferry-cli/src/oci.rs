@@ -22,11 +22,12 @@ pub enum OciCommand {
         common: Common,
         source: String,
         /// A tag to publish (repeatable); none: the tag SOURCE names, or
-        /// every tag of the layout.
+        /// every tag of the source.
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// The repository the leaf serves it as (default: the layout
-        /// directory's name), e.g. library/nginx.
+        /// The repository the leaf serves it as (default: the registry's
+        /// repository, or the layout's or archive's file name), e.g.
+        /// library/nginx.
         #[arg(long)]
         repository: Option<String>,
         /// A peer name, a node id, or group:NAME.
