@@ -284,7 +284,7 @@ fn the_leaf_api_answers_with_the_specs_errors_headers_and_ranges() {
     let images = fixture::test_layout(&layout, 256, 64).unwrap();
     let store = Arc::new(ImageStore::open(&dir.path().join("leaf")).unwrap());
     let mut chain = chain(5, 0.0);
-    let id = publish(&mut chain, &layout, &["v1"]);
+    let id = publish(&mut chain, &layout, &["v1", "v2"]);
     apply(&chain, &store, id);
     let (addr, _runtime) = serve(store);
     let code = |body: &[u8]| -> String {
@@ -382,15 +382,51 @@ fn the_leaf_api_answers_with_the_specs_errors_headers_and_ranges() {
     let (status, _, body) = http(addr, "GET", &format!("/v2/{REPO}/tags/list"), &[]);
     assert_eq!(status, 200);
     let tags: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(tags, serde_json::json!({"name": REPO, "tags": ["v1"]}));
-    let (_, _, body) = http(
+    assert_eq!(
+        tags,
+        serde_json::json!({"name": REPO, "tags": ["v1", "v2"]})
+    );
+    let (_, head, body) = http(addr, "GET", &format!("/v2/{REPO}/tags/list?n=1"), &[]);
+    let tags: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    assert!(
+        head.contains(&format!(
+            "link: </v2/{REPO}/tags/list?n=1&last=v1>; rel=\"next\""
+        )),
+        "{head}"
+    );
+    let (_, head, body) = http(
         addr,
         "GET",
         &format!("/v2/{REPO}/tags/list?n=1&last=v1"),
         &[],
     );
     let tags: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(tags["tags"], serde_json::json!([]));
+    assert_eq!(tags["tags"], serde_json::json!(["v2"]));
+    assert!(!head.contains("link:"), "{head}");
+
+    // Referrers, filtered by artifactType.
+    let referrers = format!("/v2/{REPO}/referrers/{v1}");
+    let (_, _, body) = http(
+        addr,
+        "GET",
+        &format!("{referrers}?artifactType=application/vnd.example.signature.v1"),
+        &[],
+    );
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        images.signature.digest.to_string()
+    );
+    let (_, head, body) = http(
+        addr,
+        "GET",
+        &format!("{referrers}?artifactType=application/x-other"),
+        &[],
+    );
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    assert!(head.contains("oci-filters-applied: artifacttype"), "{head}");
 }
 
 /// Stages `tags` of `layout` at `base` and submits them to `destination`.
