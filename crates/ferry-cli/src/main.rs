@@ -6,6 +6,7 @@ mod daemon;
 mod git;
 mod ingest;
 mod media;
+mod oci;
 mod proxy;
 mod watch;
 
@@ -65,6 +66,9 @@ enum Command {
     /// Git repositories as releases: `ferry git publish REPO --to ENDPOINT`.
     #[command(subcommand)]
     Git(git::GitCommand),
+    /// Container images: publish an image layout's tags, export a leaf's images.
+    #[command(subcommand)]
+    Oci(oci::OciCommand),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Import(args) => media::import(args),
         Command::ExportReceipts(args) => media::export_receipts(args),
         Command::Git(command) => git::run(command),
+        Command::Oci(command) => oci::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,23 @@ pub enum Request {
         #[serde(default)]
         lifetime_s: Option<u64>,
     },
+    /// Publish tags of an image source (`oci:DIR[:TAG]`, an OCI image
+    /// layout; `docker://HOST/REPO[:TAG]` or `docker+http://...`, a
+    /// registry) as one OCI bundle to `to`; the repository defaults to the
+    /// registry's name or the layout directory's.
+    OciPublish {
+        source: String,
+        /// A file holding `user:password` for a registry source.
+        #[serde(default)]
+        credentials: Option<PathBuf>,
+        #[serde(default)]
+        repository: Option<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+        to: String,
+        #[serde(default)]
+        lifetime_s: Option<u64>,
+    },
     /// Reassemble an object held by the node, verified, into `out`.
     Get {
         manifest: String,
@@ -342,6 +359,46 @@ impl Admin {
                 }
                 Ok(serde_json::json!({ "sent": sent }))
             }
+            Request::OciPublish {
+                source,
+                credentials,
+                repository,
+                mut tags,
+                to,
+                lifetime_s,
+            } => {
+                let (spec, tag) = crate::oci::SourceSpec::parse(&source)?;
+                if let Some(tag) = tag
+                    && !tags.contains(&tag)
+                {
+                    tags.push(tag);
+                }
+                let repository = match repository {
+                    Some(r) => r,
+                    None => spec.default_repository().ok_or_else(|| {
+                        format!("{source:?} names no valid repository; name one with --repository")
+                    })?,
+                };
+                let publisher = crate::oci::Publisher {
+                    config: self.config.clone(),
+                    engine: self.engine.clone(),
+                    store: self.store.clone(),
+                    registry: self.registry.clone(),
+                };
+                let lifetime = lifetime_s.map(Duration::from_secs);
+                let (bundle, staged) = publisher
+                    .publish(&spec, &credentials, &repository, &tags, &to, lifetime)
+                    .await?;
+                Ok(serde_json::json!({
+                    "bundle": bundle.to_string(),
+                    "manifest": staged.manifest.to_string(),
+                    "repository": repository,
+                    "tags": staged.release.tags.keys().collect::<Vec<_>>(),
+                    "blobs": staged.release.blobs.len(),
+                    "bytes": staged.bytes,
+                    "new_bytes": staged.new_bytes,
+                }))
+            }
             Request::Get { manifest, out } => {
                 let id = ferry_chunk::ManifestId::from_hex(&manifest)
                     .ok_or_else(|| format!("{manifest:?} is not a manifest id (64 hex digits)"))?;
@@ -419,21 +476,22 @@ impl Admin {
     }
 
     pub(crate) fn destination(&self, to: &str) -> Result<Endpoint, String> {
-        if let Some(group) = to.strip_prefix("group:") {
-            return Ok(Endpoint::Group(group.to_string()));
-        }
-        if let Some((_, peer)) = self
-            .registry
-            .peers()
-            .into_iter()
-            .find(|(_, p)| p.name == to)
-        {
-            return Ok(Endpoint::Node(peer.node));
-        }
-        parse_node_id(to)
-            .map(Endpoint::Node)
-            .map_err(|_| format!("{to:?} is not a peer name, a node id or group:NAME"))
+        resolve_destination(&self.registry, to)
     }
+}
+
+/// `to` as a destination: a peer name (configured or learned), a node id,
+/// or `group:NAME`.
+pub fn resolve_destination(registry: &Registry, to: &str) -> Result<Endpoint, String> {
+    if let Some(group) = to.strip_prefix("group:") {
+        return Ok(Endpoint::Group(group.to_string()));
+    }
+    if let Some((_, peer)) = registry.peers().into_iter().find(|(_, p)| p.name == to) {
+        return Ok(Endpoint::Node(peer.node));
+    }
+    parse_node_id(to)
+        .map(Endpoint::Node)
+        .map_err(|_| format!("{to:?} is not a peer name, a node id or group:NAME"))
 }
 
 /// Chunks a file, or each file under a directory, into the store.

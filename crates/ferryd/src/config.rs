@@ -15,8 +15,10 @@ use serde::Deserialize;
 use crate::units::{parse_rate, parse_size};
 
 mod git;
+mod oci;
 mod serial;
 pub use git::{GitConfig, GitSource, GitWatch};
+pub use oci::{OciConfig, OciWatch};
 pub use serial::SerialPeer;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ struct File {
     #[serde(default)]
     discovery: DiscoverySection,
     #[serde(default)]
+    oci: oci::OciSection,
     git: git::GitSection,
     media: MediaSection,
 }
@@ -187,6 +190,8 @@ pub struct Config {
     pub media: Media,
     /// `[git]`: served repositories, smart HTTP, watched repositories.
     pub git: git::GitConfig,
+    /// `[oci]`: the leaf's registry and watched image sources.
+    pub oci: OciConfig,
 }
 
 impl Config {
@@ -360,6 +365,10 @@ impl Config {
             .map_err(|(key, reason)| invalid(&format!("discovery.{key}"), reason))?;
         let git = git::parse_git(&file.git, relative)
             .map_err(|(key, reason)| invalid(&format!("git.{key}"), reason))?;
+        let oci = file
+            .oci
+            .build(relative)
+            .map_err(|(key, reason)| invalid(&format!("oci.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -384,6 +393,7 @@ impl Config {
                 poll: std::time::Duration::from_secs(file.media.poll_s.unwrap_or(5).max(1)),
             },
             git,
+            oci,
         })
     }
 

@@ -47,6 +47,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Oci(std::io::Error),
     #[error("admin socket {path}: {source}")]
     Admin {
         path: PathBuf,
@@ -72,6 +74,8 @@ pub struct Node {
     serial: SerialLinks,
     mdns: Option<Mdns>,
     media_watch: Option<tokio::task::JoinHandle<()>>,
+    /// The image store, registry and watched sources.
+    pub oci: crate::oci::Oci,
 }
 
 impl Node {
@@ -115,6 +119,7 @@ impl Node {
             .collect();
         let held_welcome = discovery::held_welcome(&engine, &config);
         let held_git = crate::git::held_releases(&engine);
+        let held_oci = crate::oci::held(&engine);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -124,6 +129,7 @@ impl Node {
             "ferryd starting"
         );
         let (handle, engine_thread) = driver::spawn(engine);
+        let oci_delivered = crate::oci::watch(&handle);
 
         let config = Arc::new(config);
         let serial = SerialLinks::start(&links, &handle);
@@ -191,6 +197,15 @@ impl Node {
             }
             None => (None, None),
         };
+        let publisher = crate::oci::Publisher {
+            config: config.clone(),
+            engine: handle.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+        };
+        let oci = crate::oci::start(&publisher, held_oci, oci_delivered)
+            .await
+            .map_err(DaemonError::Oci)?;
         let admin = Admin {
             engine: handle.clone(),
             store: store.clone(),
@@ -225,12 +240,14 @@ impl Node {
             metrics,
             serial,
             mdns,
+            oci,
         })
     }
 
     /// Closes links, stops the engine thread (its last writes are synced)
     /// and removes the admin socket.
     pub async fn stop(self) {
+        self.oci.stop();
         if let Some(mdns) = &self.mdns {
             mdns.shutdown();
         }

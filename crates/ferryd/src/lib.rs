@@ -10,6 +10,7 @@
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
 //! - [`media`]: removable media: export volumes, import them, receipts, a watched mount point.
 //! - [`git`]: Git releases: publish, apply delivered ones, read-only smart HTTP.
+//! - [`oci`]: OCI releases: publishing, applying delivered ones, the leaf's registry.
 //! - [`daemon`]: start-up, `ferryd init`, and clean shutdown on a signal.
 
 pub mod admin;
@@ -22,5 +23,6 @@ pub mod links;
 pub mod logbuf;
 pub mod media;
 pub mod metrics;
+pub mod oci;
 pub mod serial_links;
 pub mod units;

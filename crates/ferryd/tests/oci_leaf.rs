@@ -1,0 +1,123 @@
+//! Two real ferryd processes: a base publishes container images to a leaf
+//! (through the admin API, and by watching a layout's tag), the leaf applies
+//! them and serves them read-only, and skopeo pulls them from the leaf with
+//! upstream's digests — also after the leaf restarts.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ferryd::admin::Request;
+use support::{configure, free_port, init, peer};
+
+fn skopeo_pull(addr: &str, image: &str, out: &Path) -> String {
+    let tag = image.rsplit(':').next().unwrap();
+    let result = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{addr}/{image}"),
+            &format!("oci:{}:{tag}", out.display()),
+        ])
+        .output()
+        .expect("skopeo is installed (scripts/setup installs it)");
+    assert!(
+        result.status.success(),
+        "skopeo failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+#[test]
+fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {
+    let root = tempfile::tempdir().unwrap();
+    let upstream = root.path().join("upstream");
+    let images = ferry_oci::fixture::test_layout(&upstream, 512, 128).unwrap();
+    let mut base = init(root.path(), "base", "base");
+    let mut leaf = init(root.path(), "leaf", "leaf");
+    let (leaf_port, registry_port) = (free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!(
+            "{}[[oci.watch]]\nsource = \"oci:{}\"\nrepository = \"team/app\"\ntags = [\"v2\"]\nto = \"leaf\"\ninterval = \"1s\"\n",
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+            upstream.display()
+        ),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[oci]\nlisten = \"127.0.0.1:{registry_port}\"\n",
+            peer("base", &base, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    base.start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
+    let answer = base
+        .ask(
+            &rt,
+            &Request::OciPublish {
+                source: format!("oci:{}:v1", upstream.display()),
+                credentials: None,
+                repository: Some("team/app".into()),
+                tags: Vec::new(),
+                to: "leaf".into(),
+                lifetime_s: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()));
+    assert_eq!(answer["tags"], serde_json::json!(["v1"]));
+
+    // v1 through the admin API, v2 by the base's watch.
+    leaf.wait_for_log_lines("both releases applied", &["OCI release applied"], 2);
+    let addr = format!("127.0.0.1:{registry_port}");
+    let pulled = skopeo_pull(&addr, "team/app:v1", &root.path().join("pulled-v1"));
+    assert_eq!(pulled, images.v1.digest.to_string());
+    let pulled = skopeo_pull(&addr, "team/app:v2", &root.path().join("pulled-v2"));
+    assert_eq!(pulled, images.v2.digest.to_string());
+
+    // A bad source is refused with the reason, and nothing is sent.
+    let err = base
+        .ask(
+            &rt,
+            &Request::OciPublish {
+                source: format!("oci:{}:v9", upstream.display()),
+                credentials: None,
+                repository: Some("team/app".into()),
+                tags: Vec::new(),
+                to: "leaf".into(),
+                lifetime_s: None,
+            },
+        )
+        .unwrap_err();
+    assert!(err.contains("no tag \"v9\""), "{err}");
+
+    // The leaf serves what it applied after a restart.
+    leaf.kill9();
+    leaf.start();
+    leaf.wait_for(&rt, "the leaf's admin API", Duration::from_secs(60), |_| {
+        true
+    });
+    let pulled = skopeo_pull(&addr, "team/app:v2", &root.path().join("again-v2"));
+    assert_eq!(pulled, images.v2.digest.to_string());
+}
