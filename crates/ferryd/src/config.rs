@@ -57,8 +57,10 @@ struct File {
     #[serde(default)]
     discovery: DiscoverySection,
     #[serde(default)]
-    oci: oci::OciSection,
     git: git::GitSection,
+    #[serde(default)]
+    oci: oci::OciSection,
+    #[serde(default)]
     media: MediaSection,
 }
 
