@@ -344,13 +344,25 @@ impl RocksStore {
 }
 
 /// Bytes of every file under `path` (the store does not nest directories deeply).
+/// Bytes under `path`. RocksDB deletes obsolete files (old WALs, compacted
+/// tables, a previous OPTIONS file) in the background, so an entry that
+/// vanishes between the listing and its `stat` counts as zero.
 fn dir_size(path: &Path) -> std::io::Result<u64> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut total = 0;
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
         total += if meta.is_dir() {
-            dir_size(&entry.path())?
+            match dir_size(&entry.path()) {
+                Ok(size) => size,
+                Err(e) if gone(&e) => 0,
+                Err(e) => return Err(e),
+            }
         } else {
             meta.len()
         };
