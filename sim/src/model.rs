@@ -24,10 +24,6 @@ pub struct HalfDuplex {
     pub max_turn: Duration,
     /// Turnaround margin after a hand-over.
     pub guard: Duration,
-    /// Whether the round trip told to the engines includes a whole turn
-    /// of the other end (as ferryd's serial driver does), or only the
-    /// hand-over (an answer usually comes as soon as the turn passes).
-    pub rtt_includes_turn: bool,
 }
 
 /// How a wire treats frames, in each direction alike.
@@ -99,7 +95,6 @@ impl LinkModel {
             model.half_duplex = Some(HalfDuplex {
                 max_turn: Duration::from_secs(60),
                 guard: Duration::from_millis(250),
-                rtt_includes_turn: true,
             });
         }
         model
@@ -150,14 +145,11 @@ impl LinkModel {
         match &self.serial {
             Some(serial) => {
                 let frame = self.airtime(serial.modem_mtu);
-                let turns = self.half_duplex.map_or(Duration::ZERO, |h| {
-                    let wait = if h.rtt_includes_turn {
-                        h.max_turn
-                    } else {
-                        Duration::ZERO
-                    };
-                    wait + h.guard + self.jitter
-                });
+                // As ferryd's serial driver (`SerialLinkConfig::link_properties`):
+                // an answer may wait for a whole turn of the other end.
+                let turns = self
+                    .half_duplex
+                    .map_or(Duration::ZERO, |h| h.max_turn + h.guard + self.jitter);
                 let payload = serial.max_payload() as u64;
                 LinkProperties {
                     mtu: payload as u32,

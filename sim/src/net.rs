@@ -851,6 +851,16 @@ impl Net {
         if turns.poll_timeout().is_some_and(|t| t <= now) {
             turns.handle_timeout(now);
         }
+        if let Some(flags) = turns.handover_repeat(now) {
+            // A copy of the hand-over, before anything else.
+            let done = self.transmit(wire, dir, Vec::new(), false, flags);
+            let d = &mut self.wires[wire].dirs[dir];
+            let turns = d.turns.as_mut().expect("checked above");
+            turns.on_sent(now, done.saturating_since(now), flags);
+            self.arm_free(wire, dir, done);
+            self.arm_turn(wire, dir);
+            return;
+        }
         if !turns.can_send(now) {
             self.arm_turn(wire, dir);
             return;

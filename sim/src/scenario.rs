@@ -113,7 +113,6 @@ struct QueueSpec {
 struct HalfDuplexSpec {
     max_turn: Option<Span>,
     guard: Option<Span>,
-    rtt_includes_turn: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -772,16 +771,12 @@ fn link_model(profile: &LinkProfile, l: &LinkSpec) -> Result<LinkModel, String> 
         let mut half = m.half_duplex.unwrap_or(HalfDuplex {
             max_turn: Duration::from_secs(60),
             guard: Duration::from_millis(250),
-            rtt_includes_turn: true,
         });
         if let Some(t) = h.max_turn {
             half.max_turn = t.0;
         }
         if let Some(g) = h.guard {
             half.guard = g.0;
-        }
-        if let Some(r) = h.rtt_includes_turn {
-            half.rtt_includes_turn = r;
         }
         m.half_duplex = Some(half);
     }

@@ -36,6 +36,7 @@ fn hostile_body() -> impl Strategy<Value = Body> {
                     offset,
                     data,
                     checkpoint,
+                    checkpoint_serial: u32::from(checkpoint),
                 })
             },
         );
@@ -61,6 +62,7 @@ fn hostile_body() -> impl Strategy<Value = Body> {
                 complete,
                 refused,
                 report_serial: 1,
+                checkpoint_seen: 0,
             })
         });
     let custody =

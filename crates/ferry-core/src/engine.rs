@@ -139,10 +139,13 @@ struct Outbound {
     /// The chunk whose pieces are being sent, read (and verified) once
     /// rather than once per piece.
     sending: Option<(u32, Vec<u8>)>,
-    /// Pieces sent within the last in-flight window: (when, index, start, end).
-    /// A want-list naming them may predate their arrival, so it does not
-    /// make them go again.
-    recent: VecDeque<(Instant, u32, u32, u32)>,
+    /// Pieces sent within the last in-flight window: (when, index, start,
+    /// end, serial of the checkpoint that ends their round). A want-list
+    /// naming them may predate their arrival, so it does not make them go
+    /// again, unless it answers that checkpoint or a later one.
+    recent: VecDeque<(Instant, u32, u32, u32, u32)>,
+    /// Checkpoints sent on this handle (the last one's `checkpoint_serial`).
+    checkpoints: u32,
 }
 
 struct Inbound {
@@ -158,6 +161,8 @@ struct Inbound {
     report_at: Option<Instant>,
     report_backoff: Duration,
     serial: u32,
+    /// The highest `checkpoint_serial` received on `handle`.
+    checkpoint_seen: u32,
 }
 
 struct LinkState {
@@ -809,7 +814,11 @@ impl<S: Store> Engine<S> {
             report_at: None,
             report_backoff: rtt,
             serial: 0,
+            checkpoint_seen: 0,
         });
+        // An offer (new, repeated, or from a restarted sender reusing the
+        // handle) starts the checkpoint count afresh.
+        inbound.checkpoint_seen = 0;
         inbound.from = peer;
         inbound.link = link;
         inbound.handle = offered.handle;
@@ -894,6 +903,7 @@ impl<S: Store> Engine<S> {
         let mut want = v1::WantList {
             handle: inbound.handle,
             report_serial: inbound.serial,
+            checkpoint_seen: inbound.checkpoint_seen,
             ..Default::default()
         };
         match &inbound.manifest {
@@ -1001,13 +1011,15 @@ impl<S: Store> Engine<S> {
         };
         forget_arrived(&mut out.recent, now, window);
         let recent = &out.recent;
+        let answered = want.checkpoint_seen;
         let mut add = |index: u32, start: u32, end: u32| -> Result<(), String> {
             let len =
                 len_of(index).ok_or_else(|| format!("want names chunk {index} of {count}"))?;
             let mut gaps = vec![(start, end.min(len))];
             // Sent too recently for the receiver to have had it when it wrote
             // this want-list: still in flight, not lost.
-            for &(_, _, s, e) in recent.iter().filter(|r| r.1 == index) {
+            // Pieces up to a checkpoint the receiver has seen had their chance.
+            for &(_, _, s, e, _) in recent.iter().filter(|r| r.1 == index && r.4 > answered) {
                 gaps = gaps
                     .into_iter()
                     .flat_map(|(a, b)| [(a, b.min(s)), (a.max(e), b)])
@@ -1075,6 +1087,9 @@ impl<S: Store> Engine<S> {
         inbound.report_backoff = state.props.rtt;
         if !state.props.reliable {
             inbound.report_at = Some(now + inbound.report_backoff * 2 + state.props.rtt);
+        }
+        if chunk.checkpoint {
+            inbound.checkpoint_seen = inbound.checkpoint_seen.max(chunk.checkpoint_serial);
         }
         if chunk.chunk_index == MANIFEST_INDEX {
             if inbound.manifest.is_none() {
@@ -1374,6 +1389,7 @@ impl<S: Store> Engine<S> {
                     want_serial: 0,
                     sending: None,
                     recent: VecDeque::new(),
+                    checkpoints: 0,
                 };
                 if state.props.pipeline
                     && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
@@ -1827,14 +1843,17 @@ impl<S: Store> Engine<S> {
             offset: start,
             data: Vec::new(),
             checkpoint: false,
+            checkpoint_serial: 0,
         };
         let mut room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
         let last = only_chunk && ranges.len() == 1;
         if last && end - start <= room {
             // This piece ends the handle's data and carries the checkpoint flag.
             piece.checkpoint = true;
+            piece.checkpoint_serial = out.checkpoints + 1;
             room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
             piece.checkpoint = false;
+            piece.checkpoint_serial = 0;
         }
         let take = (end - start).min(room);
         let whole = start == 0 && take as usize == bytes.len() && ranges.len() == 1;
@@ -1851,7 +1870,8 @@ impl<S: Store> Engine<S> {
             self.stats.asked_bytes += u64::from(take);
         }
         if !state.props.reliable {
-            out.recent.push_back((now, index, start, start + take));
+            out.recent
+                .push_back((now, index, start, start + take, out.checkpoints + 1));
             forget_arrived(&mut out.recent, now, in_flight_window(&state.props));
         }
         if start + take >= end {
@@ -1864,7 +1884,11 @@ impl<S: Store> Engine<S> {
             ranges[0].0 = start + take;
         }
         let done = out.wanted.is_empty();
-        piece.checkpoint |= done;
+        if done {
+            piece.checkpoint = true;
+            out.checkpoints += 1;
+            piece.checkpoint_serial = out.checkpoints;
+        }
         let frame = codec.encode(&frame(Body::Chunk(piece))).ok()?;
         state.drained_at = state.drained_at.max(now)
             + transmission_time(frame.len() as u64, state.props.rate_bps).unwrap_or_default();
@@ -1949,7 +1973,11 @@ fn in_flight_window(props: &LinkProperties) -> Duration {
 
 /// Drops pieces sent long enough ago that any want-list now arriving has
 /// seen them.
-fn forget_arrived(recent: &mut VecDeque<(Instant, u32, u32, u32)>, now: Instant, window: Duration) {
+fn forget_arrived(
+    recent: &mut VecDeque<(Instant, u32, u32, u32, u32)>,
+    now: Instant,
+    window: Duration,
+) {
     while recent
         .front()
         .is_some_and(|&(sent, ..)| sent + window <= now)

@@ -6,7 +6,9 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use ferry_core::Instant;
-use ferry_link::serial::{ConfigError, END_OF_TURN, IDLE, Pacer, TurnConfig, Turns};
+use ferry_link::serial::{
+    ConfigError, END_OF_TURN, IDLE, Pacer, REPEAT_MASK, REPEATS, TurnConfig, Turns, repeat_index,
+};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -183,8 +185,12 @@ impl Sim {
     fn drive(&mut self, i: usize) {
         let now = self.now;
         let side = &mut self.sides[i];
-        while side.pacer.can_send(now) && side.turns.can_send(now) {
-            let (len, flags) = if let Some(&len) = side.queue.front() {
+        while side.pacer.can_send(now)
+            && (side.turns.can_send(now) || side.turns.handover_repeat(now).is_some())
+        {
+            let (len, flags) = if let Some(flags) = side.turns.handover_repeat(now) {
+                (HANDOVER_LEN, flags)
+            } else if let Some(&len) = side.queue.front() {
                 let last = side.turns.should_end_turn(now, false);
                 side.queue.pop_front();
                 (len, if last { END_OF_TURN } else { 0 })
@@ -314,23 +320,40 @@ fn hand_over_and_timeouts() {
     assert!(initiator.holds_turn() && initiator.can_send(t1));
     assert!(initiator.should_end_turn(t1, true));
     assert_eq!(initiator.handover_flags(), END_OF_TURN | IDLE);
-    initiator.on_sent(t1, Duration::from_millis(10), END_OF_TURN | IDLE);
+    let tick = Duration::from_millis(10);
+    initiator.on_sent(t1, tick, END_OF_TURN | IDLE);
+    // Two empty copies of the hand-over follow at once, then it waits.
+    for copy in 1..=REPEATS {
+        let at = t1 + tick * u32::from(copy);
+        assert!(initiator.holds_turn() && !initiator.can_send(at));
+        let flags = initiator.handover_repeat(at).expect("a copy is due");
+        assert_eq!(flags, END_OF_TURN | IDLE | (copy << 2));
+        assert_eq!(repeat_index(flags), copy);
+        initiator.on_sent(at, tick, flags);
+    }
     assert!(!initiator.holds_turn());
-    let e = t1 + Duration::from_millis(10);
+    let e = t1 + tick * u32::from(1 + REPEATS);
     assert_eq!(initiator.poll_timeout(), Some(e + c.initiator_timeout()));
 
-    // The responder takes it a guard after it arrives, and holds it idle.
+    // The responder, told by the first copy, would take the turn once the
+    // other copies have left; the last copy arrives and it takes it a guard
+    // later, and holds it idle.
+    let r0 = t1 + tick + c.propagation;
+    responder.on_received(r0, END_OF_TURN | IDLE);
+    assert!(responder.holds_turn() && !responder.can_send(r0));
+    let to_come = c.max_frame_airtime * u32::from(REPEATS);
+    assert_eq!(responder.poll_timeout(), Some(r0 + c.guard + to_come));
     let r = e + c.propagation;
-    responder.on_received(r, END_OF_TURN | IDLE);
-    assert!(responder.holds_turn() && !responder.can_send(r));
+    responder.on_received(r, END_OF_TURN | IDLE | (REPEATS << 2));
     assert_eq!(responder.poll_timeout(), Some(r + c.guard));
+    assert_eq!(responder.stats().turns, 1);
     let start = r + c.guard;
     responder.handle_timeout(start);
     assert!(responder.can_send(start) && !responder.should_end_turn(start, true));
     assert_eq!(responder.poll_timeout(), Some(start + c.idle_initial));
     // Data that turns up meanwhile goes at once; a frame fits until T - F.
     assert!(!responder.should_end_turn(start, false));
-    let last_start = start + (c.max_turn - 2 * c.max_frame_airtime);
+    let last_start = start + (c.max_turn - 2 * c.max_frame_airtime - to_come);
     assert!(!responder.should_end_turn(last_start, false));
     assert!(responder.should_end_turn(last_start + Duration::from_micros(1), false));
     responder.on_sent(start, c.max_frame_airtime, 0);
@@ -409,10 +432,13 @@ proptest! {
         sim.run_until(start + 3600 * SECOND);
         sim.assert_never_overlapped();
         let c = config();
-        let period = 2 * (c.idle_max + pacer().airtime(HANDOVER_LEN) + c.propagation + c.guard);
+        let copies = 1 + u32::from(REPEATS);
+        let period = 2 * (c.idle_max + pacer().airtime(HANDOVER_LEN) * copies + c.propagation + c.guard);
         for (i, side) in sim.sides.iter().enumerate() {
             let late: Vec<_> = side.sent.iter().filter(|tx| tx.start >= settled).collect();
-            prop_assert!(late.iter().all(|tx| tx.flags == END_OF_TURN | IDLE && tx.len == HANDOVER_LEN));
+            prop_assert!(late.iter().all(|tx| tx.flags & !REPEAT_MASK == END_OF_TURN | IDLE && tx.len == HANDOVER_LEN));
+            // One hand-over is its first frame and its copies.
+            let late: Vec<_> = late.into_iter().filter(|tx| tx.flags & REPEAT_MASK == 0).collect();
             if lossy {
                 // A lost hand-over is recovered by a timeout, which may come
                 // sooner than idle_max; on average the idle link stays slow.
@@ -428,7 +454,8 @@ proptest! {
                 }
             }
             // Still alive: at least one hand-over every few periods, even with loss.
-            let minimum = if lossy { 3400 / (5 * period.as_secs()) } else { 3400 / period.as_secs() };
+            let period_ms = period.as_millis() as u64;
+            let minimum = if lossy { 3_400_000 / (5 * period_ms) } else { 3_400_000 / period_ms };
             prop_assert!(late.len() as u64 >= minimum, "side {i}: {} hand-overs", late.len());
         }
     }

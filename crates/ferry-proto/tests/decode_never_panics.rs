@@ -20,6 +20,7 @@ fn arb_frame() -> impl Strategy<Value = v1::Frame> {
                 offset: 5,
                 data,
                 checkpoint: handle % 2 == 0,
+                checkpoint_serial: 0,
             })
         });
     let custody = (id.clone(), any::<u64>(), 0u64..1000).prop_map(|(source, first, span)| {

@@ -28,7 +28,9 @@ pub use codec::{
     CrcKind, DecodedFrame, Decoder, DecoderStats, DropReason, EncodeError, Encoder, SerialConfig,
 };
 pub use pacing::{Pacer, Slot};
-pub use turns::{END_OF_TURN, IDLE, TurnConfig, TurnStats, Turns};
+pub use turns::{
+    END_OF_TURN, IDLE, REPEAT_MASK, REPEATS, TurnConfig, TurnStats, Turns, repeat_index,
+};
 
 /// A configuration the serial layer cannot work with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

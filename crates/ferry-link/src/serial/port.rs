@@ -248,8 +248,10 @@ pub struct SerialStats {
     pub payload_bytes_received: u64,
     /// Bytes read from the device.
     pub bytes_received: u64,
-    /// Empty turn hand-over frames sent.
+    /// Empty turn hand-over frames sent, not counting their copies.
     pub handovers_sent: u64,
+    /// Empty copies of hand-overs sent (see [`REPEATS`](super::REPEATS)).
+    pub handover_copies_sent: u64,
     /// Empty frames received (turn hand-overs).
     pub handovers_received: u64,
     /// The decoder's counts: intact frames, and frames dropped by reason.
@@ -549,6 +551,16 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             };
             // The driver has had the lead time to answer `ready` with a frame.
             let lead_over = now >= asked_at + WRITE_LEAD;
+            // A copy of the hand-over goes first, as soon as the line is free.
+            let repeat = self
+                .shared
+                .with_turns(|turns| turns.handover_repeat(now))
+                .flatten();
+            if let Some(flags) = repeat.filter(|_| line_free) {
+                self.write(now, flags, &[]).await?;
+                wanted_since = None;
+                continue;
+            }
             if free {
                 if pending.is_none() {
                     match self.queued.try_recv() {
@@ -638,7 +650,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         });
         let mut stats = self.shared.stats();
         stats.bytes_sent += wire.len() as u64;
-        if payload.is_empty() {
+        if payload.is_empty() && super::repeat_index(flags) > 0 {
+            stats.handover_copies_sent += 1;
+        } else if payload.is_empty() {
             stats.handovers_sent += 1;
         } else {
             stats.frames_sent += 1;

@@ -10,24 +10,35 @@
 //!    and marks its last frame with [`END_OF_TURN`]; [`Turns::should_end_turn`]
 //!    says which frame that is. A holder with nothing (more) to send passes
 //!    the turn with one empty frame carrying [`Turns::handover_flags`].
-//! 2. **Hand-over:** a waiting end that receives [`END_OF_TURN`] at `r` holds
-//!    the turn from `r + g` (the guard covers the modem's turnaround and the
-//!    jitter of `p`).
+//! 2. **Hand-over, repeated:** the frame ending a turn is followed at once by
+//!    [`REPEATS`] empty copies (each at most `F / 2` of airtime, each starting
+//!    at most `F / 2` after the previous one ends), numbered in the
+//!    [`REPEAT_MASK`] bits of their flags (the first, possibly carrying data,
+//!    is number 0). One lost frame no longer loses the hand-over: losing all
+//!    of them takes a burst. A waiting end that receives copy `i` at `r`
+//!    holds the turn from `r + g + (REPEATS - i) × F` (the copies still to
+//!    come have left by then; the guard covers the modem's turnaround and the
+//!    jitter of `p`), or sooner if a later copy arrives. The copies fit in
+//!    the turn: its last data frame leaves room for them.
 //! 3. **Lost hand-over, tie-break by role.** Only one end, the *initiator*,
 //!    ever takes the turn unprompted:
 //!    - the initiator, having ended its turn at `e`, takes the turn back at
 //!      `e + 2T + 2p + 2g` if it hears nothing;
 //!    - the other end (the *responder*) never times out on its own: it takes
 //!      the turn only on [`END_OF_TURN`], or at `r + T + g` after hearing
-//!      at `r` a frame of the initiator's turn whose [`END_OF_TURN`] it missed;
-//!    - either end, waiting, that hears a frame of the other's turn at `r`
-//!      waits until `r + T + g` (that turn began before `r - p`, so it is over
-//!      and its last bit has arrived by then).
+//!      at `r` the first frame of the initiator's turn whose [`END_OF_TURN`]
+//!      it missed;
+//!    - either end, waiting, that hears frames of the other's turn, the first
+//!      at `r`, waits until `r + T + g` (that turn began before `r - p`, so
+//!      it is over and its last bit has arrived by then). Timing from the
+//!      first frame heard since our own turn, not the last, means a lost
+//!      hand-over after a full turn costs about a guard, not a turn.
 //!
 //!    Why this never makes both talk at once: the responder's turn after a
 //!    missed hand-over spans `[r + T + g, r + 2T + g]` and has reached the
 //!    initiator by `r + 2T + g + p`, while the initiator, whose turn ended
-//!    after `r - p`, waits until at least `r + 2T + p + 2g`; after a
+//!    after `r - p` (`r` is a frame of it), waits until at least
+//!    `r + 2T + p + 2g`; after a
 //!    hand-over that did arrive the responder is done, and heard, by
 //!    `e + T + 2p + g`. The responder cannot time out again before the
 //!    initiator has spoken. So the initiator's timeout is the shorter one and
@@ -57,6 +68,17 @@ use super::ConfigError;
 pub const END_OF_TURN: u8 = 0x01;
 /// Flag bit (with [`END_OF_TURN`]): the sender had nothing to send this turn.
 pub const IDLE: u8 = 0x02;
+/// Flag bits (with [`END_OF_TURN`]): which copy of the hand-over this is,
+/// 0 (the frame that ended the turn) to [`REPEATS`].
+pub const REPEAT_MASK: u8 = 0x0c;
+const REPEAT_SHIFT: u32 = 2;
+/// Empty copies of [`END_OF_TURN`] sent after the frame that ends a turn.
+pub const REPEATS: u8 = 2;
+
+/// The copy number carried in `flags` (see [`REPEAT_MASK`]).
+pub fn repeat_index(flags: u8) -> u8 {
+    ((flags & REPEAT_MASK) >> REPEAT_SHIFT).min(REPEATS)
+}
 
 /// Timing of one half-duplex link; both ends must use the same values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,9 +159,20 @@ enum State {
         /// A frame was sent this turn.
         sent: bool,
     },
+    /// The turn's last frame has gone; its empty copies follow.
+    Closing {
+        /// The number of the next copy.
+        next: u8,
+        /// The turn sent nothing but its hand-over.
+        idle: bool,
+        /// The previous copy has left by here.
+        prev_end: Instant,
+    },
     Waiting {
         /// Take the turn unprompted here.
         deadline: Option<Instant>,
+        /// The first frame of the other end's turn heard since ours ended.
+        heard: Option<Instant>,
     },
 }
 
@@ -182,6 +215,7 @@ impl Turns {
             initiator,
             state: State::Waiting {
                 deadline: initiator.then(|| now + config.initiator_timeout()),
+                heard: None,
             },
             busy_until: now,
             idle_rounds: 0,
@@ -199,7 +233,28 @@ impl Turns {
     }
 
     pub fn holds_turn(&self) -> bool {
-        matches!(self.state, State::Holding { .. })
+        matches!(self.state, State::Holding { .. } | State::Closing { .. })
+    }
+
+    /// Room at the end of a turn for the hand-over's copies.
+    fn copies_room(&self) -> Duration {
+        self.config.max_frame_airtime * u32::from(REPEATS)
+    }
+
+    /// Whether a copy of the hand-over is to go now, and its flags: an
+    /// empty frame, sent before anything else. Drivers check this first.
+    pub fn handover_repeat(&self, now: Instant) -> Option<u8> {
+        match self.state {
+            State::Closing {
+                next,
+                idle,
+                prev_end,
+            } if now.max(self.busy_until) < prev_end + self.config.max_frame_airtime / 2 => {
+                let idle = if idle { IDLE } else { 0 };
+                Some(END_OF_TURN | idle | (next << REPEAT_SHIFT))
+            }
+            _ => None,
+        }
     }
 
     pub fn stats(&self) -> &TurnStats {
@@ -211,9 +266,11 @@ impl Turns {
     pub fn can_send(&self, now: Instant) -> bool {
         match self.state {
             State::Holding { start, end, .. } => {
-                now >= start && now.max(self.busy_until) + self.config.max_frame_airtime <= end
+                now >= start
+                    && now.max(self.busy_until) + self.config.max_frame_airtime + self.copies_room()
+                        <= end
             }
-            State::Waiting { .. } => false,
+            State::Closing { .. } | State::Waiting { .. } => false,
         }
     }
 
@@ -237,7 +294,7 @@ impl Turns {
         } else if queue_empty {
             sent || now >= idle_until
         } else {
-            now.max(self.busy_until) + 2 * self.config.max_frame_airtime > end
+            now.max(self.busy_until) + 2 * self.config.max_frame_airtime + self.copies_room() > end
         }
     }
 
@@ -258,32 +315,69 @@ impl Turns {
         if flags & IDLE == 0 {
             self.idle_rounds = 0;
         }
-        if let State::Holding { sent, .. } = &mut self.state {
-            *sent = true;
-            if flags & END_OF_TURN != 0 {
-                self.stats.idle_handovers += u64::from(flags & IDLE != 0);
-                self.wait_after(self.busy_until);
+        match &mut self.state {
+            State::Holding { sent, .. } => {
+                *sent = true;
+                if flags & END_OF_TURN != 0 {
+                    self.stats.idle_handovers += u64::from(flags & IDLE != 0);
+                    self.close(1, flags & IDLE != 0);
+                }
             }
+            State::Closing { next, idle, .. } => {
+                let (next, idle) = (*next + 1, *idle);
+                self.close(next, idle);
+            }
+            State::Waiting { .. } => {}
+        }
+    }
+
+    /// The hand-over's copy `next - 1` has been sent: the next, or wait.
+    fn close(&mut self, next: u8, idle: bool) {
+        if next > REPEATS {
+            self.wait_after(self.busy_until);
+        } else {
+            self.state = State::Closing {
+                next,
+                idle,
+                prev_end: self.busy_until,
+            };
         }
     }
 
     /// A frame carrying `flags` arrived intact at `now`.
     pub fn on_received(&mut self, now: Instant, flags: u8) {
         self.touch(now);
-        self.idle_rounds = match flags & IDLE {
-            0 => 0,
-            _ => self.idle_rounds.saturating_add(1),
-        };
         let end_of_turn = flags & END_OF_TURN != 0;
-        let heard = State::Waiting {
-            deadline: Some(now + self.config.heard_timeout()),
+        // Data resets the idle back-off; an idle hand-over counts once, when
+        // its first copy to arrive hands us the turn.
+        if !end_of_turn || flags & IDLE == 0 {
+            self.idle_rounds = 0;
+        } else if matches!(self.state, State::Waiting { .. }) {
+            self.idle_rounds = self.idle_rounds.saturating_add(1);
+        }
+        // The copies of the hand-over still to come have left by then.
+        let to_come = u32::from(REPEATS - repeat_index(flags));
+        let take_at = now + self.config.guard + self.config.max_frame_airtime * to_come;
+        let heard_timeout = self.config.heard_timeout();
+        let heard = |first: Instant| State::Waiting {
+            deadline: Some(first + heard_timeout),
+            heard: Some(first),
         };
         match self.state {
-            State::Waiting { .. } if end_of_turn => self.take(now + self.config.guard, false),
-            State::Waiting { .. } => self.state = heard,
+            State::Waiting { .. } if end_of_turn => self.take(take_at, false),
+            State::Waiting { heard: first, .. } => self.state = heard(first.unwrap_or(now)),
+            // A later copy of the hand-over that made us take the turn.
+            State::Holding {
+                start, sent: false, ..
+            } if end_of_turn && take_at < start && now < start => {
+                self.stats.turns -= 1;
+                self.take(take_at, false);
+            }
             // A conflict: the initiator keeps the turn, the responder yields.
-            State::Holding { .. } if !self.initiator && !end_of_turn => self.state = heard,
-            State::Holding { .. } => {}
+            State::Holding { .. } | State::Closing { .. } if !self.initiator && !end_of_turn => {
+                self.state = heard(now)
+            }
+            State::Holding { .. } | State::Closing { .. } => {}
         }
     }
 
@@ -304,7 +398,8 @@ impl Turns {
                     .filter(|&t| t > self.last_now);
                 Some(upcoming.fold(end, Instant::min))
             }
-            State::Waiting { deadline } => deadline,
+            State::Closing { prev_end, .. } => Some(prev_end + self.config.max_frame_airtime / 2),
+            State::Waiting { deadline, .. } => deadline,
         }
     }
 
@@ -313,7 +408,14 @@ impl Turns {
         match self.state {
             State::Waiting {
                 deadline: Some(deadline),
+                ..
             } if now >= deadline => self.take(now, true),
+            // Too late for the remaining copies: the turn ends without them.
+            State::Closing { prev_end, .. }
+                if now >= prev_end + self.config.max_frame_airtime / 2 =>
+            {
+                self.wait_after(prev_end.max(self.busy_until));
+            }
             State::Holding { end, .. } if now >= end => {
                 self.stats.expired += 1;
                 self.wait_after(end.max(self.busy_until));
@@ -329,10 +431,15 @@ impl Turns {
     fn take(&mut self, start: Instant, by_timeout: bool) {
         self.stats.turns += 1;
         self.stats.timeouts += u64::from(by_timeout);
+        let end = start + self.config.max_turn;
+        // An idle hold leaves room for the hand-over and its copies.
+        let latest = end
+            .saturating_since(start)
+            .saturating_sub(self.config.max_frame_airtime + self.copies_room());
         self.state = State::Holding {
             start,
-            end: start + self.config.max_turn,
-            idle_until: start + self.config.idle_hold(self.idle_rounds),
+            end,
+            idle_until: start + self.config.idle_hold(self.idle_rounds).min(latest),
             sent: false,
         };
     }
@@ -342,6 +449,9 @@ impl Turns {
         let deadline = self
             .initiator
             .then(|| end + self.config.initiator_timeout());
-        self.state = State::Waiting { deadline };
+        self.state = State::Waiting {
+            deadline,
+            heard: None,
+        };
     }
 }
