@@ -6,12 +6,16 @@
 //! every file back verified, `ferry export-receipts` there and `ferry
 //! import` them at the base, which releases custody; a second export then
 //! carries nothing; a volume dropped in the site's watched directory is
-//! imported on its own.
+//! imported on its own. A Git repository crosses the same way: `ferry git
+//! publish` at the base, exported and imported, applied and served over
+//! smart HTTP at the site to the real `git`; once the receipts come back,
+//! the next release's volume carries only the new objects.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ferry_git::fixture;
 use ferryd::config::Config;
 use ferryd::daemon::Node;
 use rand::{RngCore, SeedableRng};
@@ -334,6 +338,259 @@ fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
         std::fs::read(&out).unwrap() == changed,
         "bumped file differs"
     );
+
+    rt.block_on(base.stop());
+    rt.block_on(site.stop());
+}
+
+/// Runs the real `git` in `dir`.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A repository's refs (tags and branches), sorted "oid name" lines.
+fn local_refs(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> = git(repo, &["for-each-ref", "--format=%(objectname) %(refname)"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected(refs: &std::collections::BTreeMap<String, ferry_git::Oid>) -> Vec<String> {
+    let mut v: Vec<String> = refs.iter().map(|(n, o)| format!("{o} {n}")).collect();
+    v.sort();
+    v
+}
+
+/// Waits until the site serves `want` at `url` (a delivered release is
+/// applied in the background).
+fn wait_for_served(dir: &Path, url: &str, want: &[String], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .args(["ls-remote", "--refs", url])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap();
+        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.replace('\t', " "))
+            .collect();
+        got.sort();
+        if out.status.success() && got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: ls-remote says {got:?} {}, want {want:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Exports everything the base holds for the site into `volume`; its size.
+fn export_one(base_sock: &str, volume: &Path) -> u64 {
+    let done = json(&ok(&ferry(&[
+        "export",
+        "--socket",
+        base_sock,
+        "--json",
+        "--to",
+        "site",
+        "--out",
+        volume.to_str().unwrap(),
+    ])));
+    assert_eq!(done["bundles"], 1, "{done}");
+    std::fs::metadata(volume).unwrap().len()
+}
+
+/// Imports `volume` at the site: the Git release is delivered there.
+fn import_delivered(site_sock: &str, volume: &Path, bundle: &str) {
+    let report = json(&ok(&ferry(&[
+        "import",
+        "--socket",
+        site_sock,
+        "--json",
+        volume.to_str().unwrap(),
+    ])));
+    assert!(
+        report["problems"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let delivered = report["delivered"].as_array().unwrap();
+    assert!(
+        delivered.iter().any(|d| d["bundle"] == bundle),
+        "{bundle} not delivered: {report}"
+    );
+}
+
+/// Carries the site's receipts back to the base, which releases custody
+/// of `bundle`.
+fn receipts_back(root: &Path, site_sock: &str, base_sock: &str, bundle: &str) {
+    let receipts = root.join("usb/git-receipts.ferry");
+    ok(&ferry(&[
+        "export-receipts",
+        "--socket",
+        site_sock,
+        "--out",
+        receipts.to_str().unwrap(),
+    ]));
+    let report = json(&ok(&ferry(&[
+        "import",
+        "--socket",
+        base_sock,
+        "--json",
+        receipts.to_str().unwrap(),
+    ])));
+    let released = report["released"].as_array().unwrap();
+    assert!(
+        released.iter().any(|b| b == bundle),
+        "{bundle} not released: {report}"
+    );
+    let status = json(&ok(&ferry(&["bundles", "--socket", base_sock, "--json"])));
+    for b in status["bundles"].as_array().unwrap() {
+        assert_eq!(b["pending_hops"].as_array().unwrap().len(), 0, "{b}");
+    }
+}
+
+/// Waits until the base's Git publisher counts release `sequence` as
+/// carried on (it checks custody every 250 ms), so the next pack is thin.
+fn wait_for_confirmed(base_dir: &Path, sequence: u64) {
+    let path = base_dir.join("git/.publish.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let confirmed = state
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|s| s["confirmed_sequence"].as_u64())
+            .max()
+            .unwrap_or(0);
+        if confirmed >= sequence {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "release {sequence} never confirmed after the receipts: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_git_repository_crosses_an_air_gap_and_the_next_release_is_thin() {
+    let seed = 13;
+    println!("fixture seed {seed}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let (site_dir, site_id) = configure(
+        work,
+        "site",
+        "[git]\nlisten = \"127.0.0.1:0\"\nroot = \"served\"\n",
+    );
+    let (base_dir, _) = configure(
+        work,
+        "base",
+        &format!("[[peer]]\nname = \"site\"\nnode_id = \"{site_id}\"\n"),
+    );
+    let start = |dir: &Path| {
+        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
+            .unwrap()
+    };
+    let base = start(&base_dir);
+    let site = start(&site_dir);
+    let base_sock = base.config.admin.to_str().unwrap().to_string();
+    let site_sock = site.config.admin.to_str().unwrap().to_string();
+    let url = format!("http://{}/fleet.git", site.git_addr.expect("[git] listen"));
+
+    let replay = fixture::generate(&work.join("upstream.git"), 80, seed).unwrap();
+    let steps = &replay.steps;
+    let (first, second) = (&steps[steps.len() - 6], steps.last().unwrap());
+    assert_ne!(
+        first.refs["refs/heads/main"], second.refs["refs/heads/main"],
+        "main moves between the releases"
+    );
+    let upstream = replay.git.dir().to_str().unwrap().to_string();
+    let publish = || {
+        let answer = json(&ok(&ferry(&[
+            "git", "publish", "--socket", &base_sock, "--json", &upstream, "--name", "fleet",
+            "--to", "site",
+        ])));
+        let bundle = answer["bundle"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"));
+        (bundle.to_string(), answer["sequence"].as_u64().unwrap())
+    };
+
+    // The first release: the whole history so far, on one volume.
+    fixture::set_refs(&replay.git, &first.refs).unwrap();
+    let (bundle, sequence) = publish();
+    let volume = work.join("usb/git-1.ferry");
+    std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
+    let full = export_one(&base_sock, &volume);
+    import_delivered(&site_sock, &volume, &bundle);
+    wait_for_served(work, &url, &expected(&first.refs), "the first release");
+    git(work, &["clone", "-q", "--bare", &url, "clone.git"]);
+    let clone = work.join("clone.git");
+    assert_eq!(local_refs(&clone), expected(&first.refs));
+    assert_eq!(local_refs(replay.git.dir()), expected(&first.refs));
+    git(&clone, &["fsck", "--strict"]);
+    receipts_back(work, &site_sock, &base_sock, &bundle);
+    wait_for_confirmed(&base_dir, sequence);
+
+    // New commits upstream: the next volume carries only what is new.
+    fixture::set_refs(&replay.git, &second.refs).unwrap();
+    let (bundle, sequence) = publish();
+    let volume = work.join("usb/git-2.ferry");
+    let thin = export_one(&base_sock, &volume);
+    println!("volumes: first {full} B, second {thin} B");
+    assert!(
+        thin < full / 4,
+        "the second volume ({thin} B) is not thin against the first ({full} B)"
+    );
+    import_delivered(&site_sock, &volume, &bundle);
+    wait_for_served(work, &url, &expected(&second.refs), "the second release");
+    git(
+        &clone,
+        &[
+            "fetch",
+            "-q",
+            "--prune",
+            "--force",
+            &url,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ],
+    );
+    assert_eq!(local_refs(&clone), expected(&second.refs));
+    git(&clone, &["fsck", "--strict"]);
+    receipts_back(work, &site_sock, &base_sock, &bundle);
+    wait_for_confirmed(&base_dir, sequence);
 
     rt.block_on(base.stop());
     rt.block_on(site.stop());
