@@ -5,8 +5,11 @@
 //! Publishing keeps, per repository and destination, a
 //! [`DestinationState`] in `<git root>/.publish.json`; a release is
 //! confirmed when the store no longer holds its bundle for forwarding (the
-//! next hop took custody), and the next thin pack leaves out what that
-//! release's refs reach. The applying side reads delivered bundles from the
+//! next hop took custody, or receipts carried back on removable media
+//! released it), and the next thin pack leaves out what that release's refs
+//! reach. A publish first confirms whatever has been carried on since the
+//! last check, so a release published right after receipts are imported is
+//! thin. The applying side reads delivered bundles from the
 //! store and hands them to [`Applier`], one at a time, including bundles
 //! delivered before a restart. This module never talks to the engine except
 //! through [`Input`].
@@ -52,6 +55,8 @@ pub struct GitService {
     state_path: PathBuf,
     /// "repository\0destination" → state.
     states: Mutex<BTreeMap<String, DestinationState>>,
+    /// Sent and not yet confirmed: (state key, bundle, sequence).
+    in_flight: Mutex<Vec<(String, BundleId, u64)>>,
     /// One publish at a time.
     publishing: tokio::sync::Mutex<()>,
 }
@@ -76,6 +81,7 @@ impl GitService {
             applier,
             state_path,
             states: Mutex::new(states),
+            in_flight: Mutex::new(Vec::new()),
             publishing: tokio::sync::Mutex::new(()),
         }))
     }
@@ -109,6 +115,7 @@ impl GitService {
         to_key: &str,
     ) -> Result<Published, String> {
         let _one = self.publishing.lock().await;
+        self.confirm_carried();
         let key = format!("{name}\0{to_key}");
         let state = self
             .states
@@ -168,8 +175,12 @@ impl GitService {
             .or_default()
             .record_sent(&publication);
         self.save_states();
+        self.in_flight
+            .lock()
+            .expect("git in-flight lock")
+            .push((key, bundle, sequence));
         tracing::info!(%bundle, sequence, objects = publication.release.objects, bytes = publication.payload.len(), "git release sent");
-        tokio::spawn(self.clone().confirm_when_carried(key, bundle, sequence));
+        tokio::spawn(self.clone().confirm_when_carried(bundle));
         Ok(Published {
             repository: name.to_owned(),
             bundle: Some(bundle.to_string()),
@@ -180,26 +191,55 @@ impl GitService {
         })
     }
 
-    /// Confirms release `sequence` once this node no longer holds `bundle`
-    /// for forwarding: every next hop took custody of it.
-    async fn confirm_when_carried(self: Arc<Self>, key: String, bundle: BundleId, sequence: u64) {
+    /// Confirms the release `bundle` carries once this node no longer
+    /// holds it for forwarding (checked every 250 ms; a publish checks too).
+    async fn confirm_when_carried(self: Arc<Self>, bundle: BundleId) {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let record = self
-                .store
-                .get(Cf::Bundles, &bundle.to_key())
-                .ok()
-                .flatten()
-                .and_then(|b| BundleRecord::decode(&b));
-            if record.is_none_or(|r| r.pending_hops.is_empty()) {
+            self.confirm_carried();
+            let waiting = self
+                .in_flight
+                .lock()
+                .expect("git in-flight lock")
+                .iter()
+                .any(|(_, b, _)| *b == bundle);
+            if !waiting {
                 break;
             }
         }
-        if let Some(state) = self.states.lock().expect("git state lock").get_mut(&key) {
-            state.confirm(sequence);
+    }
+
+    /// Confirms every in-flight release whose bundle every next hop took
+    /// custody of: later packs leave out what it holds.
+    fn confirm_carried(&self) {
+        let carried: Vec<(String, BundleId, u64)> = {
+            let mut waiting = self.in_flight.lock().expect("git in-flight lock");
+            let (carried, still) = waiting.drain(..).partition(|(_, bundle, _)| {
+                self.store
+                    .get(Cf::Bundles, &bundle.to_key())
+                    .ok()
+                    .flatten()
+                    .and_then(|b| BundleRecord::decode(&b))
+                    .is_none_or(|r| r.pending_hops.is_empty())
+            });
+            *waiting = still;
+            carried
+        };
+        if carried.is_empty() {
+            return;
+        }
+        {
+            let mut states = self.states.lock().expect("git state lock");
+            for (key, _, sequence) in &carried {
+                if let Some(state) = states.get_mut(key) {
+                    state.confirm(*sequence);
+                }
+            }
         }
         self.save_states();
-        tracing::info!(%bundle, sequence, "git release carried on; later packs leave out what it holds");
+        for (_, bundle, sequence) in carried {
+            tracing::info!(%bundle, sequence, "git release carried on; later packs leave out what it holds");
+        }
     }
 
     /// Applies every `Git` bundle delivered here: `held` (delivered before
