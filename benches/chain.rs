@@ -15,11 +15,8 @@
 use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig};
-use ferry_core::{
-    Endpoint, EngineConfig, Event, Instant, MemStore, NodeId, PayloadKind, Priority, Routes,
-    Submission,
-};
-use ferry_sim::{LinkModel, Net, put_object};
+use ferry_core::{Endpoint, Event, Instant, NodeId, PayloadKind, Priority, Submission};
+use ferry_sim::{Chain, LinkModel, Net, put_object};
 use rand::{RngCore, SeedableRng};
 
 const LOSS: f64 = 0.05;
@@ -37,26 +34,15 @@ fn main() {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut data);
 
     let node = |n: u8| NodeId([n; 32]);
-    let mut net = Net::new(seed);
-    let mut base = EngineConfig::new(node(1), seed);
-    base.routes = Routes {
-        next_hop: [(node(3), node(2))].into(),
-        ..Routes::default()
-    };
-    let mut relay = EngineConfig::new(node(2), seed + 1);
-    relay.routes = Routes {
-        next_hop: [(node(3), node(3))].into(),
-        ..Routes::default()
-    };
-    let b = net.add_node(base, MemStore::new());
-    let r = net.add_node(relay, MemStore::new());
-    let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
     let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
     model.loss = ferry_sim::Loss::Bernoulli(LOSS);
-    let w1 = net.add_wire(b, r, model.clone());
-    let w2 = net.add_wire(r, l, model);
-    net.set_up(w1, true);
-    net.set_up(w2, true);
+    let Chain {
+        mut net,
+        base: b,
+        leaf: l,
+        last_hop: w2,
+        ..
+    } = Chain::new(seed, model);
 
     let delivered = |net: &Net| {
         net.events(l)

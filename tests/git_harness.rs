@@ -10,14 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig};
-use ferry_core::{
-    BundleId, Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Priority, Routes,
-    Store, Submission,
-};
+use ferry_core::{BundleId, Endpoint, Event, NodeId, PayloadKind, Priority, Store, Submission};
 use ferry_git::{Applier, ApplyOutcome, DestinationState, GitRelease, Publisher};
 use ferry_proto::FrameCodec;
 use ferry_proto::v1::frame::Body;
-use ferry_sim::{LinkModel, Net, WireId, put_object};
+use ferry_sim::{Chain, LinkModel, Net, WireId, put_object};
 
 pub struct TwoHop {
     pub net: Net,
@@ -47,26 +44,16 @@ fn node(n: u8) -> NodeId {
 impl TwoHop {
     /// `loss` is the Bernoulli frame loss on both hops (each direction).
     pub fn new(seed: u64, loss: f64, publisher: Publisher, served: &Path) -> Self {
-        let mut net = Net::new(seed);
-        let mut base = EngineConfig::new(node(1), seed);
-        base.routes = Routes {
-            next_hop: [(node(3), node(2))].into(),
-            ..Routes::default()
-        };
-        let mut relay = EngineConfig::new(node(2), seed + 1);
-        relay.routes = Routes {
-            next_hop: [(node(3), node(3))].into(),
-            ..Routes::default()
-        };
-        let b = net.add_node(base, MemStore::new());
-        let r = net.add_node(relay, MemStore::new());
-        let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
         let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
         model.loss = ferry_sim::Loss::Bernoulli(loss);
-        let w1 = net.add_wire(b, r, model.clone());
-        let w2 = net.add_wire(r, l, model);
-        net.set_up(w1, true);
-        net.set_up(w2, true);
+        let Chain {
+            mut net,
+            base: b,
+            leaf: l,
+            first_hop: w1,
+            last_hop: w2,
+            ..
+        } = Chain::new(seed, model);
         // Let the sessions' Hellos pass before the first release.
         let settle = net.now + Duration::from_secs(5);
         net.run_until(settle);

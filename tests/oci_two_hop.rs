@@ -21,48 +21,18 @@ use ferry_core::{
     Store, Submission,
 };
 use ferry_oci::{ImageStore, Layout, Limits, OciRelease, Stamp, fixture};
-use ferry_sim::{LinkModel, Net, NodeIndex, WireId};
+use ferry_sim::{Chain, LinkModel, Net, NodeIndex};
 
 const REPO: &str = "team/app";
-
-struct Chain {
-    net: Net,
-    base: NodeIndex,
-    leaf: NodeIndex,
-    last_hop: WireId,
-}
 
 fn node(n: u8) -> NodeId {
     NodeId([n; 32])
 }
 
 fn chain(seed: u64, loss: f64) -> Chain {
-    let mut net = Net::new(seed);
-    let mut base = EngineConfig::new(node(1), seed);
-    base.routes = Routes {
-        next_hop: [(node(3), node(2))].into(),
-        ..Routes::default()
-    };
-    let mut relay = EngineConfig::new(node(2), seed + 1);
-    relay.routes = Routes {
-        next_hop: [(node(3), node(3))].into(),
-        ..Routes::default()
-    };
-    let b = net.add_node(base, MemStore::new());
-    let r = net.add_node(relay, MemStore::new());
-    let l = net.add_node(EngineConfig::new(node(3), seed + 2), MemStore::new());
     let mut model = LinkModel::new(2_000_000, Duration::from_millis(80), 1400);
     model.loss = ferry_sim::Loss::Bernoulli(loss);
-    let w1 = net.add_wire(b, r, model.clone());
-    let w2 = net.add_wire(r, l, model);
-    net.set_up(w1, true);
-    net.set_up(w2, true);
-    Chain {
-        net,
-        base: b,
-        leaf: l,
-        last_hop: w2,
-    }
+    Chain::new(seed, model)
 }
 
 /// Stages `tags` of `layout` at the base and submits them to the leaf;

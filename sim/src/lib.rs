@@ -11,6 +11,7 @@
 //! separate ChaCha stream per link and purpose, so a run is reproducible.
 //! Never reads the wall clock except to show progress.
 
+mod chain;
 pub mod invariants;
 pub mod log;
 mod model;
@@ -23,6 +24,7 @@ pub mod scenario;
 pub mod seed;
 pub mod sweep;
 
+pub use chain::Chain;
 pub use ferry_link::profile::{LinkProfile, Loss, PROFILES, Schedule};
 pub use log::{Entry, LossCause, Record};
 pub use model::{HalfDuplex, LinkModel, QueueLimit};
