@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ferryd::admin::Request;
 use rand::{RngCore, SeedableRng};
-use support::{Node, configure, free_port, init};
+use support::{Node, configure, free_port, init, runtime};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -74,13 +74,6 @@ fn network() -> (String, u16) {
         eprintln!("no private network namespace here: mDNS on the host's loopback, port {port}");
         (format!("interfaces = [\"lo\"]\nmdns_port = {port}\n"), port)
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A leaf's configuration that holds only its anchor's id.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferry_git::{Git, fixture};
 use ferryd::admin::Request;
-use support::{configure, free_port, init, peer};
+use support::{configure, free_port, init, peer, runtime};
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")
@@ -107,10 +107,7 @@ fn a_published_repository_is_cloned_from_the_leaf_over_http() {
     );
     leaf.start();
     base.start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
 
     let seed = 11;
     eprintln!("fixture seed {seed}");

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ferryd::admin::Request;
-use support::{configure, free_port, init, peer};
+use support::{configure, free_port, init, peer, runtime};
 
 fn skopeo_pull(addr: &str, image: &str, out: &Path) -> String {
     let tag = image.rsplit(':').next().unwrap();
@@ -68,10 +68,7 @@ fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {
     );
     leaf.start();
     base.start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
     let answer = base
         .ask(

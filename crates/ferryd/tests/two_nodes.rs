@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ferryd::admin::{Request, stream as request_stream};
 use rand::{RngCore, SeedableRng};
-use support::{configure, free_port, init, peer};
+use support::{configure, free_port, init, peer, runtime};
 
 #[test]
 fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
@@ -57,10 +57,7 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
         std::fs::write(payload.join(name), &data).unwrap();
         files.push((name, data));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let minute = Duration::from_secs(60);
     let sent = base.send(&rt, &payload, "leaf");
     assert_eq!(sent.len(), files.len());
@@ -176,10 +173,7 @@ fn the_admin_api_lists_peers_and_serves_the_log_as_it_grows() {
     );
     leaf.start();
     base.start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let minute = Duration::from_secs(60);
     leaf.wait_for(&rt, "the admin API", minute, |_| true);
 
