@@ -4,34 +4,19 @@
 //! binary), against two ferryd nodes running in this process (real QUIC on
 //! loopback, real RocksDB stores, real admin sockets).
 
+mod support;
+
+use support::{ferry, ok};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferryd::config::Config;
 use ferryd::daemon::Node;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "ferry failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()

@@ -1,19 +1,15 @@
 //! `ferry ingest`, `ferry cat` and `ferry gc` as a user runs them: a real
 //! process, real files, output parsed as JSON.
 
+mod support;
+
+use support::ferry;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn ok_json(output: Output) -> Value {
     assert!(

@@ -11,8 +11,12 @@
 //! smart HTTP at the site to the real `git`; once the receipts come back,
 //! the next release's volume carries only the new objects.
 
+mod support;
+
+use support::{ferry, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_git::fixture;
@@ -20,25 +24,6 @@ use ferryd::config::Config;
 use ferryd::daemon::Node;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "ferry failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
