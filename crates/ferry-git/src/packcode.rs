@@ -235,7 +235,9 @@ pub fn encode(
     bases: &[(crate::Oid, Vec<u8>)],
 ) -> Result<Vec<u8>, PackCodeError> {
     let mut plain = Vec::with_capacity(body.len() * 3);
-    let mut starts: Vec<u64> = Vec::with_capacity(objects as usize);
+    // `objects` comes from the wire: every object takes at least a header
+    // byte, so the plain stream's length bounds what is worth reserving.
+    let mut starts: Vec<u64> = Vec::with_capacity((objects as usize).min(plain.len()));
     let mut at = 0usize;
     for index in 0..objects {
         starts.push(at as u64);
@@ -308,7 +310,9 @@ pub fn decode(encoded: impl Read, objects: u32, out: &mut Vec<u8>) -> Result<(),
     flate2::read::DeflateDecoder::new(encoded)
         .take(2 << 30)
         .read_to_end(&mut plain)?;
-    let mut starts: Vec<u64> = Vec::with_capacity(objects as usize);
+    // `objects` comes from the wire: every object takes at least a header
+    // byte, so the plain stream's length bounds what is worth reserving.
+    let mut starts: Vec<u64> = Vec::with_capacity((objects as usize).min(plain.len()));
     let mut at = 0usize;
     for index in 0..objects {
         starts.push(out.len() as u64);
