@@ -95,9 +95,9 @@ impl GitService {
             let states = self.states.lock().expect("git state lock");
             serde_json::to_vec_pretty(&*states).expect("states serialise")
         };
-        let tmp = self.state_path.with_extension("json.tmp");
-        let written =
-            std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &self.state_path));
+        let written = crate::media::write_atomic(&self.state_path, |out| {
+            std::io::Write::write_all(out, &json).map_err(|e| e.to_string())
+        });
         if let Err(e) = written {
             tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the git publish state");
         }
@@ -142,6 +142,8 @@ impl GitService {
             let manifest = ingest
                 .add(&repo, publication.payload.as_slice(), |_| {})
                 .map_err(|e| e.to_string())?;
+            // Synced before the engine takes the bundle, as `ferry send` does.
+            ingest.finish().map_err(|e| e.to_string())?;
             Ok::<_, String>(Some((publication, manifest)))
         })
         .await
