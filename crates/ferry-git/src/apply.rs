@@ -67,6 +67,18 @@ pub struct Applier {
     root: ServedRoot,
 }
 
+/// What `release` still waits for in `git` (whose applied sequence is
+/// `applied`): its base release, or (0 if it has none) prerequisite objects.
+fn waiting_for(git: &Git, release: &GitRelease, applied: u64) -> Result<Option<u64>, ApplyError> {
+    if let Some(base) = release.base.filter(|&b| b > applied) {
+        return Ok(Some(base));
+    }
+    if git.present(&release.prerequisites)?.iter().any(|p| !p) {
+        return Ok(Some(release.base.unwrap_or(0)));
+    }
+    Ok(None)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
     move |source| ApplyError::Io {
         path: path.to_owned(),
@@ -129,17 +141,20 @@ impl Applier {
         if release.sequence <= applied {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
-        if let Some(base) = release.base.filter(|&b| b > applied) {
+        if let Some(waiting_for) = waiting_for(&git, release, applied)? {
             self.keep_pending(release, body)?;
-            return Ok(ApplyOutcome::Pending { waiting_for: base });
+            return Ok(ApplyOutcome::Pending { waiting_for });
         }
-        if git.present(&release.prerequisites)?.iter().any(|p| !p) {
-            self.keep_pending(release, body)?;
-            return Ok(ApplyOutcome::Pending {
-                waiting_for: release.base.unwrap_or(0),
-            });
-        }
+        self.apply_now(&git, release, body)
+    }
 
+    /// Applies `release`, whose base and prerequisites are all here.
+    fn apply_now(
+        &self,
+        git: &Git,
+        release: &GitRelease,
+        body: &mut dyn Read,
+    ) -> Result<ApplyOutcome, ApplyError> {
         // 2. Index into quarantine.
         let objects = git.dir().join("objects");
         let quarantine = objects.join(format!("incoming-ferry-{}", release.sequence));
@@ -286,15 +301,28 @@ impl Applier {
             .join(repository.replace('/', "~"))
     }
 
+    /// Keeps `release` and its pack until it can be applied: the pack
+    /// first, then the `.release` file that marks it complete, each written
+    /// aside, synced and renamed into place, so a crash leaves either a whole
+    /// pending release or none.
     fn keep_pending(&self, release: &GitRelease, body: &mut dyn Read) -> Result<(), ApplyError> {
         let dir = self.pending_dir(&release.repository);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let pack = dir.join(format!("{}.pack", release.sequence));
-        let mut file = fs::File::create(&pack).map_err(io(&pack))?;
-        std::io::copy(body, &mut file).map_err(io(&pack))?;
-        file.sync_all().map_err(io(&pack))?;
+        let tmp = dir.join(format!("{}.pack.tmp", release.sequence));
+        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+        std::io::copy(body, &mut file).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &pack).map_err(io(&pack))?;
         let meta = dir.join(format!("{}.release", release.sequence));
-        fs::write(&meta, release.encode()).map_err(io(&meta))?;
+        let tmp = dir.join(format!("{}.release.tmp", release.sequence));
+        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(&release.encode()).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &meta).map_err(io(&meta))?;
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))?;
         tracing::info!(waiting_for = ?release.base, "git release pending");
         Ok(())
     }
@@ -322,29 +350,35 @@ impl Applier {
                 let pack = meta.with_extension("pack");
                 let release = fs::read(&meta)
                     .ok()
-                    .and_then(|b| GitRelease::decode(&b).ok());
-                let stale = seq <= applied || release.is_none();
-                if !stale
-                    && release
-                        .as_ref()
-                        .and_then(|r| r.base)
-                        .is_some_and(|b| b > applied)
-                {
+                    .and_then(|b| GitRelease::decode(&b).ok())
+                    .filter(|r| r.sequence == seq && seq > applied);
+                let Some(release) = release else {
+                    // Applied since, or not a release: nothing to keep.
+                    let _ = fs::remove_file(&meta);
+                    let _ = fs::remove_file(&pack);
+                    continue;
+                };
+                let git = self.open_or_create(repository)?;
+                if waiting_for(&git, &release, applied)?.is_some() {
                     continue;
                 }
-                let release = release.filter(|_| !stale);
-                let _ = fs::remove_file(&meta);
-                if let Some(release) = release {
-                    let mut body = fs::File::open(&pack).map_err(io(&pack))?;
-                    let outcome = self.apply_one(&release, &mut body);
-                    let _ = fs::remove_file(&pack);
-                    if let ApplyOutcome::Applied { .. } = outcome? {
+                let mut body = fs::File::open(&pack).map_err(io(&pack))?;
+                match self.apply_now(&git, &release, &mut body) {
+                    Ok(_) => {
+                        // Only now is the pending copy no longer needed.
+                        let _ = fs::remove_file(&meta);
+                        let _ = fs::remove_file(&pack);
                         done.push(seq);
                         progressed = true;
                         break;
                     }
-                } else {
-                    let _ = fs::remove_file(&pack);
+                    Err(e @ ApplyError::Incomplete { .. }) => {
+                        // The pack itself is bad: set it aside, never retried.
+                        tracing::warn!(error = %e, "pending git release set aside");
+                        let failed = meta.with_extension("failed");
+                        fs::rename(&meta, &failed).map_err(io(&failed))?;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if !progressed {

@@ -110,6 +110,51 @@ fn a_later_release_waits_for_its_predecessor() {
     fsck(&applier, "fleet");
 }
 
+/// A pending release whose base is applied but whose objects are still
+/// missing stays pending (its pack intact) until they arrive.
+#[test]
+fn a_pending_release_missing_objects_survives_a_drain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay(tmp.path(), 20);
+    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let mut state = DestinationState::default();
+    let mut pubs = Vec::new();
+    for (i, step) in replay.steps.iter().take(3).enumerate() {
+        fixture::set_refs(&replay.git, &step.refs).unwrap();
+        let p = publish(&publisher, &mut state, i as u64 + 1);
+        state.confirm(p.release.sequence);
+        pubs.push(p);
+    }
+    // Release 3 claims release 1 as its base, but needs release 2's objects.
+    let mut third = GitRelease::decode(&pubs[2].release.encode()).unwrap();
+    third.base = Some(pubs[0].release.sequence);
+    third.prerequisites = replay.steps[1].refs.values().copied().collect();
+    let third_pack = pubs[2].payload.clone();
+    assert!(matches!(
+        applier.apply(&third, &mut third_pack.as_slice()).unwrap(),
+        ApplyOutcome::Pending { .. }
+    ));
+    // Applying release 1 drains the pending one: its objects are missing,
+    // so it must stay pending, pack and all.
+    assert_eq!(
+        apply(&applier, &pubs[0]),
+        ApplyOutcome::Applied {
+            changed_refs: replay.steps[0].refs.len(),
+            then: vec![]
+        }
+    );
+    assert_eq!(
+        apply(&applier, &pubs[1]),
+        ApplyOutcome::Applied {
+            changed_refs: 1,
+            then: vec![3]
+        }
+    );
+    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[2].refs);
+    fsck(&applier, "fleet");
+}
+
 #[test]
 fn applying_a_release_twice_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
