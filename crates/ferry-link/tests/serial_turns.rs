@@ -302,6 +302,28 @@ fn config_is_validated() {
         Turns::new(long_idle, false, now),
         Err(ConfigError::Turns(_))
     ));
+    // A turn with room for one frame but not for the hand-over's copies
+    // would never send anything: refused.
+    let c = config();
+    let cramped = TurnConfig {
+        max_turn: c.max_frame_airtime * 3 - Duration::from_millis(1),
+        idle_max: Duration::ZERO,
+        idle_initial: Duration::ZERO,
+        ..c
+    };
+    assert!(matches!(
+        Turns::new(cramped, true, now),
+        Err(ConfigError::Turns(_))
+    ));
+    // Exactly three frames' airtime is enough: the holder can send at once.
+    let tight = TurnConfig {
+        max_turn: c.max_frame_airtime * 3,
+        ..cramped
+    };
+    let mut turns = Turns::new(tight, true, now).unwrap();
+    let start = turns.poll_timeout().expect("the initiator takes the first turn");
+    turns.handle_timeout(start);
+    assert!(turns.holds_turn() && turns.can_send(start), "{tight:?}");
 }
 
 /// The hand-over rules, step by step.

@@ -108,6 +108,13 @@ impl TurnConfig {
                 "idle_max + max_frame_airtime exceeds max_turn",
             ));
         }
+        // A turn must fit one frame and the hand-over's copies after it, or
+        // `can_send` is never true and the link never sends.
+        if self.max_frame_airtime * (1 + u32::from(REPEATS)) > self.max_turn {
+            return Err(ConfigError::Turns(
+                "max_turn is shorter than a frame plus the hand-over's copies (3 × max_frame_airtime)",
+            ));
+        }
         Ok(())
     }
 
