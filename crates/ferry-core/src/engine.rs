@@ -32,6 +32,13 @@ const SEQUENCE_KEY: &[u8] = b"sequence";
 const TIMER_PREFIX: &[u8] = b"reoffer/";
 /// Largest encoded manifest a peer may offer (about 1.8 M chunks).
 pub const MAX_MANIFEST_LEN: u32 = 64 << 20;
+
+/// Whether a bundle's manifest of `len` encoded bytes may travel: it lists
+/// at least one chunk (an empty payload encodes to nothing) and is at most
+/// [`MAX_MANIFEST_LEN`].
+pub(crate) fn manifest_len_ok(len: u64) -> bool {
+    len != 0 && len <= u64::from(MAX_MANIFEST_LEN)
+}
 /// Largest chunk a peer's manifest may name. Reassembly buffers are sized from
 /// peer-supplied lengths, so both limits bound what a peer can make us allocate.
 pub const MAX_CHUNK_LEN: u32 = 16 << 20;
@@ -102,6 +109,10 @@ pub enum SubmitError {
     MissingChunk { manifest: ManifestId, index: usize },
     #[error("the bundle could not travel: {0}")]
     Invalid(ferry_proto::ValidationError),
+    #[error(
+        "manifest {manifest} encodes to {len} bytes; a bundle needs 1 to {MAX_MANIFEST_LEN} (an empty payload cannot travel)"
+    )]
+    ManifestSize { manifest: ManifestId, len: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -315,6 +326,13 @@ impl<S: Store> Engine<S> {
             .store
             .get_manifest(submission.manifest)?
             .ok_or(SubmitError::MissingManifest(submission.manifest))?;
+        let manifest_len = manifest.encoded_len() as u64;
+        if !manifest_len_ok(manifest_len) {
+            return Err(SubmitError::ManifestSize {
+                manifest: submission.manifest,
+                len: manifest_len,
+            });
+        }
         for (index, entry) in manifest.entries().iter().enumerate() {
             if !self.store.has_chunk(entry.id)? {
                 return Err(SubmitError::MissingChunk {
@@ -335,7 +353,7 @@ impl<S: Store> Engine<S> {
             priority: submission.priority,
             kind: submission.kind,
             manifest: submission.manifest,
-            manifest_len: manifest.encoded_len() as u32,
+            manifest_len: manifest_len as u32,
             payload_len: manifest.total_length(),
             report_to: None,
             release: submission.release,
@@ -754,7 +772,7 @@ impl<S: Store> Engine<S> {
                 .to_vec();
         }
         let header = BundleHeader::from_proto(&proto).ok_or("offer with an invalid header")?;
-        if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
+        if !manifest_len_ok(header.manifest_len.into()) {
             return Err(format!(
                 "offer with a manifest of {} bytes",
                 header.manifest_len
@@ -2150,6 +2168,33 @@ mod tests {
                 },
             )
             .unwrap()
+    }
+
+    /// An empty payload (its manifest encodes to nothing) is refused at
+    /// submit, as every peer would refuse its offer, and leaves no record.
+    #[test]
+    fn an_empty_payload_is_refused_at_submit() {
+        let mut a = engine(A);
+        let manifest = a
+            .store_mut()
+            .put_manifest(&ManifestBuilder::new().finish())
+            .unwrap();
+        let refused = a.submit(
+            Instant(1_000_000),
+            Submission {
+                destination: Endpoint::Node(B),
+                lifetime: Duration::from_secs(3600),
+                priority: Priority::Normal,
+                kind: PayloadKind::Blob,
+                manifest,
+                release: Vec::new(),
+            },
+        );
+        assert!(
+            matches!(refused, Err(SubmitError::ManifestSize { len: 0, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(a.bundles().count(), 0);
     }
 
     /// Two engines joined by one reliable link, frames moved until quiet;

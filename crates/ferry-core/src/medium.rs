@@ -1524,7 +1524,7 @@ fn decode_header(payload: &[u8]) -> Result<BundleHeader, String> {
     let proto = v1::BundleHeader::decode(payload).map_err(|e| format!("unreadable: {e}"))?;
     proto.validate().map_err(|e| format!("invalid: {e}"))?;
     let header = BundleHeader::from_proto(&proto).ok_or("invalid header")?;
-    if header.manifest_len == 0 || header.manifest_len > MAX_MANIFEST_LEN {
+    if !super::manifest_len_ok(header.manifest_len.into()) {
         return Err(format!("a manifest of {} bytes", header.manifest_len));
     }
     Ok(header)
