@@ -17,15 +17,13 @@
 //! either the old key or the new one, never half of one.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+use ed25519_dalek::pkcs8::{EncodePrivateKey, KeypairBytes};
 use ferry_core::NodeId;
-use ring::rand::{SecureRandom, SystemRandom};
+use ferry_trust::keyfile::{self, KeyFileError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Why a node key could not be made, read, written or certified.
@@ -89,12 +87,8 @@ pub struct NodeKey {
 impl NodeKey {
     /// Makes a new key from the operating system's random number generator.
     pub fn generate() -> Result<NodeKey, IdentityError> {
-        let mut seed = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| IdentityError::Random)?;
         Ok(NodeKey {
-            signing: SigningKey::from_bytes(&seed),
+            signing: keyfile::generate()?,
         })
     }
 
@@ -109,46 +103,16 @@ impl NodeKey {
     ///
     /// Warns (but loads) if the file is readable by group or others.
     pub fn load(path: impl AsRef<Path>) -> Result<NodeKey, IdentityError> {
-        let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => IdentityError::Missing {
-                path: path.to_owned(),
-            },
-            _ => IdentityError::Read {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-        warn_if_exposed(path);
-        let malformed = |reason: String| IdentityError::Malformed {
-            path: path.to_owned(),
-            reason,
-        };
-        let signing = if bytes.starts_with(b"-----BEGIN") {
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| malformed("PEM file is not UTF-8".to_owned()))?;
-            SigningKey::from_pkcs8_pem(text).map_err(|e| malformed(e.to_string()))?
-        } else {
-            SigningKey::from_pkcs8_der(&bytes).map_err(|e| malformed(e.to_string()))?
-        };
-        Ok(NodeKey { signing })
+        Ok(NodeKey {
+            signing: keyfile::load(path.as_ref())?,
+        })
     }
 
     /// Writes the key as a PEM PKCS#8 file with mode 0600, atomically: into a
     /// temporary file beside `path`, synced, then renamed over `path` (which
     /// is replaced if it exists), and the directory synced.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), IdentityError> {
-        let path = path.as_ref();
-        let pem = KeypairBytes {
-            secret_key: self.signing.to_bytes(),
-            public_key: None,
-        }
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| IdentityError::Encode(e.to_string()))?;
-        write_atomically(path, pem.as_bytes()).map_err(|source| IdentityError::Write {
-            path: path.to_owned(),
-            source,
-        })
+        Ok(keyfile::save(&self.signing, path.as_ref())?)
     }
 
     /// The 32-byte Ed25519 public key.
@@ -217,63 +181,17 @@ pub fn node_id_from_public_key(public_key: &[u8; 32]) -> NodeId {
     NodeId(*blake3::hash(public_key).as_bytes())
 }
 
-/// Writes `bytes` to a fresh temporary file beside `path` (mode 0600), syncs
-/// it, renames it over `path` and syncs the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    // A leftover from a crashed earlier attempt by a process with our pid.
-    let _ = fs::remove_file(&tmp);
-
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Logs a warning if a key file can be read by anyone but its owner.
-fn warn_if_exposed(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format_args!("{:o}", mode & 0o777),
-                    "node key file is readable by others; it should be mode 0600"
-                );
-            }
+impl From<KeyFileError> for IdentityError {
+    fn from(e: KeyFileError) -> Self {
+        match e {
+            KeyFileError::Missing { path } => IdentityError::Missing { path },
+            KeyFileError::Read { path, source } => IdentityError::Read { path, source },
+            KeyFileError::Malformed { path, reason } => IdentityError::Malformed { path, reason },
+            KeyFileError::Write { path, source } => IdentityError::Write { path, source },
+            KeyFileError::Encode(reason) => IdentityError::Encode(reason),
+            KeyFileError::Random => IdentityError::Random,
         }
     }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 #[cfg(test)]

@@ -321,7 +321,9 @@ fn config_is_validated() {
         ..cramped
     };
     let mut turns = Turns::new(tight, true, now).unwrap();
-    let start = turns.poll_timeout().expect("the initiator takes the first turn");
+    let start = turns
+        .poll_timeout()
+        .expect("the initiator takes the first turn");
     turns.handle_timeout(start);
     assert!(turns.holds_turn() && turns.can_send(start), "{tight:?}");
 }
