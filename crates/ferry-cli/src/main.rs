@@ -5,6 +5,7 @@ mod cat;
 mod daemon;
 mod git;
 mod ingest;
+mod key;
 mod media;
 mod oci;
 mod proxy;
@@ -69,6 +70,9 @@ enum Command {
     /// Container images: publish an image layout's tags, export a leaf's images.
     #[command(subcommand)]
     Oci(oci::OciCommand),
+    /// Publisher keys: new, show, rotate, revoke.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Run the UDP impairment proxy (a link profile between a QUIC client and
     /// its upstream) until SIGINT or SIGTERM, then print its counters.
     Proxy(proxy::ProxyArgs),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::ExportReceipts(args) => media::export_receipts(args),
         Command::Git(command) => git::run(command),
         Command::Oci(command) => oci::run(command),
+        Command::Key(command) => key::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
