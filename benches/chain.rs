@@ -107,6 +107,7 @@ fn send(net: &mut Net, at: usize, data: &[u8], to: NodeId) {
                 kind: PayloadKind::Blob,
                 manifest,
                 release: Vec::new(),
+                signature: Vec::new(),
             },
         )
         .expect("submit");

@@ -98,6 +98,7 @@ fn main() {
                     kind: PayloadKind::Oci,
                     manifest: staged.manifest,
                     release: staged.release.encode(),
+                    signature: Vec::new(),
                 },
             )
             .expect("submit");

@@ -240,6 +240,7 @@ async fn ferry(root: &Path, keys: &[NodeKey; 2], data: &[u8], chunking: ChunkerC
             kind: PayloadKind::Blob,
             manifest,
             release: Vec::new(),
+            signature: Vec::new(),
         })
         .await
         .unwrap();

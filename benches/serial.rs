@@ -113,6 +113,7 @@ async fn run(seed: u64, data: &[u8]) -> serde_json::Value {
                 kind: PayloadKind::Blob,
                 manifest,
                 release: Vec::new(),
+                signature: Vec::new(),
             },
         )
         .expect("submit");

@@ -101,6 +101,7 @@ fn send(
                     kind: PayloadKind::Blob,
                     manifest,
                     release: name.clone().into_bytes(),
+                    signature: Vec::new(),
                 },
             )
             .unwrap();

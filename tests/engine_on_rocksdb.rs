@@ -97,6 +97,7 @@ fn leaf_restarting_from_rocksdb_mid_transfer_completes_the_bundle_once() {
         kind: PayloadKind::Blob,
         manifest,
         release: Vec::new(),
+        signature: Vec::new(),
     };
     base.submit(now, submission).unwrap();
     base.handle_contact(now, LINK, Contact::Up(props()));

@@ -105,6 +105,7 @@ impl TwoHop {
                     kind: PayloadKind::Git,
                     manifest,
                     release: release.clone(),
+                    signature: Vec::new(),
                 },
             )
             .expect("submit");

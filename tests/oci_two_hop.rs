@@ -61,6 +61,7 @@ fn publish(chain: &mut Chain, layout: &Path, tags: &[&str]) -> BundleId {
                 kind: PayloadKind::Oci,
                 manifest: staged.manifest,
                 release: staged.release.encode(),
+                signature: Vec::new(),
             },
         )
         .unwrap();
@@ -429,6 +430,7 @@ fn submit(
                 kind: PayloadKind::Oci,
                 manifest: staged.manifest,
                 release: staged.release.encode(),
+                signature: Vec::new(),
             },
         )
         .unwrap();

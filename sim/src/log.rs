@@ -242,11 +242,17 @@ fn encode_event(buf: &mut Vec<u8>, event: &Event) {
             bundle,
             reporter,
             reason,
+            detail,
         } => {
             buf.push(6);
             put_bundle(buf, bundle);
             put_node(buf, reporter);
             buf.push(*reason as u8);
+            // Only when given, so logs of runs without details hash as before.
+            if !detail.is_empty() {
+                buf.extend_from_slice(&(detail.len() as u32).to_le_bytes());
+                buf.extend_from_slice(detail.as_bytes());
+            }
         }
         Event::Progress {
             bundle,

@@ -396,6 +396,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &Options) -> Result<Outcome,
                         kind: w.kind,
                         manifest,
                         release: format!("{}@{v}", w.name).into_bytes(),
+                        signature: Vec::new(),
                     },
                 );
                 let bundle = match submitted {

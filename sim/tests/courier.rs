@@ -97,6 +97,7 @@ fn run(
                         kind: PayloadKind::Blob,
                         manifest,
                         release: format!("week {week}").into_bytes(),
+                        signature: Vec::new(),
                     },
                 )
                 .unwrap();
@@ -116,6 +117,7 @@ fn run(
                     kind: PayloadKind::Blob,
                     manifest,
                     release: format!("leaf week {week}").into_bytes(),
+                    signature: Vec::new(),
                 },
             )
             .unwrap();

@@ -93,6 +93,7 @@ fn submit_with(
         kind: PayloadKind::Blob,
         manifest,
         release: Vec::new(),
+        signature: Vec::new(),
     };
     (
         net.engine_mut(at).submit(now, submission).unwrap(),
@@ -646,10 +647,68 @@ fn bundle_expiring_in_a_relays_custody_is_reported_to_its_source() {
             == Event::DeletionReported {
                 bundle: id,
                 reporter: node(2),
-                reason: ferry_core::Reason::Expired
+                reason: ferry_core::Reason::Expired,
+                detail: String::new(),
             }),
         "seed {seed}: the base hears that its bundle died at the relay"
     );
+}
+
+#[test]
+fn a_refusal_at_the_leaf_reaches_the_source_with_its_reason() {
+    let seed = 125;
+    let mut net = Net::new(seed);
+    let mut base = EngineConfig::new(node(1), seed);
+    base.routes = Routes {
+        next_hop: [(node(3), node(2))].into(),
+        ..Routes::default()
+    };
+    let mut relay = EngineConfig::new(node(2), seed + 1);
+    relay.routes = Routes {
+        next_hop: [(node(3), node(3))].into(),
+        default_hop: Some(node(1)),
+        ..Routes::default()
+    };
+    let mut leaf = EngineConfig::new(node(3), seed + 2);
+    leaf.routes = Routes {
+        default_hop: Some(node(2)),
+        ..Routes::default()
+    };
+    let b = net.add_node(base, MemStore::new());
+    let r = net.add_node(relay, MemStore::new());
+    let l = net.add_node(leaf, MemStore::new());
+    let w1 = net.add_wire(b, r, lossy(0.05));
+    let w2 = net.add_wire(r, l, lossy(0.05));
+    net.set_up(w1, true);
+    net.set_up(w2, true);
+    let (id, _) = submit_with(
+        &mut net,
+        b,
+        &payload(seed, 30_000),
+        Endpoint::Node(node(3)),
+        Priority::Normal,
+        Duration::from_secs(3600),
+    );
+    net.run_until(net.now + Duration::from_secs(60));
+    assert_eq!(delivered(&net, l), 1, "seed {seed}");
+    let reason = "forged: the signature does not verify with key ed25519:00";
+    let now = net.now;
+    net.engine_mut(l).report_refusal(now, id, reason);
+    net.run_until(net.now + Duration::from_secs(60));
+    let heard: Vec<_> = net
+        .events(b)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::DeletionReported {
+                bundle,
+                reporter,
+                reason: ferry_core::Reason::Unauthorised,
+                detail,
+            } if *bundle == id => Some((*reporter, detail.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heard, vec![(node(3), reason.to_owned())], "seed {seed}");
 }
 
 #[test]
@@ -837,6 +896,7 @@ fn a_release_too_large_for_the_wire_is_refused_at_submit() {
             kind: PayloadKind::Blob,
             manifest,
             release: vec![0; ferry_proto::MAX_RELEASE_LEN + 1],
+            signature: Vec::new(),
         },
     );
     assert!(

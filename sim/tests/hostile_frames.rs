@@ -117,6 +117,7 @@ proptest! {
             kind: PayloadKind::Blob,
             manifest,
             release: Vec::new(),
+            signature: Vec::new(),
         };
         net.engine_mut(b).submit(now, submission).unwrap();
         let codec = FrameCodec::default();

@@ -132,6 +132,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                     kind: PayloadKind::Blob,
                     manifest,
                     release: Vec::new(),
+                    signature: Vec::new(),
                 },
             )
             .unwrap();

@@ -279,6 +279,7 @@ fn pair(
                 kind: PayloadKind::Blob,
                 manifest,
                 release: Vec::new(),
+                signature: Vec::new(),
             },
         )
         .unwrap();

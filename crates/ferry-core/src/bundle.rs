@@ -55,6 +55,8 @@ pub struct BundleHeader {
     pub report_to: Option<Endpoint>,
     /// Adapter-specific release description.
     pub release: Vec<u8>,
+    /// The publisher's signature of `release`, or empty; carried unread.
+    pub signature: Vec<u8>,
     pub hop_count: u32,
 }
 
@@ -77,6 +79,7 @@ impl BundleHeader {
             report_to: self.report_to.as_ref().map(Endpoint::to_proto),
             release: self.release.clone(),
             hop_count: self.hop_count,
+            signature: self.signature.clone(),
         }
     }
 
@@ -96,6 +99,7 @@ impl BundleHeader {
                 None => None,
             },
             release: proto.release.clone(),
+            signature: proto.signature.clone(),
             hop_count: proto.hop_count,
         })
     }
@@ -182,6 +186,7 @@ mod tests {
                 payload_len: 1 << 20,
                 report_to: Some(Endpoint::Node(NodeId([2; 32]))),
                 release: b"refs/heads/main".to_vec(),
+                signature: vec![7; 100],
                 hop_count: 1,
             },
             custody_from: Some(NodeId([3; 32])),

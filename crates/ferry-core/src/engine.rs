@@ -99,6 +99,9 @@ pub struct Submission {
     pub kind: PayloadKind,
     pub manifest: ManifestId,
     pub release: Vec<u8>,
+    /// The publisher's signature of the release (a `ferry.v1.SignedStatement`),
+    /// or empty. The engine carries it unread.
+    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +360,7 @@ impl<S: Store> Engine<S> {
             payload_len: manifest.total_length(),
             report_to: None,
             release: submission.release,
+            signature: submission.signature,
             hop_count: 0,
         };
         // What a peer would refuse, this node does not take custody of.
@@ -1654,6 +1658,7 @@ impl<S: Store> Engine<S> {
                 reporter: self.config.node.0.to_vec(),
                 time_ms: record.header.expires_at().as_millis(),
                 hops: 0,
+                detail: String::new(),
             };
             let target = record
                 .header
@@ -1662,6 +1667,36 @@ impl<S: Store> Engine<S> {
                 .unwrap_or(Endpoint::Node(id.source));
             self.route_report(now, target, report);
         }
+    }
+
+    /// The application here refuses a bundle delivered to it (e.g. a release
+    /// its trust policy does not admit): tells the bundle's `report_to` (or
+    /// source) why, as a deletion report with reason `Unauthorised` and
+    /// `detail` (cut to [`ferry_proto::MAX_REPORT_DETAIL_LEN`] bytes). The
+    /// engine keeps carrying the bundle wherever else it is bound.
+    pub fn report_refusal(&mut self, now: Instant, bundle: BundleId, detail: &str) {
+        let Some(record) = self.bundles.get(&bundle) else {
+            return;
+        };
+        let target = record
+            .header
+            .report_to
+            .clone()
+            .unwrap_or(Endpoint::Node(bundle.source));
+        let mut cut = detail.len().min(ferry_proto::MAX_REPORT_DETAIL_LEN);
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let report = v1::StatusReport {
+            bundle: Some(bundle.to_proto()),
+            kind: v1::StatusKind::Deleted as i32,
+            reason: v1::DeletionReason::Unauthorised as i32,
+            reporter: self.config.node.0.to_vec(),
+            time_ms: now.as_millis(),
+            hops: 0,
+            detail: detail[..cut].to_owned(),
+        };
+        self.route_report(now, target, report);
     }
 
     /// A status report arrived: ours to read, or to pass on towards the
@@ -1693,6 +1728,7 @@ impl<S: Store> Engine<S> {
                     bundle,
                     reporter,
                     reason,
+                    detail: report.detail.clone(),
                 });
             }
         }
@@ -2165,6 +2201,7 @@ mod tests {
                     kind: PayloadKind::Blob,
                     manifest,
                     release: Vec::new(),
+                    signature: Vec::new(),
                 },
             )
             .unwrap()
@@ -2188,6 +2225,7 @@ mod tests {
                 kind: PayloadKind::Blob,
                 manifest,
                 release: Vec::new(),
+                signature: Vec::new(),
             },
         );
         assert!(

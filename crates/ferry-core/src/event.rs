@@ -40,6 +40,8 @@ pub enum Event {
         bundle: BundleId,
         reporter: NodeId,
         reason: Reason,
+        /// The reporter's words, when it gave any.
+        detail: String,
     },
     /// Bytes of a bundle received so far from a neighbour.
     Progress {

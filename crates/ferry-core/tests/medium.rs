@@ -47,6 +47,7 @@ fn submit(engine: &mut Engine<MemStore>, to: Endpoint, bytes: &[u8]) -> (BundleI
                 kind: PayloadKind::Blob,
                 manifest,
                 release: b"release".to_vec(),
+                signature: Vec::new(),
             },
         )
         .unwrap();

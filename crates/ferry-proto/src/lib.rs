@@ -20,7 +20,7 @@ pub mod v1 {
 
 pub use frame::{DEFAULT_MAX_FRAME, Decoded, FrameCodec, FrameError, HARD_MAX_FRAME, WIRE_VERSION};
 pub use validate::{
-    ID_LEN, MANIFEST_INDEX, MAX_FRAGMENTED_FRAME, MAX_GROUP_NAME_LEN, MAX_RELEASE_LEN, Validate,
-    ValidationError,
+    ID_LEN, MANIFEST_INDEX, MAX_FRAGMENTED_FRAME, MAX_GROUP_NAME_LEN, MAX_RELEASE_LEN,
+    MAX_REPORT_DETAIL_LEN, MAX_SIGNATURE_LEN, Validate, ValidationError,
 };
 pub use version::{Negotiated, SUPPORTED_VERSIONS, VersionError, negotiate};

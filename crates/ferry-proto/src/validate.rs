@@ -117,6 +117,10 @@ pub const MAX_GROUP_NAME_LEN: usize = 255;
 /// offer, so any control frame fits `MAX_FRAGMENTED_FRAME` when it must be
 /// sent in fragments.
 pub const MAX_RELEASE_LEN: usize = 64 << 10;
+/// Longest publisher signature a bundle header may carry.
+pub const MAX_SIGNATURE_LEN: usize = 4 << 10;
+/// Longest `detail` of a status report.
+pub const MAX_REPORT_DETAIL_LEN: usize = 512;
 
 impl Validate for BundleHeader {
     fn validate(&self) -> Result<(), ValidationError> {
@@ -124,6 +128,12 @@ impl Validate for BundleHeader {
             return fail(
                 "bundle_header.release",
                 format!("{} bytes exceeds {MAX_RELEASE_LEN}", self.release.len()),
+            );
+        }
+        if self.signature.len() > MAX_SIGNATURE_LEN {
+            return fail(
+                "bundle_header.signature",
+                format!("{} bytes exceeds {MAX_SIGNATURE_LEN}", self.signature.len()),
             );
         }
         required("bundle_header.id", &self.id)?.validate()?;
@@ -338,6 +348,15 @@ impl Validate for StatusReport {
     fn validate(&self) -> Result<(), ValidationError> {
         required("status.bundle", &self.bundle)?.validate()?;
         id("status.reporter", &self.reporter)?;
+        if self.detail.len() > MAX_REPORT_DETAIL_LEN {
+            return fail(
+                "status.detail",
+                format!(
+                    "{} bytes exceeds {MAX_REPORT_DETAIL_LEN}",
+                    self.detail.len()
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -405,6 +424,14 @@ mod tests {
         let mut big = header.clone();
         big.release = vec![0; MAX_RELEASE_LEN + 1];
         assert_eq!(big.validate().unwrap_err().field, "bundle_header.release");
+        let mut signed = header.clone();
+        signed.signature = vec![0; MAX_SIGNATURE_LEN];
+        signed.validate().unwrap();
+        signed.signature.push(0);
+        assert_eq!(
+            signed.validate().unwrap_err().field,
+            "bundle_header.signature"
+        );
         let mut long = header;
         long.destination = Some(Endpoint {
             kind: Some(v1::endpoint::Kind::Group(

@@ -54,10 +54,17 @@ fn gnu_gzip_rebuilds_through_preflate() {
         assert_eq!(found.recipe.encoder, Encoder::Preflate, "gzip -{level}");
         assert_eq!(&found.segment[..data.len()], &data[..], "gzip -{level}");
         let corrections = found.segment.len() - data.len();
-        assert!(corrections * 100 < blob.len(), "gzip -{level}: {corrections} B of corrections");
+        assert!(
+            corrections * 100 < blob.len(),
+            "gzip -{level}: {corrections} B of corrections"
+        );
         let recipe = Recipe::decode(&found.recipe.encode()).unwrap();
         assert_eq!(recipe, found.recipe);
-        assert_eq!(recipe.rebuild(&found.segment).unwrap(), blob, "gzip -{level}");
+        assert_eq!(
+            recipe.rebuild(&found.segment).unwrap(),
+            blob,
+            "gzip -{level}"
+        );
     }
 }
 
@@ -73,7 +80,11 @@ fn damaged_recipes_and_segments_are_refused_or_differ() {
     // whose rebuild is refused or differs: never the blob by accident.
     for cut in 0..wire.len() {
         if let Ok(recipe) = Recipe::decode(&wire[..cut]) {
-            assert_ne!(recipe.rebuild(&found.segment).ok(), Some(blob.clone()), "cut {cut}");
+            assert_ne!(
+                recipe.rebuild(&found.segment).ok(),
+                Some(blob.clone()),
+                "cut {cut}"
+            );
         }
     }
     // A flipped byte in the content changes the rebuilt blob.
@@ -89,10 +100,20 @@ fn what_is_not_one_gzip_member_travels_as_it_is() {
     let data = content(100_000);
     let mut two = gnu_gzip(6, &data);
     two.extend(gnu_gzip(6, &data));
-    for (name, blob) in [("plain", data.clone()), ("two members", two), ("empty", Vec::new())] {
-        assert!(matches!(analyse(&blob, &Limits::default()), Outcome::AsIs(_)), "{name}");
+    for (name, blob) in [
+        ("plain", data.clone()),
+        ("two members", two),
+        ("empty", Vec::new()),
+    ] {
+        assert!(
+            matches!(analyse(&blob, &Limits::default()), Outcome::AsIs(_)),
+            "{name}"
+        );
     }
     let mut truncated = gnu_gzip(6, &data);
     truncated.truncate(truncated.len() - 20);
-    assert!(matches!(analyse(&truncated, &Limits::default()), Outcome::AsIs(_)));
+    assert!(matches!(
+        analyse(&truncated, &Limits::default()),
+        Outcome::AsIs(_)
+    ));
 }

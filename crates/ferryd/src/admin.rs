@@ -347,6 +347,7 @@ impl Admin {
                             kind: PayloadKind::Blob,
                             manifest,
                             release: name.clone().into_bytes(),
+                            signature: Vec::new(),
                         })
                         .await?;
                     sent.push(Sent {

@@ -812,6 +812,7 @@ impl Enrolment {
                 kind: PayloadKind::Admin,
                 manifest,
                 release: WELCOME_RELEASE.to_vec(),
+                signature: Vec::new(),
             })
             .await
     }

@@ -419,8 +419,9 @@ impl Driver {
                     bundle,
                     reporter,
                     reason,
+                    detail,
                 } => {
-                    tracing::warn!(%bundle, %reporter, ?reason, "deletion reported");
+                    tracing::warn!(%bundle, %reporter, ?reason, %detail, "deletion reported");
                 }
                 Event::Progress {
                     bundle,

@@ -167,6 +167,7 @@ impl GitService {
                 kind: PayloadKind::Git,
                 manifest,
                 release: publication.release.encode(),
+                signature: Vec::new(),
             })
             .await?;
         let sequence = publication.release.sequence;

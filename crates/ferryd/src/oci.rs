@@ -404,6 +404,7 @@ impl Publisher {
                 kind: PayloadKind::Oci,
                 manifest: staged.manifest,
                 release: staged.release.encode(),
+                signature: Vec::new(),
             })
             .await?;
         Ok((bundle, staged))
