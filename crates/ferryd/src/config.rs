@@ -17,9 +17,11 @@ use crate::units::{parse_rate, parse_size};
 mod git;
 mod oci;
 mod serial;
+mod trust;
 pub use git::{GitConfig, GitSource, GitWatch};
 pub use oci::{OciConfig, OciWatch};
 pub use serial::SerialPeer;
+pub use trust::TrustConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,6 +64,8 @@ struct File {
     oci: oci::OciSection,
     #[serde(default)]
     media: MediaSection,
+    #[serde(default)]
+    trust: trust::TrustSection,
 }
 
 /// `[media]`: removable media for air-gapped sites.
@@ -194,6 +198,8 @@ pub struct Config {
     pub git: git::GitConfig,
     /// `[oci]`: the leaf's registry and watched image sources.
     pub oci: OciConfig,
+    /// `[trust]`: the publisher key and the trust policy.
+    pub trust: TrustConfig,
 }
 
 impl Config {
@@ -371,6 +377,10 @@ impl Config {
             .oci
             .build(relative)
             .map_err(|(key, reason)| invalid(&format!("oci.{key}"), reason))?;
+        let trust = file
+            .trust
+            .build(relative)
+            .map_err(|(key, reason)| invalid(&format!("trust.{key}"), reason))?;
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
@@ -396,6 +406,7 @@ impl Config {
             },
             git,
             oci,
+            trust,
         })
     }
 
@@ -512,6 +523,19 @@ admin = "ferryd.sock"
 # refs = ["main", "refs/tags/*"]   # default: every branch and tag
 # to = "group:leaves"
 # interval = "30s"
+
+# Trust. A base signs what it publishes with a publisher key (make one with
+# `ferry key new --out publisher.pem`; keep it off relays and leaves). A leaf
+# applies only releases signed by a key its policy trusts for that name and
+# destination, and never an older version over a newer one. Without any
+# [[trust.publisher]], releases are applied unsigned.
+# [trust]
+# publisher_key = "publisher.pem"
+# [[trust.publisher]]
+# key = "ed25519:..."        # `ferry key show publisher.pem`
+# git = ["fleet", "apps/*"]  # repository names it may publish
+# oci = ["team/**"]          # image repositories it may publish
+# to = ["group:leaves"]      # destinations; default: any
 
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.

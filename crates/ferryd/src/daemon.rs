@@ -42,6 +42,8 @@ pub enum DaemonError {
     Discovery(#[from] discovery::DiscoveryError),
     #[error("git: {0}")]
     Git(String),
+    #[error("{0}")]
+    Trust(String),
     #[error("git smart HTTP on {addr}: {source}")]
     GitHttp {
         addr: SocketAddr,
@@ -179,9 +181,18 @@ impl Node {
             }
             endpoint = Some(quic);
         }
-        let git = crate::git::GitService::new(&config.git.root, store.clone(), handle.clone())
-            .map_err(DaemonError::Git)?;
+        let gate = Arc::new(
+            crate::trust::TrustGate::open(&config, handle.clone()).map_err(DaemonError::Trust)?,
+        );
+        let git = crate::git::GitService::new(
+            &config.git.root,
+            store.clone(),
+            handle.clone(),
+            gate.clone(),
+        )
+        .map_err(DaemonError::Git)?;
         git.watch_deliveries(held_git);
+        git.watch_refusals();
         let (git_http, git_addr) = match config.git.listen {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)

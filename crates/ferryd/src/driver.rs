@@ -86,6 +86,12 @@ pub enum Input {
         kind: PayloadKind,
         to: mpsc::UnboundedSender<(BundleId, ManifestId)>,
     },
+    /// Every deletion report that reaches this node from now on is also
+    /// announced on `to` (e.g. a leaf's refusal of a Git release, to the
+    /// publisher).
+    WatchReports {
+        to: mpsc::UnboundedSender<Report>,
+    },
     /// Work on the engine itself, on its thread, with `now` (removable
     /// media: planning an export, importing a volume). Outputs it causes
     /// flow as after any other input.
@@ -94,6 +100,15 @@ pub enum Input {
 }
 
 /// See [`Input::WithEngine`].
+/// A deletion report for a bundle this node sent: who, why, in words.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub bundle: BundleId,
+    pub reporter: ferry_core::NodeId,
+    pub reason: ferry_core::Reason,
+    pub detail: String,
+}
+
 pub type EngineWork = Box<dyn FnOnce(&mut Engine<SharedStore>, ferry_core::Instant) + Send>;
 
 /// A snapshot for `ferry status` and `ferry bundles`.
@@ -216,6 +231,7 @@ struct Driver {
     delivered: Vec<Delivery>,
     counters: Counters,
     watches: Vec<(PayloadKind, mpsc::UnboundedSender<(BundleId, ManifestId)>)>,
+    report_watches: Vec<mpsc::UnboundedSender<Report>>,
 }
 
 /// Starts the engine thread; it runs until [`Input::Shutdown`] or until
@@ -232,6 +248,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         delivered: Vec::new(),
         counters: Counters::default(),
         watches: Vec::new(),
+        report_watches: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("ferry-engine".into())
@@ -328,6 +345,7 @@ impl Driver {
                 self.engine.set_member_of(member_of);
             }
             Input::Watch { kind, to } => self.watches.push((kind, to)),
+            Input::WatchReports { to } => self.report_watches.push(to),
             Input::Shutdown => {}
         }
     }
@@ -422,6 +440,14 @@ impl Driver {
                     detail,
                 } => {
                     tracing::warn!(%bundle, %reporter, ?reason, %detail, "deletion reported");
+                    let report = Report {
+                        bundle: *bundle,
+                        reporter: *reporter,
+                        reason: *reason,
+                        detail: detail.clone(),
+                    };
+                    self.report_watches
+                        .retain(|to| to.send(report.clone()).is_ok());
                 }
                 Event::Progress {
                     bundle,

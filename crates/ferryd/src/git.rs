@@ -34,6 +34,8 @@ use tokio::sync::mpsc;
 
 use crate::config::{GitSource, GitWatch};
 use crate::driver::{EngineHandle, Input};
+use crate::trust::TrustGate;
+use ferry_trust::Kind;
 
 /// What `ferry git publish` answers.
 #[derive(Debug, Serialize)]
@@ -57,8 +59,15 @@ pub struct GitService {
     states: Mutex<BTreeMap<String, DestinationState>>,
     /// Sent and not yet confirmed: (state key, bundle, sequence).
     in_flight: Mutex<Vec<(String, BundleId, u64)>>,
+    /// Every release sent, by bundle id: its state key and when it was
+    /// sent, so a refusal reported later (even after a restart) resets the
+    /// right destination. Kept in `.sent.json`; entries go after 60 days.
+    sent_path: PathBuf,
+    sent: Mutex<BTreeMap<String, (String, u64)>>,
     /// One publish at a time.
     publishing: tokio::sync::Mutex<()>,
+    /// Signs what is published here; checks what is delivered here.
+    gate: Arc<TrustGate>,
 }
 
 impl GitService {
@@ -66,15 +75,13 @@ impl GitService {
         root: &Path,
         store: Arc<RocksStore>,
         engine: EngineHandle,
+        gate: Arc<TrustGate>,
     ) -> Result<Arc<Self>, String> {
         let applier = Applier::new(root).map_err(|e| format!("git root: {e}"))?;
         let state_path = root.join(".publish.json");
-        let states = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e}", state_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("{}: {e}", state_path.display())),
-        };
+        let states = read_json(&state_path)?;
+        let sent_path = root.join(".sent.json");
+        let sent = read_json(&sent_path)?;
         Ok(Arc::new(Self {
             store,
             engine,
@@ -82,7 +89,10 @@ impl GitService {
             state_path,
             states: Mutex::new(states),
             in_flight: Mutex::new(Vec::new()),
+            sent_path,
+            sent: Mutex::new(sent),
             publishing: tokio::sync::Mutex::new(()),
+            gate,
         }))
     }
 
@@ -95,12 +105,62 @@ impl GitService {
             let states = self.states.lock().expect("git state lock");
             serde_json::to_vec_pretty(&*states).expect("states serialise")
         };
-        let written = crate::media::write_atomic(&self.state_path, |out| {
-            std::io::Write::write_all(out, &json).map_err(|e| e.to_string())
+        write_json(&self.state_path, &json);
+    }
+
+    fn save_sent(&self) {
+        let json = {
+            let sent = self.sent.lock().expect("git sent lock");
+            serde_json::to_vec_pretty(&*sent).expect("sent releases serialise")
+        };
+        write_json(&self.sent_path, &json);
+    }
+
+    /// A leaf refused a release this node sent (its trust policy, say):
+    /// the destination does not hold what the state says, so the state is
+    /// forgotten and the next release to it is a whole one.
+    fn refused(&self, report: &crate::driver::Report) {
+        let Some((key, _)) = self
+            .sent
+            .lock()
+            .expect("git sent lock")
+            .get(&report.bundle.to_string())
+            .cloned()
+        else {
+            return;
+        };
+        self.in_flight
+            .lock()
+            .expect("git in-flight lock")
+            .retain(|(k, _, _)| *k != key);
+        self.states.lock().expect("git state lock").remove(&key);
+        self.save_states();
+        let (repository, destination) = key.split_once('\0').unwrap_or((key.as_str(), ""));
+        tracing::warn!(
+            bundle = %report.bundle,
+            repository,
+            destination,
+            reporter = %report.reporter,
+            reason = %report.detail,
+            "git release refused at the destination; the next release to it is a whole one"
+        );
+    }
+
+    /// Listens for deletion reports about releases sent from here.
+    pub fn watch_refusals(self: &Arc<Self>) {
+        let (to, mut reports) = mpsc::unbounded_channel();
+        self.engine.send(Input::WatchReports { to });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(report) = reports.recv().await {
+                if report.reason == ferry_core::Reason::Unauthorised {
+                    // A refusal can come back before the publish that sent
+                    // the bundle has noted it: wait for that publish.
+                    let _publish_done = me.publishing.lock().await;
+                    me.refused(&report);
+                }
+            }
         });
-        if let Err(e) = written {
-            tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the git publish state");
-        }
     }
 
     /// Publishes `source`'s refs matching `refs` as repository `name` to
@@ -158,6 +218,17 @@ impl GitService {
                 payload_bytes: 0,
             });
         };
+        let release = publication.release.encode();
+        // The sequence grows with every release of this repository to this
+        // destination: it is the signed version.
+        let signature = self.gate.sign(
+            Kind::Git,
+            name,
+            &to,
+            publication.release.sequence,
+            &release,
+            manifest,
+        );
         let bundle = self
             .engine
             .submit(Submission {
@@ -166,8 +237,8 @@ impl GitService {
                 priority: Priority::Normal,
                 kind: PayloadKind::Git,
                 manifest,
-                release: publication.release.encode(),
-                signature: Vec::new(),
+                release,
+                signature,
             })
             .await?;
         let sequence = publication.release.sequence;
@@ -178,6 +249,15 @@ impl GitService {
             .or_default()
             .record_sent(&publication);
         self.save_states();
+        {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut sent = self.sent.lock().expect("git sent lock");
+            sent.retain(|_, (_, at)| now_ms.saturating_sub(*at) < SENT_KEPT_MS);
+            sent.insert(bundle.to_string(), (key.clone(), now_ms));
+        }
+        self.save_sent();
         self.in_flight
             .lock()
             .expect("git in-flight lock")
@@ -282,6 +362,16 @@ impl GitService {
         if !self.applier.wants(&release).map_err(|e| e.to_string())? {
             return Ok(());
         }
+        let accepted = match self
+            .gate
+            .check(&record.header, Kind::Git, &release.repository)
+        {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                self.gate.refuse(&record.header, &refusal);
+                return Ok(());
+            }
+        };
         let manifest = self
             .store
             .get_manifest(manifest)
@@ -300,6 +390,9 @@ impl GitService {
             .apply(&release, &mut std::io::BufReader::new(file))
             .map_err(|e| e.to_string())?;
         tracing::info!(%bundle, repository = %release.repository, sequence = release.sequence, ?outcome, "git release");
+        if let (Some(accepted), ferry_git::ApplyOutcome::Applied { .. }) = (&accepted, &outcome) {
+            self.gate.record(accepted);
+        }
         Ok(())
     }
 
@@ -387,6 +480,26 @@ fn git_dir(path: &Path) -> PathBuf {
         dotgit
     } else {
         path.to_owned()
+    }
+}
+
+/// How long a sent release is remembered for refusals: twice its lifetime.
+const SENT_KEPT_MS: u64 = 60 * 24 * 3600 * 1000;
+
+fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn write_json(path: &Path, json: &[u8]) {
+    let written = crate::media::write_atomic(path, |out| {
+        std::io::Write::write_all(out, json).map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "cannot keep the git publish state");
     }
 }
 

@@ -25,4 +25,5 @@ pub mod media;
 pub mod metrics;
 pub mod oci;
 pub mod serial_links;
+pub mod trust;
 pub mod units;

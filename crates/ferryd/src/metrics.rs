@@ -187,6 +187,7 @@ pub fn render(status: &Status, peers: &BTreeMap<u32, String>) -> String {
             &[(String::new(), quota)],
         );
     }
+    crate::trust::render_metrics(&mut out);
     out
 }
 

@@ -1,0 +1,214 @@
+//! The daemon's trust gate: signs the releases this node publishes with its
+//! publisher key, and checks every release delivered here against the
+//! `[trust]` policy before an adapter applies it. A refused release is never
+//! applied (so never served); the refusal is logged with who and why,
+//! counted in `/metrics`, and reported to the bundle's source as a deletion
+//! report naming the reason. Relays forward bundles without asking the gate.
+//!
+//! What the node has accepted (the newest version per release line, key
+//! rotations and revocations) is kept in `trust-state.json` beside the
+//! configuration, written atomically after each change.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_chunk::ManifestId;
+use ferry_core::{BundleHeader, Endpoint};
+use ferry_trust::{
+    Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
+    TrustState,
+};
+
+use crate::config::{Config, TrustConfig};
+use crate::driver::EngineHandle;
+
+/// Refusal classes, as `/metrics` labels them.
+const CLASSES: [&str; 9] = [
+    "unsigned",
+    "malformed",
+    "forged",
+    "unknown_key",
+    "revoked",
+    "retired",
+    "out_of_policy",
+    "replayed",
+    "mismatch",
+];
+static REFUSED: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+
+fn class(refusal: &Refusal) -> usize {
+    match refusal {
+        Refusal::Unsigned => 0,
+        Refusal::Malformed(_) => 1,
+        Refusal::BadSignature(_) => 2,
+        Refusal::UnknownKey(_) => 3,
+        Refusal::Revoked { .. } => 4,
+        Refusal::Retired { .. } => 5,
+        Refusal::OutOfPolicy { .. } | Refusal::NotAllowed(_) => 6,
+        Refusal::Replayed { .. } => 7,
+        Refusal::Mismatch(_) => 8,
+    }
+}
+
+/// `ferry_releases_refused_total{reason=…}` lines for `/metrics`.
+pub fn render_metrics(out: &mut String) {
+    use std::fmt::Write;
+    out.push_str("# HELP ferry_releases_refused_total Releases refused by the trust policy.\n");
+    out.push_str("# TYPE ferry_releases_refused_total counter\n");
+    for (name, count) in CLASSES.iter().zip(&REFUSED) {
+        let _ = writeln!(
+            out,
+            "ferry_releases_refused_total{{reason=\"{name}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// How a bundle's destination is named in a release claim.
+pub fn destination_name(endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Node(node) => format!("node:{node}"),
+        Endpoint::Group(name) => format!("group:{name}"),
+    }
+}
+
+pub struct TrustGate {
+    signer: Option<PublisherKey>,
+    enforced: bool,
+    trust: Mutex<Trust>,
+    state_path: PathBuf,
+    engine: EngineHandle,
+}
+
+impl TrustGate {
+    /// Loads the publisher key and the state kept beside `config`.
+    pub fn open(config: &Config, engine: EngineHandle) -> Result<Self, String> {
+        let TrustConfig {
+            publisher_key,
+            policy,
+        } = &config.trust;
+        let signer = publisher_key
+            .as_deref()
+            .map(|path| PublisherKey::load(path).map_err(|e| format!("trust.publisher_key: {e}")))
+            .transpose()?;
+        let state_path = config
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("trust-state.json");
+        let state: TrustState = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: {e}", state_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TrustState::default(),
+            Err(e) => return Err(format!("{}: {e}", state_path.display())),
+        };
+        let enforced = config.trust.enforced();
+        if !enforced {
+            tracing::warn!(
+                "no [[trust.publisher]] in the configuration: releases delivered here are applied without signature checks"
+            );
+        }
+        if let Some(key) = &signer {
+            tracing::info!(publisher = %key.public(), "releases published here are signed");
+        }
+        Ok(TrustGate {
+            signer,
+            enforced,
+            trust: Mutex::new(Trust::new(policy.clone(), state)?),
+            state_path,
+            engine,
+        })
+    }
+
+    /// The signature for a release this node publishes (empty without a
+    /// publisher key). `version` must grow per (kind, name, destination).
+    pub fn sign(
+        &self,
+        kind: Kind,
+        name: &str,
+        destination: &Endpoint,
+        version: u64,
+        release: &[u8],
+        manifest: ManifestId,
+    ) -> Vec<u8> {
+        let Some(key) = &self.signer else {
+            return Vec::new();
+        };
+        let claim = ReleaseClaim {
+            kind,
+            name: name.to_owned(),
+            destination: destination_name(destination),
+            version,
+            release_digest: ReleaseClaim::digest_of(release),
+            manifest_id: *manifest.as_bytes(),
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Signed::sign(key, &Statement::Release(claim), now_ms).encode()
+    }
+
+    /// Checks a delivered release of `kind` named `name` (its adapter's
+    /// reading of `header.release`). `Ok(None)`: no policy, so unchecked.
+    pub fn check(
+        &self,
+        header: &BundleHeader,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<Accepted>, Refusal> {
+        if !self.enforced {
+            return Ok(None);
+        }
+        let signed = if header.signature.is_empty() {
+            None
+        } else {
+            Some(Signed::decode(&header.signature)?)
+        };
+        let destination = destination_name(&header.destination);
+        let arrived = Arrived {
+            kind,
+            name,
+            destination: &destination,
+            release: &header.release,
+            manifest_id: *header.manifest.as_bytes(),
+        };
+        self.trust
+            .lock()
+            .expect("trust lock")
+            .check_release(signed.as_ref(), &arrived)
+            .map(Some)
+    }
+
+    /// Remembers an applied release: older versions are refused from now on.
+    pub fn record(&self, accepted: &Accepted) {
+        let json = {
+            let mut trust = self.trust.lock().expect("trust lock");
+            trust.record_release(accepted);
+            serde_json::to_vec_pretty(trust.state()).expect("trust state serialises")
+        };
+        let written = crate::media::write_atomic(&self.state_path, |out| {
+            std::io::Write::write_all(out, &json).map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
+            tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the trust state");
+        }
+    }
+
+    /// Logs and counts a refusal and reports it to the bundle's source.
+    pub fn refuse(&self, header: &BundleHeader, refusal: &Refusal) {
+        REFUSED[class(refusal)].fetch_add(1, Ordering::Relaxed);
+        let detail = refusal.to_string();
+        tracing::warn!(
+            bundle = %header.id,
+            source = %header.id.source,
+            kind = ?header.kind,
+            reason = %detail,
+            "release refused by the trust policy; not applied"
+        );
+        let bundle = header.id;
+        self.engine.send(crate::driver::Input::WithEngine(Box::new(
+            move |engine, now| engine.report_refusal(now, bundle, &detail),
+        )));
+    }
+}
