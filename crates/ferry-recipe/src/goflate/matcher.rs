@@ -3,9 +3,13 @@
 //! A 64 KiB window slides by 32 KiB whenever the scan position comes
 //! within `MIN_MATCH_LENGTH + MAX_MATCH_LENGTH` bytes of its end. Every
 //! position is hashed on its next four bytes into a 2^17-entry head table
-//! chained through a 32 KiB previous-position table; entries are stored
-//! offset by `hash_offset`, which grows by 32 KiB per slide and is folded
-//! back (with entries older than the window cleared) once it passes 2^24.
+//! chained through a 32 KiB previous-position table. Head entries are
+//! stored offset by `hash_offset`, which grows by 32 KiB per slide and is
+//! folded back (with entries older than the window cleared) once it passes
+//! 2^24, as Go does. Go stores the chain links the same way; here they are
+//! distances back instead, capped at 65535, which walks exactly the same
+//! chains (a link reaching past the window ends the walk either way) in
+//! half the memory.
 //!
 //! Levels 2 and 3 are greedy: a match of at least four bytes is taken at
 //! once, and only matches no longer than `fast_skip_hashing` have their
@@ -90,11 +94,22 @@ fn match_len(a: &[u8], b: &[u8], max: usize) -> usize {
     n
 }
 
+/// A zeroed array on the heap (too big for the stack).
+fn boxed_array<T: Copy + Default, const N: usize>() -> Box<[T; N]> {
+    vec![T::default(); N]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
+}
+
 struct Matcher {
     params: Params,
-    window: Vec<u8>,
-    hash_head: Vec<u32>,
-    hash_prev: Vec<u32>,
+    window: Box<[u8; 2 * WINDOW_SIZE]>,
+    hash_head: Box<[u32; HASH_SIZE]>,
+    /// For each position in the last 32 KiB, how far back the previous
+    /// position with the same hash is (saturating: anything past the
+    /// window ends a chain walk either way).
+    hash_prev: Box<[u16; WINDOW_SIZE]>,
     hash_offset: isize,
     /// The stored head found at the last hashed position.
     chain_head: isize,
@@ -119,9 +134,9 @@ struct Matcher {
 pub(crate) fn compress(data: &[u8], level: i32) -> Vec<u8> {
     let mut m = Matcher {
         params: params(level),
-        window: vec![0; 2 * WINDOW_SIZE],
-        hash_head: vec![0; HASH_SIZE],
-        hash_prev: vec![0; WINDOW_SIZE],
+        window: boxed_array(),
+        hash_head: boxed_array(),
+        hash_prev: boxed_array(),
         hash_offset: 1,
         chain_head: -1,
         index: 0,
@@ -163,7 +178,7 @@ impl Matcher {
                 self.hash_offset -= delta;
                 self.chain_head -= delta;
                 let delta = delta as u32;
-                for v in self.hash_prev.iter_mut().chain(self.hash_head.iter_mut()) {
+                for v in self.hash_head.iter_mut() {
                     *v = v.saturating_sub(delta);
                 }
             }
@@ -191,7 +206,8 @@ impl Matcher {
     fn insert(&mut self, index: usize) -> u32 {
         let h = hash4(&self.window[index..index + MIN_MATCH_LENGTH]);
         let head = self.hash_head[h];
-        self.hash_prev[index & WINDOW_MASK] = head;
+        let distance = index as isize - (head as isize - self.hash_offset);
+        self.hash_prev[index & WINDOW_MASK] = distance.min(u16::MAX as isize) as u16;
         self.hash_head[h] = (index as isize + self.hash_offset) as u32;
         head
     }
@@ -349,7 +365,7 @@ impl Matcher {
                 // The chain entry for this position was overwritten.
                 break;
             }
-            let next = self.hash_prev[i & WINDOW_MASK] as isize - self.hash_offset;
+            let next = i as isize - self.hash_prev[i & WINDOW_MASK] as isize;
             if next < min_index || next < 0 {
                 break;
             }
