@@ -117,3 +117,22 @@ fn what_is_not_one_gzip_member_travels_as_it_is() {
         Outcome::AsIs(_)
     ));
 }
+
+#[test]
+fn go_layers_get_a_go_recipe_at_their_level() {
+    use ferry_recipe::gozip::{self, Family};
+    let data = content(5 << 20);
+    for level in [-1, 1, 5, 9] {
+        let blob = gozip::gzip(Family::Go, level, &data).unwrap();
+        let Outcome::Found(found) = analyse(&blob, &Limits::default()) else {
+            panic!("go level {level}: no recipe");
+        };
+        assert!(
+            matches!(found.recipe.encoder, Encoder::Go { .. }),
+            "go level {level}: {}",
+            found.recipe.encoder
+        );
+        assert_eq!(found.segment, data);
+        assert_eq!(found.recipe.rebuild(&found.segment).unwrap(), blob);
+    }
+}
