@@ -10,6 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use ferry_trust::{PublicKey, PublisherKey, Signed, Statement};
+use ferryd::admin::Request;
+
+use crate::daemon::{Common, ask};
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {
@@ -55,6 +58,16 @@ pub enum KeyCommand {
         /// Where to write the signed revocation statement.
         #[arg(long)]
         statement: PathBuf,
+    },
+    /// Hand a signed key statement to the running daemon to send to
+    /// ENDPOINT (a peer, a node id, or group:NAME); every node it reaches
+    /// takes it into its trust state.
+    Publish {
+        #[command(flatten)]
+        common: Common,
+        statement: PathBuf,
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -127,6 +140,17 @@ pub fn run(command: KeyCommand) -> anyhow::Result<()> {
                 signer.public(),
                 statement.display()
             );
+        }
+        KeyCommand::Publish {
+            common,
+            statement,
+            to,
+        } => {
+            // The daemon runs elsewhere: name the file absolutely.
+            let statement = std::path::absolute(&statement)
+                .with_context(|| format!("{}", statement.display()))?;
+            let answer = ask(&common, Request::KeyPublish { statement, to })?;
+            println!("{}", answer["bundle"].as_str().unwrap_or_default());
         }
     }
     Ok(())

@@ -54,6 +54,12 @@ pub enum Request {
         #[serde(default)]
         lifetime_s: Option<u64>,
     },
+    /// Send a signed key statement (`ferry key rotate|revoke` wrote it to
+    /// `statement`) to `to`.
+    KeyPublish {
+        statement: PathBuf,
+        to: String,
+    },
     /// Reassemble an object held by the node, verified, into `out`.
     Get {
         manifest: String,
@@ -156,6 +162,8 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     /// Git releases (`git_publish`).
     pub git: Option<Arc<crate::git::GitService>>,
+    /// Signing and key statements (`key_publish`).
+    pub trust: Option<Arc<crate::trust::TrustGate>>,
 }
 
 /// Serves the socket at `path` until the task is dropped. A stale socket
@@ -445,6 +453,14 @@ impl Admin {
                 };
                 let published = git.publish(repo, &name, &refs, destination, &to).await?;
                 serde_json::to_value(published).map_err(|e| e.to_string())
+            }
+            Request::KeyPublish { statement, to } => {
+                let trust = self.trust.as_ref().ok_or("this node has no trust gate")?;
+                let destination = self.destination(&to)?;
+                let bytes = std::fs::read(&statement)
+                    .map_err(|e| format!("{}: {e}", statement.display()))?;
+                let bundle = trust.publish_statement(bytes, destination).await?;
+                Ok(serde_json::json!({ "bundle": bundle.to_string() }))
             }
         }
     }

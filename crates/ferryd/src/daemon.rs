@@ -122,6 +122,7 @@ impl Node {
         let held_welcome = discovery::held_welcome(&engine, &config);
         let held_git = crate::git::held_releases(&engine);
         let held_oci = crate::oci::held(&engine);
+        let held_statements = crate::trust::held_statements(&engine);
         tracing::info!(
             node = %me,
             role = ?config.role,
@@ -182,8 +183,10 @@ impl Node {
             endpoint = Some(quic);
         }
         let gate = Arc::new(
-            crate::trust::TrustGate::open(&config, handle.clone()).map_err(DaemonError::Trust)?,
+            crate::trust::TrustGate::open(&config, handle.clone(), store.clone())
+                .map_err(DaemonError::Trust)?,
         );
+        gate.watch_statements(held_statements);
         let git = crate::git::GitService::new(
             &config.git.root,
             store.clone(),
@@ -223,6 +226,7 @@ impl Node {
             config: config.clone(),
             registry: registry.clone(),
             git: Some(git.clone()),
+            trust: Some(gate.clone()),
         };
         git.watch_repositories(config.git.watch.clone(), admin.clone());
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{
-    BundleId, Endpoint, Engine, LinkId, NodeId, PayloadKind, Priority, Routes, Submission,
+    BundleId, BundleRecord, Cf, Endpoint, Engine, LinkId, NodeId, PayloadKind, Priority, Routes,
+    Submission,
 };
 use ferry_link::quic::{QuicEndpoint, SharedTrust, TrustPolicy};
 use ferry_store::{Ingest, RocksStore};
@@ -260,6 +261,7 @@ pub fn held_welcome<S: ferry_core::Store>(
     engine
         .bundles()
         .filter(|r| r.header.kind == PayloadKind::Admin && r.delivered)
+        .filter(|r| r.header.release == WELCOME_RELEASE)
         .filter(|r| Some(r.header.id.source) == config.discovery.anchor)
         .max_by_key(|r| (r.header.id.created_ms, r.header.id.sequence))
         .map(|r| (r.header.id, r.header.manifest))
@@ -649,6 +651,17 @@ pub async fn run_welcomes(
     mut delivered: mpsc::UnboundedReceiver<(BundleId, ManifestId)>,
 ) {
     while let Some((bundle, manifest)) = delivered.recv().await {
+        let is_welcome = boot
+            .store
+            .get(Cf::Bundles, &bundle.to_key())
+            .ok()
+            .flatten()
+            .and_then(|b| BundleRecord::decode(&b))
+            .is_some_and(|r| r.header.release == WELCOME_RELEASE);
+        if !is_welcome {
+            // Another kind of admin bundle (a key statement): not ours.
+            continue;
+        }
         if Some(bundle.source) != anchor {
             tracing::warn!(%bundle, source = %bundle.source, "ignoring an admin bundle: not from this node's anchor");
             continue;

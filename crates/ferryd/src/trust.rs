@@ -10,18 +10,23 @@
 //! configuration, written atomically after each change.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ferry_chunk::ManifestId;
-use ferry_core::{BundleHeader, Endpoint};
+use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
+use ferry_core::{
+    BundleHeader, BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission,
+};
+use ferry_store::{Ingest, RocksStore};
 use ferry_trust::{
     Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
     TrustState,
 };
+use tokio::sync::mpsc;
 
 use crate::config::{Config, TrustConfig};
-use crate::driver::EngineHandle;
+use crate::driver::{EngineHandle, Input};
 
 /// Refusal classes, as `/metrics` labels them.
 const CLASSES: [&str; 9] = [
@@ -65,6 +70,20 @@ pub fn render_metrics(out: &mut String) {
     }
 }
 
+/// Key statements delivered here before this start, to take again in case
+/// a crash came first (taking one twice changes nothing).
+pub fn held_statements<S: Store>(engine: &ferry_core::Engine<S>) -> Vec<(BundleId, ManifestId)> {
+    engine
+        .bundles()
+        .filter(|r| {
+            r.header.kind == PayloadKind::Admin
+                && r.delivered
+                && r.header.release == KEY_STATEMENT_RELEASE
+        })
+        .map(|r| (r.header.id, r.header.manifest))
+        .collect()
+}
+
 /// How a bundle's destination is named in a release claim.
 pub fn destination_name(endpoint: &Endpoint) -> String {
     match endpoint {
@@ -73,17 +92,26 @@ pub fn destination_name(endpoint: &Endpoint) -> String {
     }
 }
 
+/// The `release` of an `Admin` bundle whose payload is one signed key
+/// statement (a rotation or a revocation).
+pub const KEY_STATEMENT_RELEASE: &[u8] = b"ferry-key-statement/1";
+
 pub struct TrustGate {
     signer: Option<PublisherKey>,
     enforced: bool,
     trust: Mutex<Trust>,
     state_path: PathBuf,
     engine: EngineHandle,
+    store: Arc<RocksStore>,
 }
 
 impl TrustGate {
     /// Loads the publisher key and the state kept beside `config`.
-    pub fn open(config: &Config, engine: EngineHandle) -> Result<Self, String> {
+    pub fn open(
+        config: &Config,
+        engine: EngineHandle,
+        store: Arc<RocksStore>,
+    ) -> Result<Self, String> {
         let TrustConfig {
             publisher_key,
             policy,
@@ -118,6 +146,7 @@ impl TrustGate {
             trust: Mutex::new(Trust::new(policy.clone(), state)?),
             state_path,
             engine,
+            store,
         })
     }
 
@@ -182,9 +211,14 @@ impl TrustGate {
 
     /// Remembers an applied release: older versions are refused from now on.
     pub fn record(&self, accepted: &Accepted) {
+        self.update(|trust| trust.record_release(accepted));
+    }
+
+    /// Changes the trust state and keeps it.
+    fn update(&self, change: impl FnOnce(&mut Trust)) {
         let json = {
             let mut trust = self.trust.lock().expect("trust lock");
-            trust.record_release(accepted);
+            change(&mut trust);
             serde_json::to_vec_pretty(trust.state()).expect("trust state serialises")
         };
         let written = crate::media::write_atomic(&self.state_path, |out| {
@@ -192,6 +226,109 @@ impl TrustGate {
         });
         if let Err(e) = written {
             tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the trust state");
+        }
+    }
+
+    /// Sends a signed key statement (as `ferry key rotate|revoke` write
+    /// them) to `to` as an `Admin` bundle: every node it reaches that can
+    /// check it takes it into its trust state.
+    pub async fn publish_statement(
+        &self,
+        statement: Vec<u8>,
+        to: Endpoint,
+    ) -> Result<BundleId, String> {
+        let signed = Signed::decode(&statement).map_err(|e| e.to_string())?;
+        signed.verify().map_err(|e| e.to_string())?;
+        let store = self.store.clone();
+        let manifest = tokio::task::spawn_blocking(move || {
+            let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
+            let mut ingest = Ingest::new(&store, chunker);
+            let manifest = ingest
+                .add("key statement", statement.as_slice(), |_| {})
+                .map_err(|e| e.to_string())?;
+            ingest.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(manifest)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.engine
+            .submit(Submission {
+                destination: to,
+                lifetime: Duration::from_secs(365 * 24 * 3600),
+                priority: Priority::Expedited,
+                kind: PayloadKind::Admin,
+                manifest,
+                release: KEY_STATEMENT_RELEASE.to_vec(),
+                signature: Vec::new(),
+            })
+            .await
+    }
+
+    /// Takes every key statement delivered here (now and before this
+    /// start) into the trust state, or refuses it.
+    pub fn watch_statements(self: &Arc<Self>, held: Vec<(BundleId, ManifestId)>) {
+        let (to, mut delivered) = mpsc::unbounded_channel();
+        for h in held {
+            let _ = to.send(h);
+        }
+        self.engine.send(Input::Watch {
+            kind: PayloadKind::Admin,
+            to,
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some((bundle, manifest)) = delivered.recv().await {
+                let me = me.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || me.take_statement(bundle, manifest)).await;
+            }
+        });
+    }
+
+    fn take_statement(&self, bundle: BundleId, manifest: ManifestId) {
+        let Some(header) = self
+            .store
+            .get(Cf::Bundles, &bundle.to_key())
+            .ok()
+            .flatten()
+            .and_then(|b| BundleRecord::decode(&b))
+            .map(|r| r.header)
+        else {
+            return;
+        };
+        if header.release != KEY_STATEMENT_RELEASE {
+            return;
+        }
+        let read = (|| {
+            let manifest = self
+                .store
+                .get_manifest(manifest)
+                .map_err(|e| e.to_string())?
+                .ok_or("its payload is not held")?;
+            if manifest.total_length() > ferry_trust::statement::MAX_SIGNED_LEN as u64 {
+                return Err("its payload is larger than a statement".to_owned());
+            }
+            let mut bytes = Vec::new();
+            self.store
+                .read_object(&manifest, &mut bytes)
+                .map_err(|e| e.to_string())?;
+            Ok(bytes)
+        })();
+        let checked = read
+            .map_err(Refusal::Malformed)
+            .and_then(|bytes| Signed::decode(&bytes).map_err(Refusal::from))
+            .and_then(|signed| {
+                self.trust
+                    .lock()
+                    .expect("trust lock")
+                    .check_key_statement(&signed)
+            });
+        match checked {
+            Ok(change) => {
+                tracing::info!(%bundle, ?change, "key statement accepted");
+                self.update(|trust| trust.record_key_change(&change));
+            }
+            Err(refusal) => self.refuse(&header, &refusal),
         }
     }
 
@@ -207,8 +344,9 @@ impl TrustGate {
             "release refused by the trust policy; not applied"
         );
         let bundle = header.id;
-        self.engine.send(crate::driver::Input::WithEngine(Box::new(
-            move |engine, now| engine.report_refusal(now, bundle, &detail),
-        )));
+        self.engine
+            .send(Input::WithEngine(Box::new(move |engine, now| {
+                engine.report_refusal(now, bundle, &detail)
+            })));
     }
 }

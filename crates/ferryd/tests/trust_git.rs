@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferry_git::fixture;
-use ferry_trust::PublisherKey;
+use ferry_trust::{PublisherKey, Signed, Statement};
 use ferryd::admin::Request;
 use support::{Node, configure, free_port, init, peer, runtime};
 
@@ -172,4 +172,44 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
     wait_for_refs("fleet", &expected(&steps[20].refs), &leaf);
     let state = std::fs::read_to_string(leaf.dir.join("trust-state.json")).unwrap();
     assert!(state.contains("git fleet node:"), "{state}");
+
+    // 6. The trusted key rotates to a successor; the statement travels to
+    // the leaf as a bundle. The successor publishes; the old key no longer.
+    let successor = PublisherKey::from_seed([43; 32]);
+    successor.save(base.dir.join("successor.pem")).unwrap();
+    let rotation = Signed::sign(
+        &trusted,
+        &Statement::Rotation {
+            new_key: successor.public(),
+        },
+        0,
+    );
+    let statement = base.dir.join("rotation.stmt");
+    std::fs::write(&statement, rotation.encode()).unwrap();
+    base.ask(
+        &rt,
+        &Request::KeyPublish {
+            statement,
+            to: "leaf".into(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    leaf.wait_for_log("the rotation taken", &["key statement accepted", "Rotated"]);
+    base.kill9();
+    configure_base(&base, base_port, &leaf, leaf_port, Some("successor.pem"));
+    base.start();
+    fixture::set_refs(&replay.git, &steps[25].refs).unwrap();
+    publish(&mut base, "fleet");
+    wait_for_refs("fleet", &expected(&steps[25].refs), &leaf);
+    base.kill9();
+    configure_base(&base, base_port, &leaf, leaf_port, Some("trusted.pem"));
+    base.start();
+    fixture::set_refs(&replay.git, &steps[29].refs).unwrap();
+    publish(&mut base, "fleet");
+    let line = leaf.wait_for_log(
+        "the retired-key refusal",
+        &["release refused", "was rotated to"],
+    );
+    assert!(line.contains(&successor.public().to_string()), "{line}");
+    assert_eq!(ls_remote(&url("fleet")), Some(expected(&steps[25].refs)));
 }
