@@ -1,9 +1,40 @@
 //! klauspost/pgzip over klauspost/compress's flate, replayed bit for bit.
+//!
+//! Replays pgzip 1.2.5 and klauspost/compress 1.15.12 (Debian's packages):
+//! - [`blocks`]: pgzip's fixed-size blocks, each compressed with the
+//!   previous block's 16 KiB tail as dictionary and sync-flushed;
+//! - [`fast`] and `levelN`: the fast matchers of levels 1–6 (the default
+//!   level, -1, is level 5) and the loop feeding them 64 KiB windows;
+//! - [`bit_writer`]: the choice between stored, fixed and dynamic blocks
+//!   and the reuse of dynamic tables across windows;
+//! - [`huffman`]: code-length generation with the library's tie-breaking;
+//! - [`tokens`]: the token list and its entropy estimate.
+
+mod bit_writer;
+mod blocks;
+mod fast;
+mod huffman;
+mod level5;
+mod tokens;
+
+use blocks::{TAIL_SIZE, compress_blocks};
+use fast::FastDeflate;
+
+/// pgzip's default block size.
+pub const DEFAULT_BLOCK_SIZE: usize = 1 << 20;
 
 /// The raw DEFLATE stream pgzip writes between its gzip header and trailer
 /// for `data` at `level` with blocks of `block_size` bytes. `None` for a
 /// level or block size this replay does not cover.
 pub fn compress(data: &[u8], level: i32, block_size: usize) -> Option<Vec<u8>> {
-    let _ = (data, level, block_size);
-    None
+    // pgzip refuses blocks no larger than its dictionary tail.
+    if block_size <= TAIL_SIZE {
+        return None;
+    }
+    let out = Vec::with_capacity(data.len() / 2 + 64);
+    let stream = match level {
+        -1 | 5 => compress_blocks(FastDeflate::<level5::Level5>::new(out), data, block_size),
+        _ => return None,
+    };
+    Some(stream)
 }
