@@ -192,6 +192,36 @@ fn default_level_shapes() {
 }
 
 #[test]
+fn level_1_shapes() {
+    check_all(1);
+}
+
+#[test]
+fn level_2_shapes() {
+    check_all(2);
+}
+
+#[test]
+fn level_3_shapes() {
+    check_all(3);
+}
+
+#[test]
+fn level_4_shapes() {
+    check_all(4);
+}
+
+#[test]
+fn level_5_shapes() {
+    check_all(5);
+}
+
+#[test]
+fn level_6_shapes() {
+    check_all(6);
+}
+
+#[test]
 fn default_level_mixed_few_mb() {
     let data = mixed(5 * MIB + 12345);
     for &block in &BLOCK_SIZES {

@@ -14,7 +14,12 @@ mod bit_writer;
 mod blocks;
 mod fast;
 mod huffman;
+mod level1;
+mod level2;
+mod level3;
+mod level4;
 mod level5;
+mod level6;
 mod tokens;
 
 use blocks::{TAIL_SIZE, compress_blocks};
@@ -33,7 +38,12 @@ pub fn compress(data: &[u8], level: i32, block_size: usize) -> Option<Vec<u8>> {
     }
     let out = Vec::with_capacity(data.len() / 2 + 64);
     let stream = match level {
+        1 => compress_blocks(FastDeflate::<level1::Level1>::new(out), data, block_size),
+        2 => compress_blocks(FastDeflate::<level2::Level2>::new(out), data, block_size),
+        3 => compress_blocks(FastDeflate::<level3::Level3>::new(out), data, block_size),
+        4 => compress_blocks(FastDeflate::<level4::Level4>::new(out), data, block_size),
         -1 | 5 => compress_blocks(FastDeflate::<level5::Level5>::new(out), data, block_size),
+        6 => compress_blocks(FastDeflate::<level6::Level6>::new(out), data, block_size),
         _ => return None,
     };
     Some(stream)
