@@ -61,7 +61,7 @@ impl FastEncoder for Level1 {
         'main: loop {
             const SKIP_LOG: i32 = 5;
             const DO_EVERY: i32 = 2;
-            let mut next_s = s;
+            let mut next_s;
             let mut candidate;
             loop {
                 let mut next_hash = hash(cv);
