@@ -29,7 +29,11 @@ fn input(len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            out.extend_from_slice(if x % 3 == 0 { b"layer " } else { b"image " });
+            out.extend_from_slice(if x.is_multiple_of(3) {
+                b"layer "
+            } else {
+                b"image "
+            });
         }
         out.extend((0..4096).map(|_| {
             x ^= x << 13;
