@@ -1,6 +1,6 @@
 //! Throughput of the pgzip replay (single-threaded), next to the real
 //! pgzip (which uses every core). `cargo bench -p ferry-recipe --bench
-//! pgzip [-- MIB]`; the input is MIB (default 64) mebibytes of layer-like
+//! pgzip [-- MIB]` (`PGZIP_LEVELS="1 9"` for other levels); the input is MIB (default 64) mebibytes of layer-like
 //! data: system binaries, text and padding.
 
 use std::time::Instant;
@@ -54,7 +54,16 @@ fn main() {
         .unwrap_or(64);
     let data = input(mib << 20);
     let size = data.len() as f64 / 1e6;
-    for (level, block) in [(-1, 1 << 20), (-1, 256 << 10)] {
+    // PGZIP_LEVELS="1 9" measures other levels (at 1 MiB blocks).
+    let runs: Vec<(i32, usize)> = match std::env::var("PGZIP_LEVELS") {
+        Ok(levels) => levels
+            .split_whitespace()
+            .filter_map(|l| l.parse().ok())
+            .map(|l| (l, 1 << 20))
+            .collect(),
+        Err(_) => vec![(-1, 1 << 20), (-1, 256 << 10)],
+    };
+    for (level, block) in runs {
         let t = Instant::now();
         let out = pgzip::compress(&data, level, block).expect("replayed level");
         let secs = t.elapsed().as_secs_f64();

@@ -31,9 +31,9 @@ pub(super) fn compress_blocks<C: BlockCompressor>(
     data: &[u8],
     block_size: usize,
 ) -> Vec<u8> {
-    let mut start = 0;
+    let mut start = 0usize;
     loop {
-        let end = (start + block_size).min(data.len());
+        let end = start.saturating_add(block_size).min(data.len());
         let block = &data[start..end];
         // The dictionary is the previous block's tail (blocks before the
         // last are always full, and full blocks exceed the tail size).

@@ -14,12 +14,14 @@ mod bit_writer;
 mod blocks;
 mod fast;
 mod huffman;
+mod lazy;
 mod level1;
 mod level2;
 mod level3;
 mod level4;
 mod level5;
 mod level6;
+mod simple;
 mod tokens;
 
 use blocks::{TAIL_SIZE, compress_blocks};
@@ -44,6 +46,9 @@ pub fn compress(data: &[u8], level: i32, block_size: usize) -> Option<Vec<u8>> {
         4 => compress_blocks(FastDeflate::<level4::Level4>::new(out), data, block_size),
         -1 | 5 => compress_blocks(FastDeflate::<level5::Level5>::new(out), data, block_size),
         6 => compress_blocks(FastDeflate::<level6::Level6>::new(out), data, block_size),
+        7..=9 => compress_blocks(lazy::Lazy::new(out, level)?, data, block_size),
+        0 => compress_blocks(simple::Stored::new(out), data, block_size),
+        -2 => compress_blocks(simple::HuffmanOnly::new(out), data, block_size),
         _ => return None,
     };
     Some(stream)

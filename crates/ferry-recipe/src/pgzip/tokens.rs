@@ -135,7 +135,6 @@ impl Tokens {
     /// One match of `xlength` = length - 3 (at most 255) and `xoffset` =
     /// distance - 1.
     #[inline]
-    #[allow(dead_code)]
     pub(super) fn add_match(&mut self, xlength: u32, xoffset: u32) {
         let oc = offset_code(xoffset);
         self.extra_hist[usize::from(LENGTH_CODES[xlength as usize]) + 1] += 1;
