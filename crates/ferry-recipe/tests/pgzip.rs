@@ -351,3 +351,51 @@ proptest! {
         check(&data, level, block);
     }
 }
+
+/// Longer randomised run over every level: `cargo test --release --test
+/// pgzip -- --ignored` (PGZIP_STRESS=n sets the number of inputs).
+#[test]
+#[ignore]
+fn stress_all_levels() {
+    let n: u64 = std::env::var("PGZIP_STRESS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let tar = tar_like(8 * MIB);
+    for seed in 0..n {
+        let r = noise(64, seed + 1000);
+        let len = (u32::from_le_bytes([r[0], r[1], r[2], 0]) as usize) % (3 * MIB) + 1;
+        let mut data = Vec::with_capacity(len);
+        let mut k = 4;
+        while data.len() < len {
+            let part = 1 + (u32::from_le_bytes([r[k % 64], r[(k + 1) % 64], 0, 0]) as usize) * 4;
+            match r[(k + 2) % 64] % 6 {
+                0 => data.extend(noise(part, seed * 100 + k as u64)),
+                1 => data.extend(text(part, seed * 100 + k as u64)),
+                2 => data.extend(std::iter::repeat_n(r[k % 64], part % 5000)),
+                3 => {
+                    let at = (part * 7919) % tar.len().max(1);
+                    data.extend_from_slice(&tar[at..(at + part).min(tar.len())]);
+                }
+                _ => {
+                    // Copy from earlier output at a distance around 32 KiB.
+                    let dist = 32_760 + part % 16;
+                    if data.len() > dist {
+                        let from = data.len() - dist;
+                        for i in 0..part.min(4000) {
+                            data.push(data[from + i]);
+                        }
+                    } else {
+                        data.extend(text(part, seed));
+                    }
+                }
+            }
+            k += 3;
+        }
+        data.truncate(len);
+        let level = [-1, 1, 9, -1, 2, 3, 4, 5, 6, 7, 8, 0, -2][seed as usize % 13];
+        let block = [MIB, 256 << 10, 512 << 10, 100_003][(seed as usize / 13) % 4];
+        eprintln!("seed {seed}: level {level} block {block} len {len}");
+        check(&data, level, block);
+    }
+}

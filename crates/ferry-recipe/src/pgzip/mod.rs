@@ -1,14 +1,26 @@
 //! klauspost/pgzip over klauspost/compress's flate, replayed bit for bit.
 //!
-//! Replays pgzip 1.2.5 and klauspost/compress 1.15.12 (Debian's packages):
-//! - [`blocks`]: pgzip's fixed-size blocks, each compressed with the
+//! Replays pgzip 1.2.5 and klauspost/compress 1.15.12 (Debian's packages)
+//! at every level pgzip accepts, -2 to 9, and any block size it accepts
+//! (more than 16 KiB):
+//! - `blocks`: pgzip's fixed-size blocks, each compressed with the
 //!   previous block's 16 KiB tail as dictionary and sync-flushed;
-//! - [`fast`] and `levelN`: the fast matchers of levels 1–6 (the default
-//!   level, -1, is level 5) and the loop feeding them 64 KiB windows;
-//! - [`bit_writer`]: the choice between stored, fixed and dynamic blocks
+//! - `fast` and `level1`..`level6`: the fast matchers of levels 1–6 (the
+//!   default level, -1, is level 5) and the loop feeding them 64 KiB
+//!   windows;
+//! - `lazy`: the hash-chain matcher of levels 7–9;
+//! - `simple`: level 0 (stored) and -2 (Huffman only);
+//! - `bit_writer`: the choice between stored, fixed and dynamic blocks
 //!   and the reuse of dynamic tables across windows;
-//! - [`huffman`]: code-length generation with the library's tie-breaking;
-//! - [`tokens`]: the token list and its entropy estimate.
+//! - `huffman`: code-length generation with the library's tie-breaking;
+//! - `tokens`: the token list and its entropy estimate.
+//!
+//! pgzip compresses blocks in parallel with pooled flate writers; a reused
+//! writer only moves its position offsets on, so which writer takes which
+//! block does not change the output. The exception would be a writer whose
+//! offsets reach 2^31 in mid-block (after about 2 GB through one writer),
+//! where the fast matchers rebase their tables; this replay rebases as one
+//! writer reused for every block would.
 
 mod bit_writer;
 mod blocks;
