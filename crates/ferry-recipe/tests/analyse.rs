@@ -136,3 +136,24 @@ fn go_layers_get_a_go_recipe_at_their_level() {
         assert_eq!(found.recipe.rebuild(&found.segment).unwrap(), blob);
     }
 }
+
+#[test]
+fn pgzip_layers_get_a_pgzip_recipe_with_their_block_size() {
+    use ferry_recipe::gozip::{self, Family};
+    let data = content(6 << 20);
+    for (level, block_size) in [(-1, 1 << 20), (-1, 256 << 10), (1, 1 << 20), (9, 512 << 10)] {
+        let blob = gozip::gzip(Family::Pgzip { block_size }, level, &data).unwrap();
+        let Outcome::Found(found) = analyse(&blob, &Limits::default()) else {
+            panic!("pgzip level {level} block {block_size}: no recipe");
+        };
+        assert!(
+            matches!(
+                found.recipe.encoder,
+                Encoder::Pgzip { block_size: b, .. } if b as usize == block_size
+            ),
+            "pgzip level {level} block {block_size}: {}",
+            found.recipe.encoder
+        );
+        assert_eq!(found.recipe.rebuild(&found.segment).unwrap(), blob);
+    }
+}
