@@ -39,6 +39,9 @@ pub struct Recipe {
     pub plain_length: u64,
 }
 
+/// The encoder behaviour this build replays (`GzipRecipe.encoder_version`).
+pub const ENCODER_VERSION: u32 = 1;
+
 /// Longest gzip header a recipe may carry (a name or comment can be long,
 /// but a recipe must stay small).
 pub const MAX_HEADER: usize = 4096;
@@ -59,6 +62,7 @@ impl Recipe {
             block_size,
             header: self.header.clone(),
             plain_length: self.plain_length,
+            encoder_version: ENCODER_VERSION,
         }
         .encode_to_vec()
     }
@@ -67,6 +71,12 @@ impl Recipe {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecipeError> {
         let wire = v1::GzipRecipe::decode(bytes)
             .map_err(|e| RecipeError::Invalid(format!("not valid protobuf: {e}")))?;
+        if wire.encoder_version != ENCODER_VERSION {
+            return Err(RecipeError::Unsupported(format!(
+                "encoder version {} (this node replays version {ENCODER_VERSION})",
+                wire.encoder_version
+            )));
+        }
         let level = i8::try_from(wire.level)
             .ok()
             .filter(|l| (-2..=9).contains(l))

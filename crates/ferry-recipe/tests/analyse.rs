@@ -87,6 +87,14 @@ fn damaged_recipes_and_segments_are_refused_or_differ() {
             );
         }
     }
+    // A recipe from a newer encoder behaviour is refused, not guessed at.
+    let mut newer: ferry_proto::v1::GzipRecipe = prost::Message::decode(&wire[..]).unwrap();
+    newer.encoder_version += 1;
+    let refused = Recipe::decode(&prost::Message::encode_to_vec(&newer));
+    assert!(
+        matches!(refused, Err(ferry_recipe::RecipeError::Unsupported(_))),
+        "{refused:?}"
+    );
     // A flipped byte in the content changes the rebuilt blob.
     let mut segment = found.segment.clone();
     segment[1000] ^= 0x40;
