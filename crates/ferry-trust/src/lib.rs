@@ -22,6 +22,7 @@ pub mod key;
 pub mod keyfile;
 pub mod pattern;
 pub mod policy;
+pub mod seal;
 pub mod statement;
 pub mod trust;
 
