@@ -82,6 +82,7 @@ fn main() {
         let staged = ferry_oci::stage(
             net.engine_mut(b).store_mut(),
             &ferry_oci::ingest::Chunking::default(),
+            &ferry_oci::Recipes::default(),
             &source,
             &plan,
         )
