@@ -642,6 +642,8 @@ fn recipe_form(recipes: &Recipes, desc: &Descriptor, blob: &[u8]) -> Form {
                     }
                 }
                 ferry_recipe::Outcome::AsIs(reason) => {
+                    // One line: some reasons carry a trace after it.
+                    let reason = reason.lines().next().unwrap_or_default().to_owned();
                     recipes.remember(desc.digest, Known::AsIs(reason.clone()));
                     Form::AsIs {
                         reason,

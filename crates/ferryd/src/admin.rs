@@ -397,6 +397,7 @@ impl Admin {
                     "blobs": staged.release.blobs.len(),
                     "bytes": staged.bytes,
                     "new_bytes": staged.new_bytes,
+                    "layers": staged.layers,
                 }))
             }
             Request::Get { manifest, out } => {

@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_core::{BundleId, BundleRecord, Cf, Engine, PayloadKind, Store};
 use ferry_oci::{
-    Applied, Chunking, ImageStore, Layout, Limits, OciRelease, RegistryRef, Source, Staged, Stamp,
+    Applied, Chunking, ImageStore, Layout, Limits, OciRelease, Recipes, RegistryRef, Source,
+    Staged, Stamp,
 };
 use ferry_store::{RocksStore, SharedStore};
 use tokio::sync::mpsc;
@@ -265,9 +266,33 @@ impl SourceSpec {
     }
 }
 
+/// The node's [`Recipes`]: one per image store root, shared by the admin
+/// API's publishes and the watches, so a layer analysed once is not
+/// searched again; its never-list lives in `<oci root>/recipes/`.
+pub fn recipes(config: &Config) -> Arc<Recipes> {
+    static BY_ROOT: OnceLock<Mutex<BTreeMap<PathBuf, Arc<Recipes>>>> = OnceLock::new();
+    let mut map = BY_ROOT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(config.oci.root.clone())
+        .or_insert_with(|| {
+            let dir = config.oci.root.join("recipes");
+            let mut recipes = Recipes::persistent(&dir).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), "recipe never-list not readable, starting empty: {e}");
+                Recipes::default()
+            });
+            recipes.enabled = config.oci.recipes;
+            recipes.max_blob = config.oci.max_recipe_blob;
+            Arc::new(recipes)
+        })
+        .clone()
+}
+
 /// Reads, verifies and stages `tags` of `spec` (blocking).
 pub fn stage(
     store: &Arc<RocksStore>,
+    recipes: &Recipes,
     spec: &SourceSpec,
     credentials: &Credentials,
     repository: &str,
@@ -278,7 +303,8 @@ pub fn stage(
     let plan = ferry_oci::plan(&*source, repository, tags, Limits { max_blob })
         .map_err(|e| e.to_string())?;
     let mut shared = SharedStore(store.clone());
-    ferry_oci::stage(&mut shared, &Chunking::default(), &*source, &plan).map_err(|e| e.to_string())
+    ferry_oci::stage(&mut shared, &Chunking::default(), recipes, &*source, &plan)
+        .map_err(|e| e.to_string())
 }
 
 /// The digests `tags` name in `spec` (all its tags if empty).
@@ -390,11 +416,23 @@ impl Publisher {
             tags.to_vec(),
         );
         let max_blob = self.config.oci.max_blob;
+        let recipes = recipes(&self.config);
         let staged = tokio::task::spawn_blocking(move || {
-            stage(&store, &spec, &credentials, &repository, &tags, max_blob)
+            stage(
+                &store,
+                &recipes,
+                &spec,
+                &credentials,
+                &repository,
+                &tags,
+                max_blob,
+            )
         })
         .await
         .map_err(|e| e.to_string())??;
+        for layer in &staged.layers {
+            tracing::info!(repository = %staged.release.repository, "OCI layer: {layer}");
+        }
         let bundle = self
             .engine
             .submit(ferry_core::Submission {
