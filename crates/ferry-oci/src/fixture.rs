@@ -189,7 +189,7 @@ fn code(rng: &mut Bytes, len: usize) -> Vec<u8> {
 /// A base layer of about `kib` KiB: binary-like files (code that compresses
 /// about 2:1, and some incompressible data) and a tree of text files.
 pub fn rootfs_files(kib: usize) -> Vec<(String, Vec<u8>, u32)> {
-    let mut rng = Bytes(0x5eed_0f_f00d);
+    let mut rng = Bytes(0x5eed_0ff0_0d00);
     let mut files = Vec::new();
     let binaries = kib * 1024 * 3 / 5;
     for (i, name) in ["busybox", "libc.so.6", "libssl.so.3", "libz.so.1"]
@@ -225,7 +225,7 @@ pub fn rootfs_files(kib: usize) -> Vec<(String, Vec<u8>, u32)> {
 /// An app layer of about `kib` KiB: a server binary, its configuration and
 /// static assets.
 pub fn service_files(kib: usize) -> Vec<(String, Vec<u8>, u32)> {
-    let mut rng = Bytes(0xa_99_5e_21);
+    let mut rng = Bytes(0x0a99_5e21);
     let mut files = vec![(
         "app/bin/server".to_owned(),
         code(&mut rng, kib * 1024 * 3 / 4),
