@@ -349,7 +349,7 @@ fn rebuild_cost(family: Compressor, mb: usize) {
         ferry_recipe::Outcome::AsIs(reason) => serde_json::json!({
             "bench": "oci_bump",
             "rebuild_cost": family.name(),
-            "recipe": format!("as is: {reason}"),
+            "recipe": format!("as is: {}", reason.lines().next().unwrap_or_default()),
             "tar_bytes": tar.len(),
             "compressed_bytes": blob.len(),
             "analyse_s": analyse_s,

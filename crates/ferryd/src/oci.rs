@@ -95,9 +95,17 @@ pub async fn start(
     let mut tasks = vec![tokio::spawn(run_applier(
         images.clone(),
         store.clone(),
+        publisher.engine.clone(),
         held,
         delivered,
     ))];
+    // Requests from leaves to send blobs again without a recipe.
+    let (to, requests) = mpsc::unbounded_channel();
+    publisher.engine.send(Input::Watch {
+        kind: PayloadKind::Admin,
+        to,
+    });
+    tasks.push(tokio::spawn(run_refetches(publisher.clone(), requests)));
     let mut addr = None;
     if let Some(listen) = config.oci.listen {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -126,58 +134,294 @@ pub async fn start(
 async fn run_applier(
     images: Arc<ImageStore>,
     store: Arc<RocksStore>,
+    engine: EngineHandle,
     held: Vec<BundleId>,
     mut delivered: Delivered,
 ) {
     for id in held {
-        apply_logged(&images, &store, id).await;
+        apply_logged(&images, &store, &engine, id).await;
     }
     while let Some((id, _)) = delivered.recv().await {
-        apply_logged(&images, &store, id).await;
+        apply_logged(&images, &store, &engine, id).await;
     }
 }
 
-async fn apply_logged(images: &Arc<ImageStore>, store: &Arc<RocksStore>, id: BundleId) {
-    let (images, store) = (images.clone(), store.clone());
-    let result = tokio::task::spawn_blocking(move || apply(&images, &store, id))
+async fn apply_logged(
+    images: &Arc<ImageStore>,
+    store: &Arc<RocksStore>,
+    engine: &EngineHandle,
+    id: BundleId,
+) {
+    let (images, store2) = (images.clone(), store.clone());
+    let result = tokio::task::spawn_blocking(move || apply_detailed(&images, &store2, id))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| Failure::Other(e.to_string()))
         .and_then(|r| r);
     match result {
         Ok(applied) => tracing::info!(
             bundle = %id,
             repository = %applied.repository,
             written = applied.blobs_written,
+            rebuilt = applied.blobs_rebuilt,
+            rebuild_ms = applied.rebuild_ms,
             held = applied.blobs_held,
             moved = ?applied.tags_moved,
             kept = ?applied.tags_kept,
             "OCI release applied"
         ),
-        Err(reason) => {
+        Err(Failure::Rebuild {
+            repository,
+            failures,
+        }) => {
+            let reason = ferry_oci::ApplyError::Rebuild(failures.clone()).to_string();
+            tracing::error!(bundle = %id, "OCI release not applied, no tag moved: {reason}");
+            let request = Refetch {
+                bundle: bundle_key(&id),
+                repository,
+                digests: failures.iter().map(|f| f.digest).collect(),
+            };
+            match send_refetch(store, engine, id.source, &request).await {
+                Ok(sent) => tracing::warn!(
+                    bundle = %id, request = %sent, blobs = request.digests.len(),
+                    "asked the release's source to send those blobs again as they are"
+                ),
+                Err(e) => {
+                    tracing::error!(bundle = %id, "cannot ask for the blobs as they are: {e}")
+                }
+            }
+        }
+        Err(Failure::Other(reason)) => {
             tracing::error!(bundle = %id, "OCI release not applied, no tag moved: {reason}")
         }
     }
 }
 
+/// Why a delivered release was not applied.
+enum Failure {
+    /// Blobs whose recipe failed: the source can send them as they are.
+    Rebuild {
+        repository: String,
+        failures: Vec<ferry_oci::leaf::RebuildFailure>,
+    },
+    Other(String),
+}
+
+/// The `release` of an `Admin` bundle that asks an OCI release's source
+/// to send blobs again without recipes; its payload is a [`Refetch`].
+pub const REFETCH_RELEASE: &[u8] = b"ferry.oci.refetch.v1";
+/// The most digests one request names.
+const MAX_REFETCH: usize = 4096;
+
+/// A leaf's request: the blobs of release `bundle` that it could not
+/// rebuild from their recipes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refetch {
+    /// The release's bundle, as [`bundle_key`] writes it.
+    pub bundle: String,
+    pub repository: String,
+    pub digests: Vec<ferry_oci::Digest>,
+}
+
+/// A bundle id as a file name: the hex of its key.
+pub fn bundle_key(id: &BundleId) -> String {
+    hex::encode(id.to_key())
+}
+
+async fn send_refetch(
+    store: &Arc<RocksStore>,
+    engine: &EngineHandle,
+    to: ferry_core::NodeId,
+    request: &Refetch,
+) -> Result<BundleId, String> {
+    let bytes = serde_json::to_vec(request).expect("plain data serialises");
+    let store = store.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        let chunker = ferry_chunk::Chunker::new(ferry_chunk::ChunkerConfig::default())
+            .map_err(|e| e.to_string())?;
+        let mut ingest = ferry_store::Ingest::new(&store, chunker);
+        let manifest = ingest
+            .add("refetch", &bytes[..], |_| {})
+            .map_err(|e| e.to_string())?;
+        ingest.finish().map_err(|e| e.to_string())?;
+        Ok::<_, String>(manifest)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    engine
+        .submit(ferry_core::Submission {
+            destination: ferry_core::Endpoint::Node(to),
+            lifetime: Duration::from_secs(7 * 24 * 3600),
+            priority: ferry_core::Priority::Expedited,
+            kind: PayloadKind::Admin,
+            manifest,
+            release: REFETCH_RELEASE.to_vec(),
+        })
+        .await
+}
+
+/// What a base remembers of each release it published, so a leaf's
+/// [`Refetch`] can be answered: `<oci root>/published/<bundle key>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Published {
+    source: String,
+    credentials: Option<PathBuf>,
+    repository: String,
+    tags: Vec<String>,
+}
+
+/// Answers leaves' [`Refetch`] requests: the digests go on the never-list
+/// (durably), and the release is published again to the leaf that asked,
+/// those blobs now as they are.
+async fn run_refetches(
+    publisher: Publisher,
+    mut requests: mpsc::UnboundedReceiver<(BundleId, ferry_chunk::ManifestId)>,
+) {
+    while let Some((bundle, manifest)) = requests.recv().await {
+        let store = publisher.store.clone();
+        let read = tokio::task::spawn_blocking(move || read_refetch(&store, bundle, manifest))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let request = match read {
+            Ok(Some(request)) => request,
+            Ok(None) => continue, // another kind of admin bundle
+            Err(e) => {
+                tracing::warn!(%bundle, "ignoring an OCI refetch request: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = answer_refetch(&publisher, bundle.source, &request).await {
+            tracing::warn!(%bundle, repository = %request.repository, "OCI refetch request not answered: {e}");
+        }
+    }
+}
+
+fn read_refetch(
+    store: &RocksStore,
+    bundle: BundleId,
+    id: ferry_chunk::ManifestId,
+) -> Result<Option<Refetch>, String> {
+    let record = store
+        .get(Cf::Bundles, &bundle.to_key())
+        .map_err(|e| e.to_string())?
+        .and_then(|bytes| BundleRecord::decode(&bytes));
+    if record.is_none_or(|r| r.header.release != REFETCH_RELEASE) {
+        return Ok(None);
+    }
+    let manifest = store
+        .get_manifest(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("object {id} is not held here"))?;
+    if manifest.total_length() > 1 << 20 {
+        return Err(format!("{} bytes; too long", manifest.total_length()));
+    }
+    let mut bytes = Vec::new();
+    store
+        .read_object(&manifest, &mut bytes)
+        .map_err(|e| format!("object {id}: {e}"))?;
+    let request: Refetch =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a refetch request: {e}"))?;
+    ferry_oci::digest::check_repository(&request.repository)?;
+    if request.digests.is_empty() || request.digests.len() > MAX_REFETCH {
+        return Err(format!("{} digests", request.digests.len()));
+    }
+    if request.bundle.len() != 2 * BundleId::KEY_LEN
+        || !request.bundle.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err("the bundle is not a bundle key".into());
+    }
+    Ok(Some(request))
+}
+
+async fn answer_refetch(
+    publisher: &Publisher,
+    leaf: ferry_core::NodeId,
+    request: &Refetch,
+) -> Result<(), String> {
+    let path = publisher
+        .config
+        .oci
+        .root
+        .join("published")
+        .join(format!("{}.json", request.bundle));
+    let published: Published = serde_json::from_slice(
+        &std::fs::read(&path).map_err(|e| format!("no record of that release here: {e}"))?,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    if published.repository != request.repository {
+        return Err(format!(
+            "release {} was {}, not {}",
+            request.bundle, published.repository, request.repository
+        ));
+    }
+    let recipes = recipes(&publisher.config);
+    let new = {
+        let (recipes, digests) = (recipes.clone(), request.digests.clone());
+        tokio::task::spawn_blocking(move || recipes.never_again(&digests))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("keeping the never-list: {e}"))?
+    };
+    if !new {
+        tracing::info!(repository = %request.repository, "OCI refetch: those blobs already travel as they are");
+        return Ok(());
+    }
+    let (spec, _) = SourceSpec::parse(&published.source)?;
+    let (bundle, staged) = publisher
+        .publish_to(
+            &spec,
+            &published.credentials,
+            &published.repository,
+            &published.tags,
+            ferry_core::Endpoint::Node(leaf),
+            None,
+        )
+        .await?;
+    tracing::warn!(
+        repository = %request.repository, %bundle, %leaf, blobs = request.digests.len(),
+        new_bytes = staged.new_bytes,
+        "a leaf could not rebuild blobs from their recipes: published again with them as they are"
+    );
+    Ok(())
+}
+
 /// Applies the delivered bundle `id` (see [`ImageStore::apply`]).
 pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Applied, String> {
+    apply_detailed(images, store, id).map_err(|e| match e {
+        Failure::Rebuild { failures, .. } => ferry_oci::ApplyError::Rebuild(failures).to_string(),
+        Failure::Other(reason) => reason,
+    })
+}
+
+fn apply_detailed(
+    images: &ImageStore,
+    store: &RocksStore,
+    id: BundleId,
+) -> Result<Applied, Failure> {
+    let other = |e: String| Failure::Other(e);
     let record = store
         .get(Cf::Bundles, &id.to_key())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| other(e.to_string()))?
         .and_then(|bytes| BundleRecord::decode(&bytes))
-        .ok_or_else(|| format!("bundle {id} is no longer held"))?;
-    let release = OciRelease::decode(&record.header.release).map_err(|e| e.to_string())?;
+        .ok_or_else(|| other(format!("bundle {id} is no longer held")))?;
+    let release = OciRelease::decode(&record.header.release).map_err(|e| other(e.to_string()))?;
     let manifest = store
         .get_manifest(record.header.manifest)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the root manifest of {id} is not held"))?;
+        .map_err(|e| other(e.to_string()))?
+        .ok_or_else(|| other(format!("the root manifest of {id} is not held")))?;
     let stamp = Stamp {
         created_ms: id.created_ms,
         sequence: id.sequence,
     };
     images
         .apply(store, &manifest, &release, stamp)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            ferry_oci::ApplyError::Rebuild(failures) => Failure::Rebuild {
+                repository: release.repository.clone(),
+                failures,
+            },
+            e => Failure::Other(e.to_string()),
+        })
 }
 
 /// Where images come from, as named on the command line or in
@@ -222,6 +466,22 @@ impl SourceSpec {
             return Ok((make(PathBuf::from(path)), Some(tag.to_owned())));
         }
         Ok((make(PathBuf::from(rest)), None))
+    }
+
+    /// The text [`SourceSpec::parse`] reads back (without a tag).
+    pub fn to_text(&self) -> String {
+        match self {
+            SourceSpec::Layout(path) => format!("oci:{}", path.display()),
+            SourceSpec::DockerArchive(path) => format!("docker-archive:{}", path.display()),
+            SourceSpec::Registry(at) => {
+                let (scheme, host) = match at.base.split_once("://") {
+                    Some(("http", host)) => ("docker+http", host),
+                    Some((_, host)) => ("docker", host),
+                    None => ("docker", at.base.as_str()),
+                };
+                format!("{scheme}://{host}/{}", at.repository)
+            }
+        }
     }
 
     /// The repository a leaf serves this source as when none is given:
@@ -408,6 +668,28 @@ impl Publisher {
         lifetime: Option<Duration>,
     ) -> Result<(BundleId, Staged), String> {
         let destination = crate::admin::resolve_destination(&self.registry, to)?;
+        self.publish_to(spec, credentials, repository, tags, destination, lifetime)
+            .await
+    }
+
+    /// [`Publisher::publish`] to a resolved destination. What was published
+    /// is recorded under `<oci root>/published/` so a leaf that cannot
+    /// rebuild a blob can ask for it as it is.
+    pub async fn publish_to(
+        &self,
+        spec: &SourceSpec,
+        credentials: &Credentials,
+        repository: &str,
+        tags: &[String],
+        destination: ferry_core::Endpoint,
+        lifetime: Option<Duration>,
+    ) -> Result<(BundleId, Staged), String> {
+        let record = Published {
+            source: spec.to_text(),
+            credentials: credentials.clone(),
+            repository: repository.to_owned(),
+            tags: tags.to_vec(),
+        };
         let (store, spec, credentials, repository, tags) = (
             self.store.clone(),
             spec.clone(),
@@ -444,6 +726,21 @@ impl Publisher {
                 release: staged.release.encode(),
             })
             .await?;
+        if staged.release.rebuilt().next().is_some() {
+            let dir = self.config.oci.root.join("published");
+            let path = dir.join(format!("{}.json", bundle_key(&bundle)));
+            let bytes = serde_json::to_vec(&record).expect("plain data serialises");
+            let written = std::fs::create_dir_all(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    crate::media::write_atomic(&path, |out| {
+                        std::io::Write::write_all(out, &bytes).map_err(|e| e.to_string())
+                    })
+                });
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), "cannot record the release for refetches: {e}");
+            }
+        }
         Ok((bundle, staged))
     }
 }
@@ -451,6 +748,32 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_reads_back_from_its_text() {
+        for text in [
+            "oci:/srv/app",
+            "docker-archive:/tmp/app.tar",
+            "docker://r.example:5000/team/app",
+            "docker+http://127.0.0.1:5000/team/app",
+        ] {
+            let (spec, tag) = SourceSpec::parse(text).unwrap();
+            assert_eq!(tag, None);
+            assert_eq!(spec.to_text(), text);
+            assert_eq!(SourceSpec::parse(&spec.to_text()).unwrap().0, spec);
+        }
+    }
+
+    #[test]
+    fn a_refetch_request_round_trips_as_json() {
+        let request = Refetch {
+            bundle: "ab".repeat(BundleId::KEY_LEN),
+            repository: "team/app".into(),
+            digests: vec![ferry_oci::Digest::of(b"layer")],
+        };
+        let bytes = serde_json::to_vec(&request).unwrap();
+        assert_eq!(serde_json::from_slice::<Refetch>(&bytes).unwrap(), request);
+    }
 
     #[test]
     fn sources_name_a_layout_or_a_registry_and_maybe_a_tag() {
