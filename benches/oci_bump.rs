@@ -15,22 +15,34 @@
 //!
 //! Default images: `ferry_oci::fixture` (a 4 MiB base layer shared by v1
 //! and v2, and a 1 MiB app layer that changes). `-- --layout DIR --from TAG
-//! --to TAG` measures an existing OCI layout instead. The engines are the
-//! real ones on ferry-sim's virtual clock; apply and serving are the real
-//! ferry-oci code.
+//! --to TAG` measures an existing OCI layout instead (and nothing else).
+//! The engines are the real ones on ferry-sim's virtual clock; apply and
+//! serving are the real ferry-oci code; gzip layers travel with rebuild
+//! recipes where the base finds one.
+//!
+//! Then, per encoder family (GNU gzip `-n -6`, Go's compress/gzip, pgzip
+//! with 1 MiB blocks; `ferry_oci::fixture::family_layout`: a 16 MiB base
+//! layer and a 4 MiB app layer, v2 changing a few files in each), one JSON
+//! line with the same figures plus `family`, the recipe each layer got,
+//! and the first sync's bytes against v1's compressed size; one line over
+//! all families; and per family the cost of rebuilding a ~120 MB layer at
+//! a leaf against pulling it at 10 Mbit/s (`--no-families` skips these).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_core::{
     Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Priority, Routes, Store,
     Submission,
 };
-use ferry_oci::{Digest, ImageStore, Layout, Limits, OciRelease, Stamp, fixture, media};
+use ferry_oci::fixture::{self, Compressor};
+use ferry_oci::{
+    Digest, ImageStore, LayerReport, Layout, Limits, OciRelease, Recipes, Stamp, media,
+};
 use ferry_sim::{LinkModel, Net, NodeIndex};
 
 const REPO: &str = "bench/image";
@@ -38,27 +50,139 @@ const REPO: &str = "bench/image";
 fn main() {
     let mut layout: Option<PathBuf> = None;
     let (mut from, mut to) = ("v1".to_owned(), "v2".to_owned());
+    let mut families = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--layout" => layout = args.next().map(PathBuf::from),
             "--from" => from = args.next().expect("--from TAG"),
             "--to" => to = args.next().expect("--to TAG"),
+            "--no-families" => families = false,
             "--bench" => {}
-            other => panic!("unknown argument {other}; use --layout DIR --from TAG --to TAG"),
+            other => panic!(
+                "unknown argument {other}; use --layout DIR --from TAG --to TAG, --no-families"
+            ),
         }
     }
     let temp = tempfile::tempdir().expect("a temporary directory");
-    let (layout, images) = match layout {
-        Some(dir) => (dir, "layout"),
+    let (layout, images, families) = match layout {
+        Some(dir) => (dir, "layout", false),
         None => {
             let dir = temp.path().join("images");
             fixture::test_layout(&dir, 4096, 1024).expect("writing the test images");
-            (dir, "fixture")
+            (dir, "fixture", families)
         }
     };
-    let source = Layout::open(&layout).unwrap_or_else(|e| panic!("{e}"));
+    let m = measure(&layout, &from, &to, temp.path());
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "oci_bump",
+            "bytes_vs_changed_layers": m.bump_bytes as f64 / m.changed_layers.max(1) as f64,
+            "bit_exact_fraction": m.exact as f64 / m.v2_blobs as f64,
+            "images": images,
+            "from": from,
+            "to": to,
+            "bump_wire_bytes": m.bump_bytes,
+            "bump_wire_frames": m.frames,
+            "bump_bytes_leaf_to_base": m.back,
+            "baseline_changed_layer_bytes": m.changed_layers,
+            "v2_image_bytes": m.v2_bytes,
+            "v2_blobs": m.v2_blobs,
+            "v2_blobs_served_exact": m.exact,
+            "bump_vs_whole_v2": m.bump_bytes as f64 / m.v2_bytes.max(1) as f64,
+        })
+    );
+    if !families {
+        return;
+    }
 
+    let mut all = Vec::new();
+    for family in Compressor::FAMILIES {
+        let dir = temp.path().join(family.name());
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let started = Instant::now();
+        fixture::family_layout(&dir.join("images"), family, 16 << 10, 4 << 10)
+            .expect("writing the family's images");
+        let m = measure(&dir.join("images"), "v1", "v2", &dir);
+        let layers: Vec<serde_json::Value> = [("v1", &m.v1_layers), ("v2", &m.v2_layers)]
+            .iter()
+            .flat_map(|(version, layers)| {
+                layers.iter().map(move |l| {
+                    serde_json::json!({
+                        "version": version,
+                        "digest": l.digest,
+                        "recipe": l.recipe,
+                        "blob_bytes": l.blob_bytes,
+                        "segment_bytes": l.segment_bytes,
+                        "new_bytes": l.new_bytes,
+                        "rebuild_ms": l.rebuild_ms,
+                    })
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "oci_bump",
+                "family": family.name(),
+                "bytes_vs_changed_layers": m.bump_bytes as f64 / m.changed_layers.max(1) as f64,
+                "bit_exact_fraction": m.exact as f64 / m.v2_blobs as f64,
+                "first_sync_wire_bytes": m.first_bytes,
+                "v1_compressed_bytes": m.v1_bytes,
+                "first_sync_vs_v1_compressed": m.first_bytes as f64 / m.v1_bytes.max(1) as f64,
+                "bump_wire_bytes": m.bump_bytes,
+                "baseline_changed_layer_bytes": m.changed_layers,
+                "v2_blobs": m.v2_blobs,
+                "v2_blobs_served_exact": m.exact,
+                "layers": layers,
+                "wall_s": started.elapsed().as_secs_f64(),
+            })
+        );
+        all.push(m);
+    }
+    let sum = |f: fn(&Measured) -> u64| all.iter().map(f).sum::<u64>();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "oci_bump",
+            "family": "all",
+            "bytes_vs_changed_layers":
+                sum(|m| m.bump_bytes) as f64 / sum(|m| m.changed_layers).max(1) as f64,
+            "bit_exact_fraction": sum(|m| m.exact as u64) as f64 / sum(|m| m.v2_blobs as u64) as f64,
+            "first_sync_wire_bytes": sum(|m| m.first_bytes),
+            "v1_compressed_bytes": sum(|m| m.v1_bytes),
+            "first_sync_vs_v1_compressed":
+                sum(|m| m.first_bytes) as f64 / sum(|m| m.v1_bytes).max(1) as f64,
+            "bump_wire_bytes": sum(|m| m.bump_bytes),
+            "baseline_changed_layer_bytes": sum(|m| m.changed_layers),
+        })
+    );
+    for family in Compressor::FAMILIES {
+        rebuild_cost(family, 120);
+    }
+}
+
+/// What one v1 → v2 run measured.
+struct Measured {
+    first_bytes: u64,
+    v1_bytes: u64,
+    bump_bytes: u64,
+    frames: u64,
+    back: u64,
+    changed_layers: u64,
+    v2_bytes: u64,
+    v2_blobs: usize,
+    exact: usize,
+    v1_layers: Vec<LayerReport>,
+    v2_layers: Vec<LayerReport>,
+}
+
+/// Publishes `from` then `to` of `layout` from a base to a leaf, applying
+/// each; counts the bytes on the link and checks what the leaf serves.
+fn measure(layout: &Path, from: &str, to: &str, work: &Path) -> Measured {
+    let source = Layout::open(layout).unwrap_or_else(|e| panic!("{e}"));
+    let recipes = Recipes::default();
     let node = |n: u8| NodeId([n; 32]);
     let mut net = Net::new(7);
     let mut base = EngineConfig::new(node(1), 7);
@@ -74,7 +198,7 @@ fn main() {
         LinkModel::new(2_000_000, Duration::from_millis(80), 1400),
     );
     net.set_up(wire, true);
-    let leaf_images = Arc::new(ImageStore::open(&temp.path().join("leaf")).expect("leaf store"));
+    let leaf_images = Arc::new(ImageStore::open(&work.join("leaf")).expect("leaf store"));
 
     let publish = |net: &mut Net, tag: &str| {
         let plan = ferry_oci::plan(&source, REPO, &[tag.to_owned()], Limits::default())
@@ -82,6 +206,7 @@ fn main() {
         let staged = ferry_oci::stage(
             net.engine_mut(b).store_mut(),
             &ferry_oci::ingest::Chunking::default(),
+            &recipes,
             &source,
             &plan,
         )
@@ -116,12 +241,13 @@ fn main() {
         let settle = net.now + Duration::from_secs(60);
         net.run_until(settle);
         apply(net, l, &leaf_images, id);
-        plan
+        (plan, staged.layers)
     };
 
-    let v1 = publish(&mut net, &from);
+    let (v1, v1_layers) = publish(&mut net, from);
     let before = net.stats(wire);
-    let v2 = publish(&mut net, &to);
+    let first_bytes = before.bytes[0] + before.bytes[1];
+    let (v2, v2_layers) = publish(&mut net, to);
     let after = net.stats(wire);
     let frames = (after.frames[0] - before.frames[0]) + (after.frames[1] - before.frames[1]);
     let back = after.bytes[1] - before.bytes[1];
@@ -135,7 +261,12 @@ fn main() {
         .filter(|d| is_layer(&d.media_type) && !v1_blobs.contains(&d.digest))
         .map(|d| d.size)
         .sum();
-    let v2_bytes: u64 = v2.bytes();
+    let v1_bytes: u64 = v1
+        .blobs
+        .iter()
+        .filter(|d| is_layer(&d.media_type))
+        .map(|d| d.size)
+        .sum();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -159,26 +290,75 @@ fn main() {
             Digest::of(&body) == d.digest && body.len() as u64 == d.size
         })
         .count();
+    Measured {
+        first_bytes,
+        v1_bytes,
+        bump_bytes,
+        frames,
+        back,
+        changed_layers,
+        v2_bytes: v2.bytes(),
+        v2_blobs: v2.blobs.len(),
+        exact,
+        v1_layers,
+        v2_layers,
+    }
+}
 
-    println!(
-        "{}",
-        serde_json::json!({
+/// Rebuilding a layer of about `mb` MB of `family` at a leaf (inflating
+/// its packed chunks, running the recipe, hashing) against pulling it at
+/// 10 Mbit/s.
+fn rebuild_cost(family: Compressor, mb: usize) {
+    let mut files = fixture::rootfs_files(mb * 1024 * 4 / 5);
+    files.extend(fixture::service_files(mb * 1024 / 5));
+    let tar = fixture::tar(&files).expect("a tar");
+    let blob = family.gzip(&tar).expect("compressing");
+    let started = Instant::now();
+    let outcome = ferry_recipe::analyse(&blob, &Recipes::default().limits);
+    let analyse_s = started.elapsed().as_secs_f64();
+    let pull_s = blob.len() as f64 * 8.0 / 10e6;
+    let line = match outcome {
+        ferry_recipe::Outcome::Found(analysis) => {
+            let packed = ferry_oci::pack::pack(&analysis.segment, &ferry_chunk::Chunker::default());
+            let packed_bytes: usize = packed.iter().map(|p| p.bytes.len()).sum();
+            let recipe = analysis.recipe.encode();
+            drop(analysis.segment);
+            let started = Instant::now();
+            let mut segment = Vec::new();
+            for p in &packed {
+                ferry_oci::pack::unpack_one(&p.bytes, &mut segment, usize::MAX)
+                    .expect("packed chunks inflate");
+            }
+            let recipe = ferry_recipe::Recipe::decode(&recipe).expect("a recipe");
+            let rebuilt = recipe.rebuild(&segment).expect("a rebuild");
+            let same = Digest::of(&rebuilt) == Digest::of(&blob);
+            let rebuild_s = started.elapsed().as_secs_f64();
+            serde_json::json!({
+                "bench": "oci_bump",
+                "rebuild_cost": family.name(),
+                "recipe": recipe.encoder.to_string(),
+                "tar_bytes": tar.len(),
+                "compressed_bytes": blob.len(),
+                "packed_bytes": packed_bytes,
+                "analyse_s": analyse_s,
+                "rebuild_s": rebuild_s,
+                "pull_10mbit_s": pull_s,
+                "rebuild_vs_pull": rebuild_s / pull_s,
+                "bit_exact": same,
+            })
+        }
+        ferry_recipe::Outcome::AsIs(reason) => serde_json::json!({
             "bench": "oci_bump",
-            "bytes_vs_changed_layers": bump_bytes as f64 / changed_layers.max(1) as f64,
-            "bit_exact_fraction": exact as f64 / v2.blobs.len() as f64,
-            "images": images,
-            "from": from,
-            "to": to,
-            "bump_wire_bytes": bump_bytes,
-            "bump_wire_frames": frames,
-            "bump_bytes_leaf_to_base": back,
-            "baseline_changed_layer_bytes": changed_layers,
-            "v2_image_bytes": v2_bytes,
-            "v2_blobs": v2.blobs.len(),
-            "v2_blobs_served_exact": exact,
-            "bump_vs_whole_v2": bump_bytes as f64 / v2_bytes.max(1) as f64,
-        })
-    );
+            "rebuild_cost": family.name(),
+            "recipe": format!("as is: {}", reason.lines().next().unwrap_or_default()),
+            "tar_bytes": tar.len(),
+            "compressed_bytes": blob.len(),
+            "analyse_s": analyse_s,
+            "rebuild_s": null,
+            "pull_10mbit_s": pull_s,
+        }),
+    };
+    println!("{line}");
 }
 
 fn is_layer(media_type: &str) -> bool {

@@ -44,6 +44,7 @@ fn publish(chain: &mut Chain, layout: &Path, tags: &[&str]) -> BundleId {
     let staged = ferry_oci::stage(
         chain.net.engine_mut(chain.base).store_mut(),
         &ferry_oci::ingest::Chunking::default(),
+        &ferry_oci::Recipes::default(),
         &source,
         &plan,
     )
@@ -414,6 +415,7 @@ fn submit(
     let staged = ferry_oci::stage(
         net.engine_mut(base).store_mut(),
         &ferry_oci::ingest::Chunking::default(),
+        &ferry_oci::Recipes::default(),
         &source,
         &plan,
     )

@@ -106,6 +106,24 @@ pub fn run(command: OciCommand) -> anyhow::Result<()> {
                     answer["new_bytes"],
                     answer["bundle"].as_str().unwrap_or("?"),
                 );
+                // Per layer: its recipe (or why none), what will cross.
+                for layer in answer["layers"].as_array().into_iter().flatten() {
+                    let mut line = format!(
+                        "  {} {}: {} B gzip, {} B new of {} B to send",
+                        layer["digest"].as_str().unwrap_or("?"),
+                        layer["recipe"].as_str().unwrap_or("?"),
+                        layer["blob_bytes"],
+                        layer["new_bytes"],
+                        layer["segment_bytes"],
+                    );
+                    if layer["rebuilt"].as_bool() == Some(true) {
+                        line.push_str(&format!(
+                            ", rebuild {:.0} ms",
+                            layer["rebuild_ms"].as_f64().unwrap_or(0.0)
+                        ));
+                    }
+                    println!("{line}");
+                }
             }
             Ok(())
         }

@@ -54,9 +54,96 @@ impl Bytes {
     }
 }
 
+/// Which gzip encoder makes a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressor {
+    /// flate2 (miniz_oxide) at this level: what [`layer`] uses.
+    Flate2(u32),
+    /// GNU gzip: `gzip -n -6 -c` (must be installed).
+    Gnu,
+    /// Go's `compress/gzip` at its default level (the real encoder, through
+    /// `ferry_recipe::gozip`): Docker, BuildKit, containerd.
+    Go,
+    /// klauspost/pgzip at its default level with blocks of this many bytes:
+    /// skopeo, podman, buildah.
+    Pgzip { block_size: usize },
+}
+
+impl Compressor {
+    /// The three families real registries are full of.
+    pub const FAMILIES: [Compressor; 3] = [
+        Compressor::Gnu,
+        Compressor::Go,
+        Compressor::Pgzip {
+            block_size: 1 << 20,
+        },
+    ];
+
+    /// A short name: `flate2-6`, `gnu-gzip`, `go`, `pgzip`.
+    pub fn name(&self) -> String {
+        match self {
+            Compressor::Flate2(level) => format!("flate2-{level}"),
+            Compressor::Gnu => "gnu-gzip".into(),
+            Compressor::Go => "go".into(),
+            Compressor::Pgzip { .. } => "pgzip".into(),
+        }
+    }
+
+    /// `data` as one gzip member.
+    pub fn gzip(&self, data: &[u8]) -> io::Result<Vec<u8>> {
+        match *self {
+            Compressor::Flate2(level) => {
+                let mut gz = GzEncoder::new(Vec::new(), Compression::new(level));
+                gz.write_all(data)?;
+                gz.finish()
+            }
+            Compressor::Gnu => {
+                let mut child = std::process::Command::new("gzip")
+                    .args(["-n", "-6", "-c"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()?;
+                let mut stdin = child.stdin.take().expect("piped");
+                let input = data.to_vec();
+                let feeder = std::thread::spawn(move || stdin.write_all(&input));
+                let out = child.wait_with_output()?;
+                feeder
+                    .join()
+                    .map_err(|_| io::Error::other("gzip's feeder panicked"))??;
+                if !out.status.success() {
+                    return Err(io::Error::other(format!("gzip failed: {}", out.status)));
+                }
+                Ok(out.stdout)
+            }
+            Compressor::Go => ferry_recipe::gozip::gzip(ferry_recipe::gozip::Family::Go, -1, data)
+                .map_err(io::Error::other),
+            Compressor::Pgzip { block_size } => ferry_recipe::gozip::gzip(
+                ferry_recipe::gozip::Family::Pgzip { block_size },
+                -1,
+                data,
+            )
+            .map_err(io::Error::other),
+        }
+    }
+}
+
 /// A gzip'd tar of `files` (path, bytes, mode) with fixed metadata; returns
 /// (compressed layer, sha256 of the uncompressed tar = its diff id).
 pub fn layer(files: &[(String, Vec<u8>, u32)]) -> io::Result<(Vec<u8>, Digest)> {
+    layer_with(Compressor::Flate2(6), files)
+}
+
+/// [`layer`] compressed by `compressor`.
+pub fn layer_with(
+    compressor: Compressor,
+    files: &[(String, Vec<u8>, u32)],
+) -> io::Result<(Vec<u8>, Digest)> {
+    let tar = tar(files)?;
+    Ok((compressor.gzip(&tar)?, Digest::of(&tar)))
+}
+
+/// The tar of `files`, with fixed metadata.
+pub fn tar(files: &[(String, Vec<u8>, u32)]) -> io::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, bytes, mode) in files {
         let mut header = tar::Header::new_gnu();
@@ -68,11 +155,176 @@ pub fn layer(files: &[(String, Vec<u8>, u32)]) -> io::Result<(Vec<u8>, Digest)> 
         header.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut header, path, &bytes[..])?;
     }
-    let tar = tar.into_inner()?;
-    let diff_id = Digest::of(&tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
-    gz.write_all(&tar)?;
-    Ok((gz.finish()?, diff_id))
+    tar.into_inner()
+}
+
+/// Bytes that compress about as a program's code does (roughly 2:1): short
+/// instruction-like patterns with random operands.
+fn code(rng: &mut Bytes, len: usize) -> Vec<u8> {
+    const OPS: &[&[u8]] = &[
+        b"\x48\x89\xe5",
+        b"\x48\x83\xec",
+        b"\xe8",
+        b"\x8b\x45",
+        b"\x89\x45",
+        b"\x0f\x84",
+        b"\xc3",
+        b"\x55",
+        b"\x5d",
+        b"\x48\x8d\x3d",
+        b"\x31\xc0",
+        b"\x74",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        let r = rng.next();
+        out.extend_from_slice(OPS[(r % OPS.len() as u64) as usize]);
+        let operands = ((r >> 8) % 4) as usize;
+        out.extend_from_slice(&(r >> 16).to_le_bytes()[..operands]);
+    }
+    out.truncate(len);
+    out
+}
+
+/// A base layer of about `kib` KiB: binary-like files (code that compresses
+/// about 2:1, and some incompressible data) and a tree of text files.
+pub fn rootfs_files(kib: usize) -> Vec<(String, Vec<u8>, u32)> {
+    let mut rng = Bytes(0x5eed_0ff0_0d00);
+    let mut files = Vec::new();
+    let binaries = kib * 1024 * 3 / 5;
+    for (i, name) in ["busybox", "libc.so.6", "libssl.so.3", "libz.so.1"]
+        .iter()
+        .enumerate()
+    {
+        let dir = if name.starts_with("lib") {
+            "usr/lib"
+        } else {
+            "bin"
+        };
+        let len = binaries / 4 + i * 1013;
+        let mut bytes = code(&mut rng, len * 4 / 5);
+        bytes.extend(rng.binary(len / 5));
+        files.push((format!("{dir}/{name}"), bytes, 0o755));
+    }
+    let text = kib * 1024 * 2 / 5;
+    let mut i = 0;
+    let mut written = 0;
+    while written < text {
+        let len = 1_500 + (i * 397) % 9_000;
+        files.push((
+            format!("usr/share/doc/pkg{:03}/README", i),
+            rng.text(len),
+            0o644,
+        ));
+        written += len;
+        i += 1;
+    }
+    files
+}
+
+/// An app layer of about `kib` KiB: a server binary, its configuration and
+/// static assets.
+pub fn service_files(kib: usize) -> Vec<(String, Vec<u8>, u32)> {
+    let mut rng = Bytes(0x0a99_5e21);
+    let mut files = vec![(
+        "app/bin/server".to_owned(),
+        code(&mut rng, kib * 1024 * 3 / 4),
+        0o755,
+    )];
+    files.push(("app/etc/server.toml".into(), rng.text(3_000), 0o644));
+    for i in 0..20 {
+        files.push((
+            format!("app/static/page{i:02}.html"),
+            rng.text(kib * 1024 / 4 / 20),
+            0o644,
+        ));
+    }
+    files.push(("app/VERSION".into(), b"1\n".to_vec(), 0o644));
+    files
+}
+
+/// The same files with a few changed, as a version bump changes them:
+/// `count` files (spread over the list) get a few small edits, the last
+/// file is rewritten, and the largest file has a 4 KiB stretch replaced.
+pub fn bump(
+    files: &[(String, Vec<u8>, u32)],
+    version: u64,
+    count: usize,
+) -> Vec<(String, Vec<u8>, u32)> {
+    let mut rng = Bytes(0xb0b + version * 0x9e37_79b9);
+    let mut out = files.to_vec();
+    let n = out.len();
+    for k in 0..count.min(n) {
+        let (_, bytes, _) = &mut out[k * n / count.max(1)];
+        for _ in 0..3 {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = (rng.next() % bytes.len() as u64) as usize;
+            let edit = rng.text(24);
+            let end = (at + edit.len()).min(bytes.len());
+            bytes[at..end].copy_from_slice(&edit[..end - at]);
+        }
+    }
+    if let Some(largest) = out.iter_mut().max_by_key(|f| f.1.len()) {
+        let len = largest.1.len();
+        if len > 8192 {
+            let at = (rng.next() % (len as u64 - 4096)) as usize;
+            let fresh = rng.binary(4096);
+            largest.1[at..at + 4096].copy_from_slice(&fresh);
+        }
+    }
+    if let Some(last) = out.last_mut() {
+        last.1 = format!("{version}\n").into_bytes();
+    }
+    out
+}
+
+/// What [`family_layout`] wrote: tags `v1` and `v2`, each with a base and
+/// an app layer, v2's changing a few files in each.
+pub struct FamilyImages {
+    pub v1: Descriptor,
+    pub v2: Descriptor,
+    /// v1's then v2's layers: (digest, compressed bytes).
+    pub layers: [Vec<(Digest, u64)>; 2],
+}
+
+/// Writes tags `v1` and `v2` to a layout at `dir`, every layer compressed
+/// by `compressor`: a base layer of about `base_kib` KiB
+/// ([`rootfs_files`]) and an app layer of about `app_kib` KiB
+/// ([`service_files`]), v2 [`bump`]ing a few files in each.
+pub fn family_layout(
+    dir: &Path,
+    compressor: Compressor,
+    base_kib: usize,
+    app_kib: usize,
+) -> io::Result<FamilyImages> {
+    let mut out = LayoutWriter::create(dir)?;
+    let base = rootfs_files(base_kib);
+    let app = service_files(app_kib);
+    let v1_layers = [
+        layer_with(compressor, &base)?,
+        layer_with(compressor, &app)?,
+    ];
+    let v2_layers = [
+        layer_with(compressor, &bump(&base, 2, 5))?,
+        layer_with(compressor, &bump(&app, 2, 3))?,
+    ];
+    let sizes = |layers: &[(Vec<u8>, Digest)]| -> Vec<(Digest, u64)> {
+        layers
+            .iter()
+            .map(|(bytes, _)| (Digest::of(bytes), bytes.len() as u64))
+            .collect()
+    };
+    let layers = [sizes(&v1_layers), sizes(&v2_layers)];
+    let mut v1 = image(&mut out, "amd64", &v1_layers)?;
+    let mut v2 = image(&mut out, "amd64", &v2_layers)?;
+    v1.platform = None;
+    v2.platform = None;
+    out.tag("v1", &v1);
+    out.tag("v2", &v2);
+    out.finish()?;
+    Ok(FamilyImages { v1, v2, layers })
 }
 
 /// The shared base layer: about `binary_kib` KiB of binaries and a tree of text files.

@@ -8,14 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use ferry_chunk::{ChunkError, Chunker, ChunkerConfig, Manifest, ManifestEntry, ManifestId};
 use ferry_core::{Store, StoreError};
 use sha2::{Digest as _, Sha256};
 
+use ferry_recipe::Recipe;
+
 use crate::media::{self, Descriptor};
+use crate::recipes::{Known, LayerReport, Recipes, is_gzip_layer};
 use crate::release::{BlobEntry, OciRelease, TagTarget};
-use crate::{Digest, digest};
+use crate::{Digest, digest, pack};
 
 /// The largest index or manifest read (the distribution spec suggests 4 MiB).
 pub const MAX_DOCUMENT: u64 = 4 << 20;
@@ -282,58 +286,148 @@ pub struct Staged {
     /// Payload bytes; of them, bytes in chunks the store did not hold.
     pub bytes: u64,
     pub new_bytes: u64,
+    /// How each layer was staged: its recipe or why none, and its bytes.
+    pub layers: Vec<LayerReport>,
+}
+
+impl Staged {
+    /// One line per layer, for people.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} bytes of payload, {} new; {} blobs",
+            self.bytes,
+            self.new_bytes,
+            self.release.blobs.len()
+        );
+        for layer in &self.layers {
+            out.push_str("\n  ");
+            out.push_str(&layer.to_string());
+        }
+        out
+    }
 }
 
 /// Reads, verifies and chunks every blob of `plan` into `store`, each blob
-/// on its own, and records the root manifest, durably.
+/// on its own, and records the root manifest, durably. Gzip layers for
+/// which `recipes` finds (or knows) a rebuild recipe are staged as their
+/// packed content ([`crate::pack`]) with the recipe in their blob entry;
+/// every other blob as it is.
 #[tracing::instrument(skip_all, fields(repository = %plan.repository))]
 pub fn stage<S: Store>(
     store: &mut S,
     chunking: &Chunking,
+    recipes: &Recipes,
     source: &dyn Source,
     plan: &Plan,
 ) -> Result<Staged, IngestError> {
     let mut entries = Vec::new();
     let mut blobs = Vec::with_capacity(plan.blobs.len());
+    let mut layers = Vec::new();
     let mut new_bytes = 0;
     for desc in &plan.blobs {
-        let reader: Box<dyn Read + '_> = match plan.documents.get(&desc.digest) {
-            Some(bytes) => Box::new(&bytes[..]),
-            None => source.open(desc)?,
-        };
-        let mut hasher = Sha256::new();
-        let mut length = 0u64;
-        let chunker = chunking.for_media_type(&desc.media_type);
-        let result = chunker.chunk_reader(reader.take(desc.size + 1), |span, bytes| {
-            hasher.update(bytes);
-            length += u64::from(span.len);
-            if !store.has_chunk(span.id)? {
-                store.put_chunk(span.id, bytes)?;
-                new_bytes += u64::from(span.len);
-            }
-            entries.push(ManifestEntry {
-                id: span.id,
-                len: span.len,
-            });
-            Ok::<(), StoreError>(())
-        });
-        match result {
-            Ok(_) => {}
-            Err(ChunkError::Read(source)) => {
-                return Err(IngestError::Read {
-                    digest: desc.digest,
-                    source,
-                });
-            }
-            Err(ChunkError::Sink(e)) => return Err(IngestError::Store(e)),
-        }
-        let found = Digest(hasher.finalize().into());
-        if found != desc.digest || length != desc.size {
-            return Err(IngestError::DigestMismatch {
-                expected: desc.digest,
-                found,
-                length,
+        let layer = is_layer(&desc.media_type);
+        let new_before = new_bytes;
+        if recipes.enabled && is_gzip_layer(&desc.media_type) && desc.size <= recipes.max_blob {
+            let blob = read_verified(source, desc)?;
+            let form = recipe_form(recipes, desc, &blob);
+            let (recipe, segment_length, report) = match form {
+                Form::Recipe {
+                    recipe,
+                    encoder,
+                    segment,
+                    rebuild_time,
+                    cached,
+                } => {
+                    let mut packed_len = 0u64;
+                    for packed in pack::pack(&segment, &chunking.default) {
+                        let len = packed.bytes.len() as u32;
+                        if !store.has_chunk(packed.id)? {
+                            store.put_chunk(packed.id, &packed.bytes)?;
+                            new_bytes += u64::from(len);
+                        }
+                        packed_len += u64::from(len);
+                        entries.push(ManifestEntry { id: packed.id, len });
+                    }
+                    let report = LayerReport {
+                        digest: desc.digest,
+                        media_type: desc.media_type.clone(),
+                        recipe: encoder,
+                        rebuilt: true,
+                        blob_bytes: desc.size,
+                        segment_bytes: packed_len,
+                        new_bytes: new_bytes - new_before,
+                        plain_bytes: segment.len() as u64,
+                        rebuild_ms: rebuild_time.as_secs_f64() * 1e3,
+                        cached,
+                    };
+                    (recipe, packed_len, report)
+                }
+                Form::AsIs { reason, cached } => {
+                    for span in chunking.compressed.chunk_slice(&blob) {
+                        let bytes = &blob[span.offset as usize..span.end() as usize];
+                        if !store.has_chunk(span.id)? {
+                            store.put_chunk(span.id, bytes)?;
+                            new_bytes += u64::from(span.len);
+                        }
+                        entries.push(ManifestEntry {
+                            id: span.id,
+                            len: span.len,
+                        });
+                    }
+                    let report = LayerReport {
+                        digest: desc.digest,
+                        media_type: desc.media_type.clone(),
+                        recipe: format!("as is: {reason}"),
+                        rebuilt: false,
+                        blob_bytes: desc.size,
+                        segment_bytes: desc.size,
+                        new_bytes: new_bytes - new_before,
+                        plain_bytes: 0,
+                        rebuild_ms: 0.0,
+                        cached,
+                    };
+                    (Vec::new(), desc.size, report)
+                }
+            };
+            tracing::info!(layer = %report, "staged layer");
+            layers.push(report);
+            blobs.push(BlobEntry {
+                digest: desc.digest,
+                media_type: desc.media_type.clone(),
                 size: desc.size,
+                segment_length,
+                recipe,
+            });
+            continue;
+        }
+        stream_blob(
+            store,
+            chunking,
+            source,
+            plan,
+            desc,
+            &mut entries,
+            &mut new_bytes,
+        )?;
+        if layer {
+            let reason = if !is_gzip_layer(&desc.media_type) {
+                "not a gzip layer".to_owned()
+            } else if !recipes.enabled {
+                "recipes are off".to_owned()
+            } else {
+                format!("over the {} bytes analysed", recipes.max_blob)
+            };
+            layers.push(LayerReport {
+                digest: desc.digest,
+                media_type: desc.media_type.clone(),
+                recipe: format!("as is: {reason}"),
+                rebuilt: false,
+                blob_bytes: desc.size,
+                segment_bytes: desc.size,
+                new_bytes: new_bytes - new_before,
+                plain_bytes: 0,
+                rebuild_ms: 0.0,
+                cached: false,
             });
         }
         blobs.push(BlobEntry {
@@ -368,5 +462,195 @@ pub fn stage<S: Store>(
         release,
         bytes,
         new_bytes,
+        layers,
     })
+}
+
+/// Whether a blob of `media_type` is a layer (not an index, manifest or config).
+pub fn is_layer(media_type: &str) -> bool {
+    !media::is_manifest(media_type)
+        && media_type != media::OCI_CONFIG
+        && media_type != media::DOCKER_CONFIG
+        && media_type != media::OCI_EMPTY
+}
+
+/// Streams one blob through the chunker into the store, checking its
+/// sha256 and size.
+fn stream_blob<S: Store>(
+    store: &mut S,
+    chunking: &Chunking,
+    source: &dyn Source,
+    plan: &Plan,
+    desc: &Descriptor,
+    entries: &mut Vec<ManifestEntry>,
+    new_bytes: &mut u64,
+) -> Result<(), IngestError> {
+    let reader: Box<dyn Read + '_> = match plan.documents.get(&desc.digest) {
+        Some(bytes) => Box::new(&bytes[..]),
+        None => source.open(desc)?,
+    };
+    let mut hasher = Sha256::new();
+    let mut length = 0u64;
+    let chunker = chunking.for_media_type(&desc.media_type);
+    let result = chunker.chunk_reader(reader.take(desc.size + 1), |span, bytes| {
+        hasher.update(bytes);
+        length += u64::from(span.len);
+        if !store.has_chunk(span.id)? {
+            store.put_chunk(span.id, bytes)?;
+            *new_bytes += u64::from(span.len);
+        }
+        entries.push(ManifestEntry {
+            id: span.id,
+            len: span.len,
+        });
+        Ok::<(), StoreError>(())
+    });
+    match result {
+        Ok(_) => {}
+        Err(ChunkError::Read(source)) => {
+            return Err(IngestError::Read {
+                digest: desc.digest,
+                source,
+            });
+        }
+        Err(ChunkError::Sink(e)) => return Err(IngestError::Store(e)),
+    }
+    let found = Digest(hasher.finalize().into());
+    if found != desc.digest || length != desc.size {
+        return Err(IngestError::DigestMismatch {
+            expected: desc.digest,
+            found,
+            length,
+            size: desc.size,
+        });
+    }
+    Ok(())
+}
+
+/// The whole blob, checked against its sha256 and size.
+fn read_verified(source: &dyn Source, desc: &Descriptor) -> Result<Vec<u8>, IngestError> {
+    let mut blob = Vec::with_capacity(desc.size as usize);
+    source
+        .open(desc)?
+        .take(desc.size + 1)
+        .read_to_end(&mut blob)
+        .map_err(|source| IngestError::Read {
+            digest: desc.digest,
+            source,
+        })?;
+    let found = Digest::of(&blob);
+    if found != desc.digest || blob.len() as u64 != desc.size {
+        return Err(IngestError::DigestMismatch {
+            expected: desc.digest,
+            found,
+            length: blob.len() as u64,
+            size: desc.size,
+        });
+    }
+    Ok(blob)
+}
+
+/// How a verified gzip blob travels.
+enum Form {
+    Recipe {
+        recipe: Vec<u8>,
+        encoder: String,
+        segment: Vec<u8>,
+        rebuild_time: Duration,
+        cached: bool,
+    },
+    AsIs {
+        reason: String,
+        cached: bool,
+    },
+}
+
+/// Finds (or recalls) the recipe of `blob`, whose digest was checked.
+fn recipe_form(recipes: &Recipes, desc: &Descriptor, blob: &[u8]) -> Form {
+    if recipes.is_never(&desc.digest) {
+        return Form::AsIs {
+            reason: "a leaf could not rebuild it before".into(),
+            cached: true,
+        };
+    }
+    match recipes.known(&desc.digest) {
+        Some(Known::AsIs(reason)) => Form::AsIs {
+            reason,
+            cached: true,
+        },
+        Some(Known::Recipe {
+            recipe,
+            corrections,
+            rebuild_time,
+        }) => {
+            let decoded = Recipe::decode(&recipe);
+            match (
+                decoded,
+                ferry_recipe::gzip::parse(blob, recipes.limits.max_plain),
+            ) {
+                (Ok(decoded), Ok(member)) => {
+                    let mut segment = member.plain;
+                    segment.extend_from_slice(&corrections);
+                    Form::Recipe {
+                        recipe,
+                        encoder: decoded.encoder.to_string(),
+                        segment,
+                        rebuild_time,
+                        cached: true,
+                    }
+                }
+                (Err(e), _) => Form::AsIs {
+                    reason: e.to_string(),
+                    cached: true,
+                },
+                (_, Err(reason)) => Form::AsIs {
+                    reason,
+                    cached: true,
+                },
+            }
+        }
+        None => {
+            let started = Instant::now();
+            let outcome = ferry_recipe::analyse(blob, &recipes.limits);
+            tracing::debug!(digest = %desc.digest, took = ?started.elapsed(), "analysed");
+            match outcome {
+                ferry_recipe::Outcome::Found(analysis) if !analysis.segment.is_empty() => {
+                    let recipe = analysis.recipe.encode();
+                    let plain = analysis.recipe.plain_length as usize;
+                    recipes.remember(
+                        desc.digest,
+                        Known::Recipe {
+                            recipe: recipe.clone(),
+                            corrections: analysis.segment[plain..].to_vec(),
+                            rebuild_time: analysis.rebuild_time,
+                        },
+                    );
+                    Form::Recipe {
+                        recipe,
+                        encoder: analysis.recipe.encoder.to_string(),
+                        segment: analysis.segment,
+                        rebuild_time: analysis.rebuild_time,
+                        cached: false,
+                    }
+                }
+                ferry_recipe::Outcome::Found(_) => {
+                    let reason = "empty content".to_owned();
+                    recipes.remember(desc.digest, Known::AsIs(reason.clone()));
+                    Form::AsIs {
+                        reason,
+                        cached: false,
+                    }
+                }
+                ferry_recipe::Outcome::AsIs(reason) => {
+                    // One line: some reasons carry a trace after it.
+                    let reason = reason.lines().next().unwrap_or_default().to_owned();
+                    recipes.remember(desc.digest, Known::AsIs(reason.clone()));
+                    Form::AsIs {
+                        reason,
+                        cached: false,
+                    }
+                }
+            }
+        }
+    }
 }

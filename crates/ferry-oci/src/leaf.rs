@@ -6,7 +6,12 @@
 //! [`ImageStore::apply`] turns a delivered OCI bundle into servable images:
 //! each blob is reassembled from the node's chunk store, checked chunk by
 //! chunk and then against its sha256, written to a temporary file, synced
-//! and renamed into place; only when every blob a tag reaches is present do
+//! and renamed into place. A blob with a rebuild recipe is rebuilt first:
+//! its packed chunks inflated (never past what the recipe allows, each a
+//! whole DEFLATE stream), the recipe run, and the result checked against
+//! the blob's sha256 and size the same way; a recipe that fails writes
+//! nothing and is reported ([`ApplyError::Rebuild`]) with the others that
+//! failed, and no tag moves; only when every blob a tag reaches is present do
 //! the tags move, all of a release's at once, by one rename of the
 //! repository's index. A blob file exists only once verified, so a tag can
 //! never reach a partial or unverified blob. A directory (rather than the
@@ -28,8 +33,15 @@ use ferry_core::Store;
 
 use crate::layout::LayoutWriter;
 use crate::media::{self, Descriptor};
-use crate::release::{OciRelease, TagTarget};
-use crate::{Digest, digest};
+use ferry_recipe::Recipe;
+
+use crate::recipes::max_segment;
+use crate::release::{BlobEntry, OciRelease, TagTarget};
+use crate::{Digest, digest, pack};
+
+/// The largest segment a leaf inflates to rebuild one blob (it is held in
+/// memory with the rebuilt blob).
+pub const MAX_REBUILD: usize = 8 << 30;
 
 /// Orders releases of one repository: a tag never moves back to what an
 /// older release (by creation time, then sequence) said.
@@ -72,6 +84,9 @@ pub struct TaggedAt {
 pub struct Applied {
     pub repository: String,
     pub blobs_written: usize,
+    /// Of those written, blobs rebuilt from a recipe, and the time it took.
+    pub blobs_rebuilt: usize,
+    pub rebuild_ms: f64,
     pub blobs_held: usize,
     pub tags_moved: Vec<String>,
     pub tags_kept: Vec<String>,
@@ -83,8 +98,11 @@ pub enum ApplyError {
     PayloadLength { payload: u64, described: u64 },
     #[error("blob {digest}: its segment does not fall on chunk boundaries of the payload")]
     Unaligned { digest: Digest },
-    #[error("blob {digest} uses a rebuild recipe this node does not know; upgrade it")]
-    Recipe { digest: Digest },
+    /// Blobs whose rebuild from their recipe failed (each with the
+    /// reason); nothing of them was written. Fetching them as they are
+    /// (see ferryd's fallback) is the cure.
+    #[error("{}", rebuild_failures(.0))]
+    Rebuild(Vec<RebuildFailure>),
     #[error("blob {digest}: chunk {chunk} is not held here")]
     MissingChunk { digest: Digest, chunk: String },
     #[error("blob {digest} failed verification: {reason}")]
@@ -99,6 +117,36 @@ pub enum ApplyError {
     Io { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Name(String),
+}
+
+/// One blob that could not be rebuilt from its recipe.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RebuildFailure {
+    pub digest: Digest,
+    pub reason: String,
+}
+
+fn rebuild_failures(failures: &[RebuildFailure]) -> String {
+    let list: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            format!(
+                "blob {} could not be rebuilt from its recipe: {}",
+                f.digest, f.reason
+            )
+        })
+        .collect();
+    list.join("; ")
+}
+
+impl ApplyError {
+    /// The blobs whose recipe failed, if that is what this error is.
+    pub fn rebuild_failures(&self) -> &[RebuildFailure] {
+        match self {
+            ApplyError::Rebuild(failures) => failures,
+            _ => &[],
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ApplyError + '_ {
@@ -186,12 +234,8 @@ impl ImageStore {
         };
         let entries = manifest.entries();
         let mut next = 0usize;
+        let mut failures = Vec::new();
         for blob in &release.blobs {
-            if !blob.recipe.is_empty() {
-                return Err(ApplyError::Recipe {
-                    digest: blob.digest,
-                });
-            }
             // The blob's chunks: entries from `next` that add up to its segment.
             let start = next;
             let mut length = 0u64;
@@ -209,11 +253,31 @@ impl ImageStore {
                 applied.blobs_held += 1;
                 continue;
             }
+            if !blob.recipe.is_empty() {
+                match self.rebuild_blob(store, &entries[start..next], blob)? {
+                    Ok(took) => {
+                        applied.blobs_rebuilt += 1;
+                        applied.rebuild_ms += took.as_secs_f64() * 1e3;
+                        applied.blobs_written += 1;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(digest = %blob.digest, "rebuild failed: {reason}");
+                        failures.push(RebuildFailure {
+                            digest: blob.digest,
+                            reason,
+                        });
+                    }
+                }
+                continue;
+            }
             let sub = Manifest::new(entries[start..next].to_vec())
                 .expect("entries of a valid manifest")
                 .with_native_digest(NativeDigest::Sha256(blob.digest.0));
             self.write_blob(store, &sub, &blob.digest)?;
             applied.blobs_written += 1;
+        }
+        if !failures.is_empty() {
+            return Err(ApplyError::Rebuild(failures));
         }
         self.move_tags(release, stamp, &mut applied)?;
         tracing::info!(
@@ -223,6 +287,92 @@ impl ImageStore {
             "applied"
         );
         Ok(applied)
+    }
+
+    /// Rebuilds a blob from its packed segment (`entries`) and recipe,
+    /// checks it, and writes it into place. The outer error is the node's
+    /// (store, disk); the inner one says why this blob's recipe failed,
+    /// and then nothing was written.
+    fn rebuild_blob<S: Store>(
+        &self,
+        store: &S,
+        entries: &[ferry_chunk::ManifestEntry],
+        blob: &BlobEntry,
+    ) -> Result<Result<std::time::Duration, String>, ApplyError> {
+        let recipe = match Recipe::decode(&blob.recipe) {
+            Ok(recipe) => recipe,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let limit = max_segment(recipe.plain_length, blob.size);
+        let Some(limit) = usize::try_from(limit).ok().filter(|&l| l <= MAX_REBUILD) else {
+            return Ok(Err(format!(
+                "a segment of up to {limit} bytes is over the {MAX_REBUILD} this node rebuilds"
+            )));
+        };
+        let started = std::time::Instant::now();
+        let mut segment = Vec::new();
+        for entry in entries {
+            let chunk = store
+                .get_chunk(entry.id)?
+                .ok_or_else(|| ApplyError::MissingChunk {
+                    digest: blob.digest,
+                    chunk: entry.id.to_string(),
+                })?;
+            if chunk.len() != entry.len as usize || !entry.id.matches(&chunk) {
+                return Err(ApplyError::Corrupt {
+                    digest: blob.digest,
+                    reason: format!("chunk {} does not match its id", entry.id),
+                });
+            }
+            if let Err(reason) = pack::unpack_one(&chunk, &mut segment, limit) {
+                return Ok(Err(reason));
+            }
+        }
+        if (segment.len() as u64) < recipe.plain_length {
+            return Ok(Err(format!(
+                "the segment holds {} bytes, the recipe {} of content",
+                segment.len(),
+                recipe.plain_length
+            )));
+        }
+        let rebuilt = match recipe.rebuild(&segment) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        drop(segment);
+        let found = Digest::of(&rebuilt);
+        if found != blob.digest || rebuilt.len() as u64 != blob.size {
+            return Ok(Err(format!(
+                "the recipe ({}) rebuilt {} bytes hashing to {found}, not the blob's {} bytes",
+                recipe.encoder,
+                rebuilt.len(),
+                blob.size
+            )));
+        }
+        let took = started.elapsed();
+        self.write_bytes(&blob.digest, &rebuilt)?;
+        Ok(Ok(took))
+    }
+
+    /// Writes verified bytes into place: temporary file, sync, rename.
+    fn write_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), ApplyError> {
+        let n = self.temp.fetch_add(1, Ordering::Relaxed);
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}.{n}", digest.hex(), std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+            file.write_all(bytes).map_err(io_err(&tmp))?;
+            file.sync_all().map_err(io_err(&tmp))?;
+            let path = self.blob_path(digest);
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            sync_dir(&self.root.join("blobs/sha256"))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 
     fn write_blob<S: Store>(

@@ -8,7 +8,11 @@
 //!   each blob chunked on its own, so a blob the next hop holds costs only
 //!   its manifest entries.
 //! - [`release`]: [`OciRelease`], the bundle's `release` (repository, tags,
-//!   the payload's blob table; room for per-layer rebuild recipes).
+//!   the payload's blob table with per-layer rebuild recipes).
+//! - [`recipes`], [`pack`]: gzip layers sent as their content, cut by
+//!   content and packed chunk by chunk, plus a `ferry_recipe` recipe that
+//!   rebuilds the exact blob at the leaf; [`Recipes`] remembers what was
+//!   found per blob and which blobs must travel as they are.
 //! - [`leaf`]: [`ImageStore`], verified blobs on disk and tags moved
 //!   atomically once everything they reach is held.
 //! - [`serve`]: the OCI Distribution API (read-only) over an [`ImageStore`].
@@ -24,6 +28,8 @@ pub mod ingest;
 pub mod layout;
 pub mod leaf;
 pub mod media;
+pub mod pack;
+pub mod recipes;
 pub mod registry;
 pub mod release;
 pub mod serve;
@@ -33,5 +39,6 @@ pub use digest::Digest;
 pub use ingest::{Chunking, IngestError, Limits, Plan, Source, Staged, plan, stage};
 pub use layout::{Layout, LayoutWriter};
 pub use leaf::{Applied, ApplyError, ImageStore, Stamp};
+pub use recipes::{LayerReport, Recipes};
 pub use registry::{Registry, RegistryRef};
 pub use release::{OciRelease, ReleaseError};

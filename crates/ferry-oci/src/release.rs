@@ -9,6 +9,7 @@ use ferry_proto::v1;
 use prost::Message;
 
 use crate::digest::{check_repository, check_tag};
+use crate::recipes::{is_gzip_layer, max_segment};
 use crate::{Digest, media};
 
 /// What a tag points at: an index or a manifest.
@@ -26,8 +27,10 @@ pub struct BlobEntry {
     pub size: u64,
     /// Its segment of the payload: starts where the previous one ends.
     pub segment_length: u64,
-    /// Empty: the segment is the blob. Otherwise a rebuild recipe (not yet
-    /// understood by this version, which refuses such releases).
+    /// Empty: the segment is the blob. Otherwise the blob's rebuild recipe
+    /// (wire form `ferry.v1.GzipRecipe`): the segment is its content
+    /// packed chunk by chunk ([`crate::pack`]), and the leaf rebuilds the
+    /// gzip blob from it.
     pub recipe: Vec<u8>,
 }
 
@@ -117,6 +120,9 @@ impl OciRelease {
             if blob.media_type.len() > 255 {
                 return Err(invalid(format!("blob {digest}: media type too long")));
             }
+            if !blob.recipe.is_empty() {
+                check_recipe(&digest, &blob).map_err(invalid)?;
+            }
             blobs.push(BlobEntry {
                 digest,
                 media_type: blob.media_type,
@@ -140,10 +146,55 @@ impl OciRelease {
         })
     }
 
+    /// The blobs that travel with a rebuild recipe.
+    pub fn rebuilt(&self) -> impl Iterator<Item = &BlobEntry> {
+        self.blobs.iter().filter(|b| !b.recipe.is_empty())
+    }
+
     /// The payload length the blob table describes.
     pub fn payload_length(&self) -> u64 {
         self.blobs.iter().map(|b| b.segment_length).sum()
     }
+}
+
+/// The longest recipe a blob entry may carry (a recipe holds the gzip
+/// header, at most 4 KiB, and a few numbers).
+pub const MAX_RECIPE_LEN: usize = ferry_recipe::recipe::MAX_HEADER + 64;
+
+/// Whether a blob entry with a recipe makes sense: a gzip layer, a recipe
+/// that decodes (one naming an encoder this node does not know is left for
+/// apply to report), and a segment no longer than its content packed can be.
+fn check_recipe(digest: &Digest, blob: &v1::OciBlob) -> Result<(), String> {
+    if blob.recipe.len() > MAX_RECIPE_LEN {
+        return Err(format!(
+            "blob {digest}: a {}-byte recipe (at most {MAX_RECIPE_LEN})",
+            blob.recipe.len()
+        ));
+    }
+    if !is_gzip_layer(&blob.media_type) {
+        return Err(format!(
+            "blob {digest}: a rebuild recipe for a {} blob",
+            blob.media_type
+        ));
+    }
+    let recipe = match ferry_recipe::Recipe::decode(&blob.recipe) {
+        Ok(recipe) => recipe,
+        Err(ferry_recipe::RecipeError::Unsupported(_)) => return Ok(()),
+        Err(e) => return Err(format!("blob {digest}: {e}")),
+    };
+    if recipe.plain_length == 0 {
+        return Err(format!("blob {digest}: a recipe for empty content"));
+    }
+    // Packing adds a few bytes per chunk (stored blocks, stream ends) at most.
+    let most = max_segment(recipe.plain_length, blob.size);
+    let most = most.saturating_add(most / 64).saturating_add(4096);
+    if blob.segment_length == 0 || blob.segment_length > most {
+        return Err(format!(
+            "blob {digest}: a {}-byte packed segment for {} bytes of content",
+            blob.segment_length, recipe.plain_length
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,5 +245,68 @@ mod tests {
         let err = OciRelease::decode(&bad.encode()).unwrap_err();
         assert!(err.to_string().contains("does not carry"), "{err}");
         assert!(OciRelease::decode(b"\xff\xff").is_err());
+    }
+
+    fn with_layer(media_type: &str, recipe: Vec<u8>, segment_length: u64) -> OciRelease {
+        let mut release = sample();
+        release.blobs.push(BlobEntry {
+            digest: Digest::of(b"layer"),
+            media_type: media_type.into(),
+            size: 1000,
+            segment_length,
+            recipe,
+        });
+        release
+    }
+
+    fn recipe(plain_length: u64) -> Vec<u8> {
+        ferry_recipe::Recipe {
+            encoder: ferry_recipe::Encoder::Preflate,
+            header: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3],
+            plain_length,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn recipes_are_accepted_for_gzip_layers_and_nonsense_is_refused() {
+        let good = with_layer(media::OCI_LAYER_GZIP, recipe(5000), 1200);
+        assert_eq!(OciRelease::decode(&good.encode()).unwrap(), good);
+        let docker = with_layer(media::DOCKER_LAYER_GZIP, recipe(5000), 1200);
+        assert!(OciRelease::decode(&docker.encode()).is_ok());
+        let refused = |release: OciRelease, what: &str| {
+            let err = OciRelease::decode(&release.encode()).unwrap_err();
+            assert!(err.to_string().contains(what), "{what}: {err}");
+        };
+        refused(
+            with_layer(media::OCI_LAYER_TAR, recipe(5000), 1200),
+            "recipe for a",
+        );
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, vec![0xff, 0xff, 0xff], 1200),
+            "not valid",
+        );
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, vec![7; MAX_RECIPE_LEN + 1], 1200),
+            "recipe (at most",
+        );
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, recipe(5000), 1 << 30),
+            "packed segment",
+        );
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, recipe(5000), 0),
+            "packed segment",
+        );
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, recipe(0), 10),
+            "empty content",
+        );
+        let mut bad_header = ferry_recipe::Recipe::decode(&recipe(5000)).unwrap();
+        bad_header.header = vec![1, 2, 3];
+        refused(
+            with_layer(media::OCI_LAYER_GZIP, bad_header.encode(), 1200),
+            "header",
+        );
     }
 }

@@ -41,8 +41,14 @@ fn a_docker_archive_is_served_with_its_config_and_diff_ids() {
     let source = DockerArchive::open(&archive).unwrap();
     let plan = ferry_oci::plan(&source, "team/app", &["v1".into()], Limits::default()).unwrap();
     let mut store = MemStore::new();
-    let staged =
-        ferry_oci::stage(&mut store, &ferry_oci::Chunking::default(), &source, &plan).unwrap();
+    let staged = ferry_oci::stage(
+        &mut store,
+        &ferry_oci::Chunking::default(),
+        &ferry_oci::Recipes::default(),
+        &source,
+        &plan,
+    )
+    .unwrap();
 
     let upstream_manifest = json(&layout.join("blobs/sha256").join(images.v1.digest.hex()));
     let config_digest: Digest = upstream_manifest["config"]["digest"]

@@ -28,6 +28,7 @@ fn stage(
     let staged = ferry_oci::stage(
         &mut store,
         &ferry_oci::ingest::Chunking::default(),
+        &ferry_oci::Recipes::default(),
         &source,
         &plan,
     )?;

@@ -265,6 +265,7 @@ fn images_pulled_from_a_token_authenticated_registry_keep_their_digests() {
     let staged = ferry_oci::stage(
         &mut store,
         &ferry_oci::Chunking::default(),
+        &ferry_oci::Recipes::default(),
         &registry,
         &plan,
     )

@@ -162,8 +162,8 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     /// Git releases (`git_publish`).
     pub git: Option<Arc<crate::git::GitService>>,
-    /// Signing and key statements (`key_publish`).
-    pub trust: Option<Arc<crate::trust::TrustGate>>,
+    /// Signing, and key statements (`key_publish`).
+    pub trust: Arc<crate::trust::TrustGate>,
 }
 
 /// Serves the socket at `path` until the task is dropped. A stale socket
@@ -393,6 +393,7 @@ impl Admin {
                     engine: self.engine.clone(),
                     store: self.store.clone(),
                     registry: self.registry.clone(),
+                    gate: self.trust.clone(),
                 };
                 let lifetime = lifetime_s.map(Duration::from_secs);
                 let (bundle, staged) = publisher
@@ -406,6 +407,7 @@ impl Admin {
                     "blobs": staged.release.blobs.len(),
                     "bytes": staged.bytes,
                     "new_bytes": staged.new_bytes,
+                    "layers": staged.layers,
                 }))
             }
             Request::Get { manifest, out } => {
@@ -455,7 +457,7 @@ impl Admin {
                 serde_json::to_value(published).map_err(|e| e.to_string())
             }
             Request::KeyPublish { statement, to } => {
-                let trust = self.trust.as_ref().ok_or("this node has no trust gate")?;
+                let trust = &self.trust;
                 let destination = self.destination(&to)?;
                 let bytes = std::fs::read(&statement)
                     .map_err(|e| format!("{}: {e}", statement.display()))?;

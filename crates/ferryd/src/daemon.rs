@@ -216,6 +216,7 @@ impl Node {
             engine: handle.clone(),
             store: store.clone(),
             registry: registry.clone(),
+            gate: gate.clone(),
         };
         let oci = crate::oci::start(&publisher, held_oci, oci_delivered)
             .await
@@ -226,7 +227,7 @@ impl Node {
             config: config.clone(),
             registry: registry.clone(),
             git: Some(git.clone()),
-            trust: Some(gate.clone()),
+            trust: gate.clone(),
         };
         git.watch_repositories(config.git.watch.clone(), admin.clone());
         let admin = tokio::spawn(admin::serve(config.admin.clone(), admin));

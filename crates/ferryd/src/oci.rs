@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_core::{BundleId, BundleRecord, Cf, Engine, PayloadKind, Store};
 use ferry_oci::{
-    Applied, Chunking, ImageStore, Layout, Limits, OciRelease, RegistryRef, Source, Staged, Stamp,
+    Applied, Chunking, ImageStore, Layout, Limits, OciRelease, Recipes, RegistryRef, Source,
+    Staged, Stamp,
 };
 use ferry_store::{RocksStore, SharedStore};
 use tokio::sync::mpsc;
@@ -24,6 +25,8 @@ use tokio::sync::mpsc;
 use crate::config::{Config, OciWatch};
 use crate::driver::{EngineHandle, Input};
 use crate::links::Registry;
+use crate::trust::TrustGate;
+use ferry_trust::Kind;
 
 /// What publishing needs: the engine, the store, and the peers to resolve
 /// a destination.
@@ -33,6 +36,8 @@ pub struct Publisher {
     pub engine: EngineHandle,
     pub store: Arc<RocksStore>,
     pub registry: Arc<Registry>,
+    /// Signs what is published; checks what is delivered.
+    pub gate: Arc<TrustGate>,
 }
 
 /// The OCI side of a running node.
@@ -94,9 +99,18 @@ pub async fn start(
     let mut tasks = vec![tokio::spawn(run_applier(
         images.clone(),
         store.clone(),
+        publisher.engine.clone(),
+        publisher.gate.clone(),
         held,
         delivered,
     ))];
+    // Requests from leaves to send blobs again without a recipe.
+    let (to, requests) = mpsc::unbounded_channel();
+    publisher.engine.send(Input::Watch {
+        kind: PayloadKind::Admin,
+        to,
+    });
+    tasks.push(tokio::spawn(run_refetches(publisher.clone(), requests)));
     let mut addr = None;
     if let Some(listen) = config.oci.listen {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -125,58 +139,321 @@ pub async fn start(
 async fn run_applier(
     images: Arc<ImageStore>,
     store: Arc<RocksStore>,
+    engine: EngineHandle,
+    gate: Arc<TrustGate>,
     held: Vec<BundleId>,
     mut delivered: Delivered,
 ) {
     for id in held {
-        apply_logged(&images, &store, id).await;
+        apply_logged(&images, &store, &engine, &gate, id).await;
     }
     while let Some((id, _)) = delivered.recv().await {
-        apply_logged(&images, &store, id).await;
+        apply_logged(&images, &store, &engine, &gate, id).await;
     }
 }
 
-async fn apply_logged(images: &Arc<ImageStore>, store: &Arc<RocksStore>, id: BundleId) {
-    let (images, store) = (images.clone(), store.clone());
-    let result = tokio::task::spawn_blocking(move || apply(&images, &store, id))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+async fn apply_logged(
+    images: &Arc<ImageStore>,
+    store: &Arc<RocksStore>,
+    engine: &EngineHandle,
+    gate: &Arc<TrustGate>,
+    id: BundleId,
+) {
+    let (images, store2, gate2) = (images.clone(), store.clone(), gate.clone());
+    let result =
+        tokio::task::spawn_blocking(move || apply_detailed(&images, &store2, id, Some(&gate2)))
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))
+            .and_then(|r| r);
     match result {
+        Err(Failure::Refused { header, refusal }) => gate.refuse(&header, &refusal),
         Ok(applied) => tracing::info!(
             bundle = %id,
             repository = %applied.repository,
             written = applied.blobs_written,
+            rebuilt = applied.blobs_rebuilt,
+            rebuild_ms = applied.rebuild_ms,
             held = applied.blobs_held,
             moved = ?applied.tags_moved,
             kept = ?applied.tags_kept,
             "OCI release applied"
         ),
-        Err(reason) => {
+        Err(Failure::Rebuild {
+            repository,
+            failures,
+        }) => {
+            let reason = ferry_oci::ApplyError::Rebuild(failures.clone()).to_string();
+            tracing::error!(bundle = %id, "OCI release not applied, no tag moved: {reason}");
+            let request = Refetch {
+                bundle: bundle_key(&id),
+                repository,
+                digests: failures.iter().map(|f| f.digest).collect(),
+            };
+            match send_refetch(store, engine, id.source, &request).await {
+                Ok(sent) => tracing::warn!(
+                    bundle = %id, request = %sent, blobs = request.digests.len(),
+                    "asked the release's source to send those blobs again as they are"
+                ),
+                Err(e) => {
+                    tracing::error!(bundle = %id, "cannot ask for the blobs as they are: {e}")
+                }
+            }
+        }
+        Err(Failure::Other(reason)) => {
             tracing::error!(bundle = %id, "OCI release not applied, no tag moved: {reason}")
         }
     }
 }
 
+/// Why a delivered release was not applied.
+enum Failure {
+    /// Blobs whose recipe failed: the source can send them as they are.
+    Rebuild {
+        repository: String,
+        failures: Vec<ferry_oci::leaf::RebuildFailure>,
+    },
+    /// The trust policy refused the release.
+    Refused {
+        header: Box<ferry_core::BundleHeader>,
+        refusal: ferry_trust::Refusal,
+    },
+    Other(String),
+}
+
+/// The `release` of an `Admin` bundle that asks an OCI release's source
+/// to send blobs again without recipes; its payload is a [`Refetch`].
+pub const REFETCH_RELEASE: &[u8] = b"ferry.oci.refetch.v1";
+/// The most digests one request names.
+const MAX_REFETCH: usize = 4096;
+
+/// A leaf's request: the blobs of release `bundle` that it could not
+/// rebuild from their recipes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refetch {
+    /// The release's bundle, as [`bundle_key`] writes it.
+    pub bundle: String,
+    pub repository: String,
+    pub digests: Vec<ferry_oci::Digest>,
+}
+
+/// A bundle id as a file name: the hex of its key.
+pub fn bundle_key(id: &BundleId) -> String {
+    hex::encode(id.to_key())
+}
+
+async fn send_refetch(
+    store: &Arc<RocksStore>,
+    engine: &EngineHandle,
+    to: ferry_core::NodeId,
+    request: &Refetch,
+) -> Result<BundleId, String> {
+    let bytes = serde_json::to_vec(request).expect("plain data serialises");
+    let store = store.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        let chunker = ferry_chunk::Chunker::new(ferry_chunk::ChunkerConfig::default())
+            .map_err(|e| e.to_string())?;
+        let mut ingest = ferry_store::Ingest::new(&store, chunker);
+        let manifest = ingest
+            .add("refetch", &bytes[..], |_| {})
+            .map_err(|e| e.to_string())?;
+        ingest.finish().map_err(|e| e.to_string())?;
+        Ok::<_, String>(manifest)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    engine
+        .submit(ferry_core::Submission {
+            destination: ferry_core::Endpoint::Node(to),
+            lifetime: Duration::from_secs(7 * 24 * 3600),
+            priority: ferry_core::Priority::Expedited,
+            kind: PayloadKind::Admin,
+            manifest,
+            release: REFETCH_RELEASE.to_vec(),
+        })
+        .await
+}
+
+/// What a base remembers of each release it published, so a leaf's
+/// [`Refetch`] can be answered: `<oci root>/published/<bundle key>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Published {
+    source: String,
+    credentials: Option<PathBuf>,
+    repository: String,
+    tags: Vec<String>,
+}
+
+/// Answers leaves' [`Refetch`] requests: the digests go on the never-list
+/// (durably), and the release is published again to the leaf that asked,
+/// those blobs now as they are.
+async fn run_refetches(
+    publisher: Publisher,
+    mut requests: mpsc::UnboundedReceiver<(BundleId, ferry_chunk::ManifestId)>,
+) {
+    while let Some((bundle, manifest)) = requests.recv().await {
+        let store = publisher.store.clone();
+        let read = tokio::task::spawn_blocking(move || read_refetch(&store, bundle, manifest))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let request = match read {
+            Ok(Some(request)) => request,
+            Ok(None) => continue, // another kind of admin bundle
+            Err(e) => {
+                tracing::warn!(%bundle, "ignoring an OCI refetch request: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = answer_refetch(&publisher, bundle.source, &request).await {
+            tracing::warn!(%bundle, repository = %request.repository, "OCI refetch request not answered: {e}");
+        }
+    }
+}
+
+fn read_refetch(
+    store: &RocksStore,
+    bundle: BundleId,
+    id: ferry_chunk::ManifestId,
+) -> Result<Option<Refetch>, String> {
+    let record = store
+        .get(Cf::Bundles, &bundle.to_key())
+        .map_err(|e| e.to_string())?
+        .and_then(|bytes| BundleRecord::decode(&bytes));
+    if record.is_none_or(|r| r.header.release != REFETCH_RELEASE) {
+        return Ok(None);
+    }
+    let manifest = store
+        .get_manifest(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("object {id} is not held here"))?;
+    if manifest.total_length() > 1 << 20 {
+        return Err(format!("{} bytes; too long", manifest.total_length()));
+    }
+    let mut bytes = Vec::new();
+    store
+        .read_object(&manifest, &mut bytes)
+        .map_err(|e| format!("object {id}: {e}"))?;
+    let request: Refetch =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a refetch request: {e}"))?;
+    ferry_oci::digest::check_repository(&request.repository)?;
+    if request.digests.is_empty() || request.digests.len() > MAX_REFETCH {
+        return Err(format!("{} digests", request.digests.len()));
+    }
+    if request.bundle.len() != 2 * BundleId::KEY_LEN
+        || !request.bundle.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err("the bundle is not a bundle key".into());
+    }
+    Ok(Some(request))
+}
+
+async fn answer_refetch(
+    publisher: &Publisher,
+    leaf: ferry_core::NodeId,
+    request: &Refetch,
+) -> Result<(), String> {
+    let path = publisher
+        .config
+        .oci
+        .root
+        .join("published")
+        .join(format!("{}.json", request.bundle));
+    let published: Published = serde_json::from_slice(
+        &std::fs::read(&path).map_err(|e| format!("no record of that release here: {e}"))?,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    if published.repository != request.repository {
+        return Err(format!(
+            "release {} was {}, not {}",
+            request.bundle, published.repository, request.repository
+        ));
+    }
+    let recipes = recipes(&publisher.config);
+    let new = {
+        let (recipes, digests) = (recipes.clone(), request.digests.clone());
+        tokio::task::spawn_blocking(move || recipes.never_again(&digests))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("keeping the never-list: {e}"))?
+    };
+    if !new {
+        tracing::info!(repository = %request.repository, "OCI refetch: those blobs already travel as they are");
+        return Ok(());
+    }
+    let (spec, _) = SourceSpec::parse(&published.source)?;
+    let (bundle, staged) = publisher
+        .publish_to(
+            &spec,
+            &published.credentials,
+            &published.repository,
+            &published.tags,
+            ferry_core::Endpoint::Node(leaf),
+            None,
+        )
+        .await?;
+    tracing::warn!(
+        repository = %request.repository, %bundle, %leaf, blobs = request.digests.len(),
+        new_bytes = staged.new_bytes,
+        "a leaf could not rebuild blobs from their recipes: published again with them as they are"
+    );
+    Ok(())
+}
+
 /// Applies the delivered bundle `id` (see [`ImageStore::apply`]).
 pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Applied, String> {
+    apply_detailed(images, store, id, None).map_err(|e| match e {
+        Failure::Rebuild { failures, .. } => ferry_oci::ApplyError::Rebuild(failures).to_string(),
+        Failure::Refused { refusal, .. } => refusal.to_string(),
+        Failure::Other(reason) => reason,
+    })
+}
+
+/// Applies the delivered bundle `id`, first checking it against `gate`'s
+/// policy when there is one.
+fn apply_detailed(
+    images: &ImageStore,
+    store: &RocksStore,
+    id: BundleId,
+    gate: Option<&TrustGate>,
+) -> Result<Applied, Failure> {
+    let other = |e: String| Failure::Other(e);
     let record = store
         .get(Cf::Bundles, &id.to_key())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| other(e.to_string()))?
         .and_then(|bytes| BundleRecord::decode(&bytes))
-        .ok_or_else(|| format!("bundle {id} is no longer held"))?;
-    let release = OciRelease::decode(&record.header.release).map_err(|e| e.to_string())?;
+        .ok_or_else(|| other(format!("bundle {id} is no longer held")))?;
+    let release = OciRelease::decode(&record.header.release).map_err(|e| other(e.to_string()))?;
+    let accepted = match gate.map(|g| g.check(&record.header, Kind::Oci, &release.repository)) {
+        Some(Err(refusal)) => {
+            return Err(Failure::Refused {
+                header: Box::new(record.header),
+                refusal,
+            });
+        }
+        Some(Ok(accepted)) => accepted,
+        None => None,
+    };
     let manifest = store
         .get_manifest(record.header.manifest)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the root manifest of {id} is not held"))?;
+        .map_err(|e| other(e.to_string()))?
+        .ok_or_else(|| other(format!("the root manifest of {id} is not held")))?;
     let stamp = Stamp {
         created_ms: id.created_ms,
         sequence: id.sequence,
     };
-    images
+    let applied = images
         .apply(store, &manifest, &release, stamp)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            ferry_oci::ApplyError::Rebuild(failures) => Failure::Rebuild {
+                repository: release.repository.clone(),
+                failures,
+            },
+            e => Failure::Other(e.to_string()),
+        })?;
+    if let (Some(gate), Some(accepted)) = (gate, &accepted) {
+        gate.record(accepted);
+    }
+    Ok(applied)
 }
 
 /// Where images come from, as named on the command line or in
@@ -223,6 +500,22 @@ impl SourceSpec {
         Ok((make(PathBuf::from(rest)), None))
     }
 
+    /// The text [`SourceSpec::parse`] reads back (without a tag).
+    pub fn to_text(&self) -> String {
+        match self {
+            SourceSpec::Layout(path) => format!("oci:{}", path.display()),
+            SourceSpec::DockerArchive(path) => format!("docker-archive:{}", path.display()),
+            SourceSpec::Registry(at) => {
+                let (scheme, host) = match at.base.split_once("://") {
+                    Some(("http", host)) => ("docker+http", host),
+                    Some((_, host)) => ("docker", host),
+                    None => ("docker", at.base.as_str()),
+                };
+                format!("{scheme}://{host}/{}", at.repository)
+            }
+        }
+    }
+
     /// The repository a leaf serves this source as when none is given:
     /// the registry's own name, or the layout directory's name.
     pub fn default_repository(&self) -> Option<String> {
@@ -265,9 +558,33 @@ impl SourceSpec {
     }
 }
 
+/// The node's [`Recipes`]: one per image store root, shared by the admin
+/// API's publishes and the watches, so a layer analysed once is not
+/// searched again; its never-list lives in `<oci root>/recipes/`.
+pub fn recipes(config: &Config) -> Arc<Recipes> {
+    static BY_ROOT: OnceLock<Mutex<BTreeMap<PathBuf, Arc<Recipes>>>> = OnceLock::new();
+    let mut map = BY_ROOT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(config.oci.root.clone())
+        .or_insert_with(|| {
+            let dir = config.oci.root.join("recipes");
+            let mut recipes = Recipes::persistent(&dir).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), "recipe never-list not readable, starting empty: {e}");
+                Recipes::default()
+            });
+            recipes.enabled = config.oci.recipes;
+            recipes.max_blob = config.oci.max_recipe_blob;
+            Arc::new(recipes)
+        })
+        .clone()
+}
+
 /// Reads, verifies and stages `tags` of `spec` (blocking).
 pub fn stage(
     store: &Arc<RocksStore>,
+    recipes: &Recipes,
     spec: &SourceSpec,
     credentials: &Credentials,
     repository: &str,
@@ -278,7 +595,8 @@ pub fn stage(
     let plan = ferry_oci::plan(&*source, repository, tags, Limits { max_blob })
         .map_err(|e| e.to_string())?;
     let mut shared = SharedStore(store.clone());
-    ferry_oci::stage(&mut shared, &Chunking::default(), &*source, &plan).map_err(|e| e.to_string())
+    ferry_oci::stage(&mut shared, &Chunking::default(), recipes, &*source, &plan)
+        .map_err(|e| e.to_string())
 }
 
 /// The digests `tags` name in `spec` (all its tags if empty).
@@ -382,6 +700,28 @@ impl Publisher {
         lifetime: Option<Duration>,
     ) -> Result<(BundleId, Staged), String> {
         let destination = crate::admin::resolve_destination(&self.registry, to)?;
+        self.publish_to(spec, credentials, repository, tags, destination, lifetime)
+            .await
+    }
+
+    /// [`Publisher::publish`] to a resolved destination. What was published
+    /// is recorded under `<oci root>/published/` so a leaf that cannot
+    /// rebuild a blob can ask for it as it is.
+    pub async fn publish_to(
+        &self,
+        spec: &SourceSpec,
+        credentials: &Credentials,
+        repository: &str,
+        tags: &[String],
+        destination: ferry_core::Endpoint,
+        lifetime: Option<Duration>,
+    ) -> Result<(BundleId, Staged), String> {
+        let record = Published {
+            source: spec.to_text(),
+            credentials: credentials.clone(),
+            repository: repository.to_owned(),
+            tags: tags.to_vec(),
+        };
         let (store, spec, credentials, repository, tags) = (
             self.store.clone(),
             spec.clone(),
@@ -390,11 +730,37 @@ impl Publisher {
             tags.to_vec(),
         );
         let max_blob = self.config.oci.max_blob;
+        let recipes = recipes(&self.config);
         let staged = tokio::task::spawn_blocking(move || {
-            stage(&store, &spec, &credentials, &repository, &tags, max_blob)
+            stage(
+                &store,
+                &recipes,
+                &spec,
+                &credentials,
+                &repository,
+                &tags,
+                max_blob,
+            )
         })
         .await
         .map_err(|e| e.to_string())??;
+        for layer in &staged.layers {
+            tracing::info!(repository = %staged.release.repository, "OCI layer: {layer}");
+        }
+        let release = staged.release.encode();
+        // Publishing time orders the releases of a repository for one
+        // destination: it is the signed version.
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let signature = self.gate.sign(
+            Kind::Oci,
+            &staged.release.repository,
+            &destination,
+            version,
+            &release,
+            staged.manifest,
+        );
         let bundle = self
             .engine
             .submit(ferry_core::Submission {
@@ -403,10 +769,25 @@ impl Publisher {
                 priority: ferry_core::Priority::Normal,
                 kind: PayloadKind::Oci,
                 manifest: staged.manifest,
-                release: staged.release.encode(),
-                signature: Vec::new(),
+                release,
+                signature,
             })
             .await?;
+        if staged.release.rebuilt().next().is_some() {
+            let dir = self.config.oci.root.join("published");
+            let path = dir.join(format!("{}.json", bundle_key(&bundle)));
+            let bytes = serde_json::to_vec(&record).expect("plain data serialises");
+            let written = std::fs::create_dir_all(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    crate::media::write_atomic(&path, |out| {
+                        std::io::Write::write_all(out, &bytes).map_err(|e| e.to_string())
+                    })
+                });
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), "cannot record the release for refetches: {e}");
+            }
+        }
         Ok((bundle, staged))
     }
 }
@@ -414,6 +795,32 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_reads_back_from_its_text() {
+        for text in [
+            "oci:/srv/app",
+            "docker-archive:/tmp/app.tar",
+            "docker://r.example:5000/team/app",
+            "docker+http://127.0.0.1:5000/team/app",
+        ] {
+            let (spec, tag) = SourceSpec::parse(text).unwrap();
+            assert_eq!(tag, None);
+            assert_eq!(spec.to_text(), text);
+            assert_eq!(SourceSpec::parse(&spec.to_text()).unwrap().0, spec);
+        }
+    }
+
+    #[test]
+    fn a_refetch_request_round_trips_as_json() {
+        let request = Refetch {
+            bundle: "ab".repeat(BundleId::KEY_LEN),
+            repository: "team/app".into(),
+            digests: vec![ferry_oci::Digest::of(b"layer")],
+        };
+        let bytes = serde_json::to_vec(&request).unwrap();
+        assert_eq!(serde_json::from_slice::<Refetch>(&bytes).unwrap(), request);
+    }
 
     #[test]
     fn sources_name_a_layout_or_a_registry_and_maybe_a_tag() {

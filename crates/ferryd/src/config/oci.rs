@@ -1,5 +1,6 @@
 //! `[oci]`: the leaf's registry (where it listens, where it keeps images,
-//! the largest blob ingested) and `[[oci.watch]]`, sources whose tags a
+//! the largest blob ingested), rebuild recipes for gzip layers (`recipes`,
+//! `max_recipe_blob`) and `[[oci.watch]]`, sources whose tags a
 //! base publishes again whenever they change.
 
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ pub(super) struct OciSection {
     listen: Option<String>,
     root: Option<PathBuf>,
     max_blob: Option<String>,
+    recipes: Option<bool>,
+    max_recipe_blob: Option<String>,
     #[serde(default)]
     watch: Vec<WatchSection>,
 }
@@ -42,6 +45,12 @@ pub struct OciConfig {
     pub root: PathBuf,
     /// The largest blob ingested (default 8 GiB).
     pub max_blob: u64,
+    /// Send gzip layers as their content plus a rebuild recipe when one is
+    /// found (default true).
+    pub recipes: bool,
+    /// The largest gzip layer searched for a recipe (held in memory with
+    /// its content while staged; default 1 GiB).
+    pub max_recipe_blob: u64,
     pub watch: Vec<OciWatch>,
 }
 
@@ -80,6 +89,13 @@ impl OciSection {
             .transpose()
             .map_err(|e| ("max_blob".to_string(), e))?
             .unwrap_or(8 << 30);
+        let max_recipe_blob = self
+            .max_recipe_blob
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| ("max_recipe_blob".to_string(), e))?
+            .unwrap_or(1 << 30);
         let mut watch = Vec::new();
         for (i, w) in self.watch.iter().enumerate() {
             let key = |field: &str| format!("watch[{i}].{field}");
@@ -110,6 +126,8 @@ impl OciSection {
             listen,
             root: relative(self.root.as_deref().unwrap_or(Path::new("oci"))),
             max_blob,
+            recipes: self.recipes.unwrap_or(true),
+            max_recipe_blob,
             watch,
         })
     }
@@ -131,6 +149,8 @@ mod tests {
         assert_eq!(c.listen, Some("127.0.0.1:5050".parse().unwrap()));
         assert_eq!(c.root, Path::new("/etc/ferry/oci"));
         assert_eq!(c.max_blob, 8 << 30);
+        assert!(c.recipes);
+        assert_eq!(c.max_recipe_blob, 1 << 30);
         assert_eq!(c.watch[0].interval, Duration::from_secs(60));
     }
 
@@ -138,6 +158,11 @@ mod tests {
     fn bad_values_name_their_key() {
         assert_eq!(build("listen = \"nowhere\"").unwrap_err().0, "listen");
         assert_eq!(build("max_blob = \"lots\"").unwrap_err().0, "max_blob");
+        assert_eq!(
+            build("max_recipe_blob = \"lots\"").unwrap_err().0,
+            "max_recipe_blob"
+        );
+        assert!(!build("recipes = false").unwrap().recipes);
         let watch = |extra: &str| {
             format!("[[watch]]\nsource = \"oci:/x\"\nrepository = \"a\"\nto = \"b\"\n{extra}")
         };
