@@ -237,7 +237,10 @@ mod tests {
             assert_eq!(held.len(), 3, "{name}");
             let from_b = held.iter().filter(|r| r.header.id.source == B).count();
             assert_eq!(from_b, 2, "{name}");
-            let own = held.iter().find(|r| r.header.id.source == A).expect("own bundle");
+            let own = held
+                .iter()
+                .find(|r| r.header.id.source == A)
+                .expect("own bundle");
             assert!(own.pending_hops.is_empty(), "{name}: custody not released");
         }
     }
