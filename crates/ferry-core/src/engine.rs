@@ -1845,116 +1845,139 @@ impl<S: Store> Engine<S> {
         let may_speculate = state.props.pipeline
             && state.out.values().map(|o| o.speculative).sum::<u64>()
                 < speculation_budget(&state.props);
-        let (&handle, out) = state
-            .out
-            .iter_mut()
-            .filter(|(_, o)| !o.wanted.is_empty() && (!o.pipelined || may_speculate))
-            .max_by_key(|(handle, o)| (o.priority, !o.pipelined, std::cmp::Reverse(**handle)))?;
-        let manifest = out.manifest.as_ref()?;
-        let only_chunk = out.wanted.len() == 1;
-        // The manifest first: the receiver cannot place chunks without it.
-        let index = match out.wanted.contains_key(&MANIFEST_INDEX) {
-            true => MANIFEST_INDEX,
-            false => *out.wanted.keys().next().expect("wanted is not empty"),
-        };
-        let ranges = out.wanted.get_mut(&index).expect("present");
-        let (start, end) = ranges[0];
-        let record = self.bundles.get(&out.bundle)?;
-        let chunk_length = if index == MANIFEST_INDEX {
-            record.header.manifest_len
-        } else {
-            manifest.entries().get(index as usize)?.len
-        };
-        if out
-            .sending
-            .as_ref()
-            .is_none_or(|(cached, _)| *cached != index)
-        {
-            let bytes = if index == MANIFEST_INDEX {
-                manifest.encode()
-            } else {
-                let id = manifest.entries()[index as usize].id;
-                match self.store.get_chunk(id) {
-                    Ok(Some(bytes)) => bytes,
-                    _ => {
-                        // Lost locally: nothing to send for it; the receiver will keep asking.
-                        out.wanted.remove(&index);
-                        self.events.push_back(Event::StoreFailed {
-                            detail: format!("chunk {id} unreadable"),
-                        });
-                        return None;
-                    }
-                }
+        // A chunk that cannot be read (or is not the length its manifest
+        // says) is dropped from what is wanted and the next one is tried, so
+        // one bad entry never stalls the link.
+        loop {
+            let (&handle, out) = state
+                .out
+                .iter_mut()
+                .filter(|(_, o)| !o.wanted.is_empty() && (!o.pipelined || may_speculate))
+                .max_by_key(|(handle, o)| {
+                    (o.priority, !o.pipelined, std::cmp::Reverse(**handle))
+                })?;
+            let manifest = out.manifest.as_ref()?;
+            let only_chunk = out.wanted.len() == 1;
+            // The manifest first: the receiver cannot place chunks without it.
+            let index = match out.wanted.contains_key(&MANIFEST_INDEX) {
+                true => MANIFEST_INDEX,
+                false => *out.wanted.keys().next().expect("wanted is not empty"),
             };
-            out.sending = Some((index, bytes));
-        }
-        let bytes = &out.sending.as_ref().expect("filled above").1;
-        let mut piece = v1::ChunkData {
-            handle,
-            chunk_index: index,
-            chunk_id: Vec::new(),
-            chunk_length,
-            offset: start,
-            data: Vec::new(),
-            checkpoint: false,
-            checkpoint_serial: 0,
-        };
-        let mut room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
-        let last = only_chunk && ranges.len() == 1;
-        if last && end - start <= room {
-            // This piece ends the handle's data and carries the checkpoint flag.
-            piece.checkpoint = true;
-            piece.checkpoint_serial = out.checkpoints + 1;
-            room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
-            piece.checkpoint = false;
-            piece.checkpoint_serial = 0;
-        }
-        let take = (end - start).min(room);
-        let whole = start == 0 && take as usize == bytes.len() && ranges.len() == 1;
-        piece.data = if whole {
-            // The whole chunk in one piece: hand over the buffer read for it.
-            out.sending.take().expect("filled above").1
-        } else {
-            bytes.get(start as usize..(start + take) as usize)?.to_vec()
-        };
-        if out.pipelined {
-            out.speculative += u64::from(take);
-            self.stats.speculative_bytes += u64::from(take);
-        } else {
-            self.stats.asked_bytes += u64::from(take);
-        }
-        if !state.props.reliable {
-            out.recent
-                .push_back((now, index, start, start + take, out.checkpoints + 1));
-            forget_arrived(&mut out.recent, now, in_flight_window(&state.props));
-        }
-        if start + take >= end {
-            ranges.remove(0);
-            if ranges.is_empty() {
-                out.wanted.remove(&index);
-                out.sending = None;
+            let ranges = out.wanted.get_mut(&index).expect("present");
+            let (start, end) = ranges[0];
+            let record = self.bundles.get(&out.bundle)?;
+            let chunk_length = if index == MANIFEST_INDEX {
+                record.header.manifest_len
+            } else {
+                manifest.entries().get(index as usize)?.len
+            };
+            if out
+                .sending
+                .as_ref()
+                .is_none_or(|(cached, _)| *cached != index)
+            {
+                let bytes = if index == MANIFEST_INDEX {
+                    manifest.encode()
+                } else {
+                    let id = manifest.entries()[index as usize].id;
+                    match self.store.get_chunk(id) {
+                        // A manifest from a peer may give a chunk we hold (by
+                        // id) a length it does not have: such a bundle cannot be
+                        // served. Dropped like a lost chunk, rather than asked
+                        // for pieces past its end forever, which would stall
+                        // every transfer behind it on this link.
+                        Ok(Some(bytes)) if bytes.len() == chunk_length as usize => bytes,
+                        Ok(Some(bytes)) => {
+                            out.wanted.remove(&index);
+                            self.events.push_back(Event::StoreFailed {
+                                detail: format!(
+                                    "chunk {id} is {} bytes, but the manifest of {} says {chunk_length}",
+                                    bytes.len(),
+                                    out.bundle
+                                ),
+                            });
+                            continue;
+                        }
+                        _ => {
+                            // Lost locally: nothing to send for it; the receiver will keep asking.
+                            out.wanted.remove(&index);
+                            self.events.push_back(Event::StoreFailed {
+                                detail: format!("chunk {id} unreadable"),
+                            });
+                            continue;
+                        }
+                    }
+                };
+                out.sending = Some((index, bytes));
             }
-        } else {
-            ranges[0].0 = start + take;
+            let bytes = &out.sending.as_ref().expect("filled above").1;
+            let mut piece = v1::ChunkData {
+                handle,
+                chunk_index: index,
+                chunk_id: Vec::new(),
+                chunk_length,
+                offset: start,
+                data: Vec::new(),
+                checkpoint: false,
+                checkpoint_serial: 0,
+            };
+            let mut room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
+            let last = only_chunk && ranges.len() == 1;
+            if last && end - start <= room {
+                // This piece ends the handle's data and carries the checkpoint flag.
+                piece.checkpoint = true;
+                piece.checkpoint_serial = out.checkpoints + 1;
+                room = mtu::data_room(mtu, prost::Message::encoded_len(&piece)) as u32;
+                piece.checkpoint = false;
+                piece.checkpoint_serial = 0;
+            }
+            let take = (end - start).min(room);
+            let whole = start == 0 && take as usize == bytes.len() && ranges.len() == 1;
+            piece.data = if whole {
+                // The whole chunk in one piece: hand over the buffer read for it.
+                out.sending.take().expect("filled above").1
+            } else {
+                bytes.get(start as usize..(start + take) as usize)?.to_vec()
+            };
+            if out.pipelined {
+                out.speculative += u64::from(take);
+                self.stats.speculative_bytes += u64::from(take);
+            } else {
+                self.stats.asked_bytes += u64::from(take);
+            }
+            if !state.props.reliable {
+                out.recent
+                    .push_back((now, index, start, start + take, out.checkpoints + 1));
+                forget_arrived(&mut out.recent, now, in_flight_window(&state.props));
+            }
+            if start + take >= end {
+                ranges.remove(0);
+                if ranges.is_empty() {
+                    out.wanted.remove(&index);
+                    out.sending = None;
+                }
+            } else {
+                ranges[0].0 = start + take;
+            }
+            let done = out.wanted.is_empty();
+            if done {
+                piece.checkpoint = true;
+                out.checkpoints += 1;
+                piece.checkpoint_serial = out.checkpoints;
+            }
+            let frame = codec.encode(&frame(Body::Chunk(piece))).ok()?;
+            state.drained_at = state.drained_at.max(now)
+                + transmission_time(frame.len() as u64, state.props.rate_bps).unwrap_or_default();
+            if done {
+                // No answer is due before the data handed over ahead of it has left.
+                out.retry_at = Some(state.drained_at + retransmit);
+            }
+            return Some(Transmit {
+                link,
+                frame,
+                bulk: true,
+            });
         }
-        let done = out.wanted.is_empty();
-        if done {
-            piece.checkpoint = true;
-            out.checkpoints += 1;
-            piece.checkpoint_serial = out.checkpoints;
-        }
-        let frame = codec.encode(&frame(Body::Chunk(piece))).ok()?;
-        state.drained_at = state.drained_at.max(now)
-            + transmission_time(frame.len() as u64, state.props.rate_bps).unwrap_or_default();
-        if done {
-            // No answer is due before the data handed over ahead of it has left.
-            out.retry_at = Some(state.drained_at + retransmit);
-        }
-        Some(Transmit {
-            link,
-            frame,
-            bulk: true,
-        })
     }
 
     fn queue_control(&mut self, link: LinkId, body: Body) {
@@ -2381,6 +2404,54 @@ mod tests {
         assert!(
             next >= drained,
             "re-offer at {next:?}, data gone at {drained:?}"
+        );
+    }
+
+    /// Found by fuzzing (fuzz/regressions/engine): a peer's manifest may
+    /// name a chunk this node holds with a length it does not have. Serving
+    /// that bundle must not ask the store's bytes for pieces past their end
+    /// forever: that stalled every transfer behind it on the link.
+    #[test]
+    fn a_manifest_misstating_a_held_chunk_does_not_stall_the_link() {
+        let props = LinkProperties {
+            mtu: 1400,
+            rtt: Duration::from_millis(10),
+            reliable: true,
+            rate_bps: 0,
+            pipeline: false,
+        };
+        let (mut a, mut b, now) = a_routed_to_b(props);
+        let held = vec![5u8; 200];
+        let id = ferry_chunk::ChunkId::of(&held);
+        let store = a.store_mut();
+        store.put_chunk(id, &held).unwrap();
+        let lying = Manifest::new(vec![ferry_chunk::ManifestEntry { id, len: 600 }]).unwrap();
+        let lying = store.put_manifest(&lying).unwrap();
+        store.sync().unwrap();
+        let submission = |manifest| Submission {
+            destination: Endpoint::Node(B),
+            lifetime: Duration::from_secs(3600),
+            priority: Priority::Normal,
+            kind: PayloadKind::Blob,
+            manifest,
+            release: Vec::new(),
+        };
+        // Submitted first: its handle is served first.
+        a.submit(now, submission(lying)).unwrap();
+        let good = submit(&mut a, Endpoint::Node(B), &[7; 3000]);
+        let events = exchange(&mut a, &mut b, now);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Delivered { bundle, .. } if *bundle == good)),
+            "the good bundle waited behind the unservable one: {events:?}"
+        );
+        let a_events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+        assert!(
+            a_events
+                .iter()
+                .any(|e| matches!(e, Event::StoreFailed { detail } if detail.contains("says 600"))),
+            "{a_events:?}"
         );
     }
 

@@ -26,7 +26,10 @@ pub use publish::{
     DestinationState, Publication, PublishError, Publisher, restore_pack, strip_pack,
 };
 pub use release::{GitRelease, RefUpdate, ReleaseError};
-pub use serve::{ServeError, ServedRoot, validate_repo_name};
+pub use serve::{
+    PUSH_REFUSED, Refusal, ServeError, ServedRoot, SmartRequest, is_safe_protocol, route_request,
+    validate_repo_name, wants_protocol_v2,
+};
 
 /// The pack format's fixed header: `PACK`, version 2, a 4-byte object count.
 pub const PACK_HEADER_LEN: usize = 12;

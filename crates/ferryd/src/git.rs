@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission};
-use ferry_git::{Applier, DestinationState, GitRelease, Publisher, ServedRoot};
+use ferry_git::{Applier, DestinationState, GitRelease, Publisher, Refusal, ServedRoot};
 use ferry_store::{Ingest, RocksStore};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -542,39 +542,22 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-const PUSH_REFUSED: &str =
-    "ferry serves this repository read-only: push to the upstream the base publishes from";
-
 async fn handle(State(root): State<Arc<ServedRoot>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().trim_start_matches('/').to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let (repo, advertise) = if let Some(repo) = path.strip_suffix("/info/refs") {
-        if parts.method != Method::GET {
-            return refuse(StatusCode::METHOD_NOT_ALLOWED, "info/refs answers GET");
+    let (repo, advertise) = match ferry_git::route_request(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+    ) {
+        Ok(r) => (r.repository, r.advertise),
+        Err(refusal) => {
+            let status = match refusal {
+                Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+                Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+                Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            };
+            return refuse(status, &refusal.to_string());
         }
-        match query.split('&').find_map(|kv| kv.strip_prefix("service=")) {
-            Some("git-upload-pack") => (repo.to_owned(), true),
-            Some("git-receive-pack") => return refuse(StatusCode::FORBIDDEN, PUSH_REFUSED),
-            _ => {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "only smart HTTP (service=git-upload-pack) is served",
-                );
-            }
-        }
-    } else if let Some(repo) = path.strip_suffix("/git-upload-pack") {
-        if parts.method != Method::POST {
-            return refuse(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "git-upload-pack answers POST",
-            );
-        }
-        (repo.to_owned(), false)
-    } else if path.ends_with("/git-receive-pack") {
-        return refuse(StatusCode::FORBIDDEN, PUSH_REFUSED);
-    } else {
-        return refuse(StatusCode::NOT_FOUND, "not a smart-HTTP Git path");
     };
     let git = match root.resolve(&repo) {
         Ok((_, git)) => git,
@@ -587,9 +570,7 @@ async fn handle(State(root): State<Arc<ServedRoot>>, request: Request) -> Respon
         Ok(b) => b,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
     };
-    let v2 = protocol
-        .as_deref()
-        .is_some_and(|p| p.split(':').any(|kv| kv == "version=2"));
+    let v2 = ferry_git::wants_protocol_v2(protocol.as_deref());
     let ran = tokio::task::spawn_blocking(move || {
         let input = if gzip { gunzip(&body)? } else { body.to_vec() };
         run_upload_pack(&git, advertise, protocol.as_deref(), &input)
