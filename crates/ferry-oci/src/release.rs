@@ -105,6 +105,7 @@ impl OciRelease {
         }
         let mut blobs = Vec::with_capacity(proto.blobs.len());
         let mut seen = std::collections::BTreeSet::new();
+        let mut payload = 0u64;
         for blob in proto.blobs {
             let digest = Digest::from_slice(&blob.digest)
                 .ok_or_else(|| invalid("a blob digest is not 32 bytes".into()))?;
@@ -123,6 +124,9 @@ impl OciRelease {
             if !blob.recipe.is_empty() {
                 check_recipe(&digest, &blob).map_err(invalid)?;
             }
+            payload = payload.checked_add(blob.segment_length).ok_or_else(|| {
+                invalid("the segments add up to more than a payload can hold".into())
+            })?;
             blobs.push(BlobEntry {
                 digest,
                 media_type: blob.media_type,
@@ -227,6 +231,24 @@ mod tests {
     fn a_release_round_trips() {
         let release = sample();
         assert_eq!(OciRelease::decode(&release.encode()).unwrap(), release);
+    }
+
+    /// Found by fuzzing: segment lengths whose sum overflows are refused
+    /// at decode, before anything adds them up.
+    #[test]
+    fn segments_adding_up_past_u64_are_refused() {
+        let mut release = sample();
+        for (i, len) in [u64::MAX, 2].into_iter().enumerate() {
+            release.blobs.push(BlobEntry {
+                digest: Digest::of(&[i as u8]),
+                media_type: "application/octet-stream".into(),
+                size: len,
+                segment_length: len,
+                recipe: Vec::new(),
+            });
+        }
+        let refused = OciRelease::decode(&release.encode()).unwrap_err();
+        assert!(refused.to_string().contains("add up"), "{refused}");
     }
 
     #[test]
