@@ -78,6 +78,7 @@ fn publish(
                 kind: PayloadKind::Oci,
                 manifest: staged.manifest,
                 release: staged.release.encode(),
+                signature: Vec::new(),
             },
         )
         .unwrap();

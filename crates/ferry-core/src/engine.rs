@@ -2435,6 +2435,7 @@ mod tests {
             kind: PayloadKind::Blob,
             manifest,
             release: Vec::new(),
+            signature: Vec::new(),
         };
         // Submitted first: its handle is served first.
         a.submit(now, submission(lying)).unwrap();

@@ -103,6 +103,7 @@ pub fn submit(engine: &mut Engine<MemStore>, to: Endpoint, len: usize, piece: us
                 kind: PayloadKind::Blob,
                 manifest,
                 release: b"release".to_vec(),
+                signature: Vec::new(),
             },
         )
         .expect("a stored payload submits");

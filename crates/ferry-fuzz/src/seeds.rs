@@ -81,6 +81,7 @@ fn header(manifest: &Manifest, group: bool) -> v1::BundleHeader {
         }),
         release: b"release".to_vec(),
         hop_count: 1,
+        signature: vec![9; 80],
     }
 }
 

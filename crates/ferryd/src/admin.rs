@@ -513,6 +513,28 @@ pub fn resolve_destination(registry: &Registry, to: &str) -> Result<Endpoint, St
         .map_err(|_| format!("{to:?} is not a peer name, a node id or group:NAME"))
 }
 
+/// Chunks `bytes` (a pack, a welcome, a statement) into `store` and syncs
+/// them, off the async threads: the manifest to submit.
+pub(crate) async fn store_bytes(
+    store: &Arc<RocksStore>,
+    name: &'static str,
+    bytes: Vec<u8>,
+) -> Result<ferry_chunk::ManifestId, String> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
+        let mut ingest = Ingest::new(&store, chunker);
+        let manifest = ingest
+            .add(name, bytes.as_slice(), |_| {})
+            .map_err(|e| e.to_string())?;
+        // Synced before the engine takes the bundle, as `ferry send` does.
+        ingest.finish().map_err(|e| e.to_string())?;
+        Ok(manifest)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Chunks a file, or each file under a directory, into the store.
 /// Returns (relative name, manifest, bytes, bytes new to the store) per file.
 fn ingest(

@@ -27,13 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
+use ferry_chunk::ManifestId;
 use ferry_core::{
     BundleId, BundleRecord, Cf, Endpoint, Engine, LinkId, NodeId, PayloadKind, Priority, Routes,
     Submission,
 };
 use ferry_link::quic::{QuicEndpoint, SharedTrust, TrustPolicy};
-use ferry_store::{Ingest, RocksStore};
+use ferry_store::RocksStore;
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -804,18 +804,7 @@ impl Enrolment {
 
     async fn send_welcome(&self, leaf: NodeId, welcome: &Welcome) -> Result<BundleId, String> {
         let bytes = serde_json::to_vec(welcome).expect("plain data serialises");
-        let store = self.boot.store.clone();
-        let manifest = tokio::task::spawn_blocking(move || {
-            let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
-            let mut ingest = Ingest::new(&store, chunker);
-            let manifest = ingest
-                .add("welcome", &bytes[..], |_| {})
-                .map_err(|e| e.to_string())?;
-            ingest.finish().map_err(|e| e.to_string())?;
-            Ok::<_, String>(manifest)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let manifest = crate::admin::store_bytes(&self.boot.store, "welcome", bytes).await?;
         self.boot
             .engine
             .submit(Submission {

@@ -248,19 +248,7 @@ async fn send_refetch(
     request: &Refetch,
 ) -> Result<BundleId, String> {
     let bytes = serde_json::to_vec(request).expect("plain data serialises");
-    let store = store.clone();
-    let manifest = tokio::task::spawn_blocking(move || {
-        let chunker = ferry_chunk::Chunker::new(ferry_chunk::ChunkerConfig::default())
-            .map_err(|e| e.to_string())?;
-        let mut ingest = ferry_store::Ingest::new(&store, chunker);
-        let manifest = ingest
-            .add("refetch", &bytes[..], |_| {})
-            .map_err(|e| e.to_string())?;
-        ingest.finish().map_err(|e| e.to_string())?;
-        Ok::<_, String>(manifest)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let manifest = crate::admin::store_bytes(store, "refetch", bytes).await?;
     engine
         .submit(ferry_core::Submission {
             destination: ferry_core::Endpoint::Node(to),
@@ -269,6 +257,7 @@ async fn send_refetch(
             kind: PayloadKind::Admin,
             manifest,
             release: REFETCH_RELEASE.to_vec(),
+            signature: Vec::new(),
         })
         .await
 }

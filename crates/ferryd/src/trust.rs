@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
+use ferry_chunk::ManifestId;
 use ferry_core::{
     BundleHeader, BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission,
 };
-use ferry_store::{Ingest, RocksStore};
+use ferry_store::RocksStore;
 use ferry_trust::{
     Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
     TrustState,
@@ -239,18 +239,7 @@ impl TrustGate {
     ) -> Result<BundleId, String> {
         let signed = Signed::decode(&statement).map_err(|e| e.to_string())?;
         signed.verify().map_err(|e| e.to_string())?;
-        let store = self.store.clone();
-        let manifest = tokio::task::spawn_blocking(move || {
-            let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
-            let mut ingest = Ingest::new(&store, chunker);
-            let manifest = ingest
-                .add("key statement", statement.as_slice(), |_| {})
-                .map_err(|e| e.to_string())?;
-            ingest.finish().map_err(|e| e.to_string())?;
-            Ok::<_, String>(manifest)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let manifest = crate::admin::store_bytes(&self.store, "key statement", statement).await?;
         self.engine
             .submit(Submission {
                 destination: to,
