@@ -79,9 +79,9 @@ impl GitService {
     ) -> Result<Arc<Self>, String> {
         let applier = Applier::new(root).map_err(|e| format!("git root: {e}"))?;
         let state_path = root.join(".publish.json");
-        let states = read_json(&state_path)?;
+        let states = crate::media::read_json(&state_path)?;
         let sent_path = root.join(".sent.json");
-        let sent = read_json(&sent_path)?;
+        let sent = crate::media::read_json(&sent_path)?;
         Ok(Arc::new(Self {
             store,
             engine,
@@ -105,7 +105,7 @@ impl GitService {
             let states = self.states.lock().expect("git state lock");
             serde_json::to_vec_pretty(&*states).expect("states serialise")
         };
-        write_json(&self.state_path, &json);
+        crate::media::write_json(&self.state_path, &json, "the git publish state");
     }
 
     fn save_sent(&self) {
@@ -113,7 +113,7 @@ impl GitService {
             let sent = self.sent.lock().expect("git sent lock");
             serde_json::to_vec_pretty(&*sent).expect("sent releases serialise")
         };
-        write_json(&self.sent_path, &json);
+        crate::media::write_json(&self.sent_path, &json, "the git releases sent");
     }
 
     /// A leaf refused a release this node sent (its trust policy, say):
@@ -485,23 +485,6 @@ fn git_dir(path: &Path) -> PathBuf {
 
 /// How long a sent release is remembered for refusals: twice its lifetime.
 const SENT_KEPT_MS: u64 = 60 * 24 * 3600 * 1000;
-
-fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-fn write_json(path: &Path, json: &[u8]) {
-    let written = crate::media::write_atomic(path, |out| {
-        std::io::Write::write_all(out, json).map_err(|e| e.to_string())
-    });
-    if let Err(e) = written {
-        tracing::error!(path = %path.display(), error = %e, "cannot keep the git publish state");
-    }
-}
 
 /// Git bundles delivered here before this start, to apply again in case a
 /// crash came before they were applied (applying twice changes nothing).

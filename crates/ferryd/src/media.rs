@@ -49,6 +49,28 @@ pub fn volume_path(out: &Path, index: usize, count: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A state file kept as JSON: its contents, or the default if there is none.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Keeps `json` in `path` with [`write_atomic`]; a failure is logged (the
+/// state is kept again at the next change), naming `what` it holds.
+pub(crate) fn write_json(path: &Path, json: &[u8], what: &str) {
+    let written = write_atomic(path, |out| {
+        std::io::Write::write_all(out, json).map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "cannot keep {what}");
+    }
+}
+
 /// Writes `path` through a temporary file in the same directory, synced and
 /// renamed into place: a crash leaves the old file or the whole new one.
 pub fn write_atomic<T>(

@@ -125,12 +125,7 @@ impl TrustGate {
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join("trust-state.json");
-        let state: TrustState = match std::fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e}", state_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TrustState::default(),
-            Err(e) => return Err(format!("{}: {e}", state_path.display())),
-        };
+        let state: TrustState = crate::media::read_json(&state_path)?;
         let enforced = config.trust.enforced();
         if !enforced {
             tracing::warn!(
@@ -221,12 +216,7 @@ impl TrustGate {
             change(&mut trust);
             serde_json::to_vec_pretty(trust.state()).expect("trust state serialises")
         };
-        let written = crate::media::write_atomic(&self.state_path, |out| {
-            std::io::Write::write_all(out, &json).map_err(|e| e.to_string())
-        });
-        if let Err(e) = written {
-            tracing::error!(path = %self.state_path.display(), error = %e, "cannot keep the trust state");
-        }
+        crate::media::write_json(&self.state_path, &json, "the trust state");
     }
 
     /// Sends a signed key statement (as `ferry key rotate|revoke` write
