@@ -12,7 +12,8 @@
 //! streams — only dedupe does.
 
 use ferry_chunk::{ChunkId, Chunker};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use ferry_recipe::gzip::{InflateError, inflate_raw};
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// The DEFLATE level each chunk is packed at. Measured with miniz_oxide on
 /// 10.9 MB of the fixture's code-like and text files (`pack_levels` below;
@@ -85,43 +86,17 @@ pub fn pack_one(plain: &[u8]) -> Packed {
 /// Inflates one packed chunk (one whole raw DEFLATE stream, nothing after
 /// it) onto `out`, which may grow to at most `limit` bytes.
 pub fn unpack_one(packed: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), String> {
-    let mut inflate = Decompress::new(false);
-    loop {
-        if out.len() == out.capacity() {
-            if out.len() >= limit {
-                return Err(format!(
-                    "a packed chunk inflates past the {limit} bytes the recipe allows"
-                ));
-            }
-            let more = out.len().max(64 << 10).min(limit - out.len());
-            out.reserve_exact(more);
+    let taken = inflate_raw(packed, out, limit).map_err(|e| match e {
+        InflateError::TooLong => {
+            format!("a packed chunk inflates past the {limit} bytes the recipe allows")
         }
-        let consumed = inflate.total_in() as usize;
-        let before = (inflate.total_in(), inflate.total_out());
-        let status = inflate
-            .decompress_vec(&packed[consumed..], out, FlushDecompress::None)
-            .map_err(|e| format!("a packed chunk is not valid DEFLATE: {e}"))?;
-        if out.len() > limit {
-            return Err(format!(
-                "a packed chunk inflates past the {limit} bytes the recipe allows"
-            ));
-        }
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError => {
-                let stuck = (inflate.total_in(), inflate.total_out()) == before;
-                if inflate.total_in() as usize >= packed.len() && out.len() < out.capacity()
-                    || stuck && out.len() < out.capacity()
-                {
-                    return Err("a packed chunk's DEFLATE stream is truncated".into());
-                }
-            }
-        }
-    }
-    if inflate.total_in() as usize != packed.len() {
+        InflateError::Invalid(e) => format!("a packed chunk is not valid DEFLATE: {e}"),
+        InflateError::Truncated => "a packed chunk's DEFLATE stream is truncated".into(),
+    })?;
+    if taken != packed.len() {
         return Err(format!(
             "{} bytes follow the DEFLATE stream of a packed chunk",
-            packed.len() - inflate.total_in() as usize
+            packed.len() - taken
         ));
     }
     Ok(())

@@ -25,34 +25,13 @@ pub type NotGzip = String;
 pub fn parse(blob: &[u8], max_plain: u64) -> Result<Member<'_>, NotGzip> {
     let header_len = header_len(blob)?;
     let rest = &blob[header_len..];
-    let mut inflater = Decompress::new(false);
-    let mut plain = Vec::with_capacity(rest.len().saturating_mul(3).min(max_plain as usize));
-    loop {
-        if plain.len() == plain.capacity() {
-            if plain.len() as u64 >= max_plain {
-                return Err(format!("inflates to more than {max_plain} bytes"));
-            }
-            let more = plain
-                .len()
-                .max(1 << 16)
-                .min((max_plain as usize) - plain.len());
-            plain.reserve_exact(more);
-        }
-        let consumed = inflater.total_in() as usize;
-        let status = inflater
-            .decompress_vec(&rest[consumed..], &mut plain, FlushDecompress::None)
-            .map_err(|e| format!("DEFLATE body: {e}"))?;
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok => {}
-            Status::BufError => {
-                if inflater.total_in() as usize >= rest.len() && plain.len() < plain.capacity() {
-                    return Err("DEFLATE body is truncated".into());
-                }
-            }
-        }
-    }
-    let body_len = inflater.total_in() as usize;
+    let limit = usize::try_from(max_plain).unwrap_or(usize::MAX);
+    let mut plain = Vec::with_capacity(rest.len().saturating_mul(3).min(limit));
+    let body_len = inflate_raw(rest, &mut plain, limit).map_err(|e| match e {
+        InflateError::TooLong => format!("inflates to more than {max_plain} bytes"),
+        InflateError::Invalid(e) => format!("DEFLATE body: {e}"),
+        InflateError::Truncated => "DEFLATE body is truncated".into(),
+    })?;
     let trailer = &rest[body_len..];
     if trailer.len() != 8 {
         return Err(if trailer.len() < 8 {
@@ -73,6 +52,52 @@ pub fn parse(blob: &[u8], max_plain: u64) -> Result<Member<'_>, NotGzip> {
         body: &rest[..body_len],
         plain,
     })
+}
+
+/// Why [`inflate_raw`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InflateError {
+    /// The output would pass the limit.
+    TooLong,
+    /// Not valid DEFLATE.
+    Invalid(String),
+    /// The input ends before the stream does.
+    Truncated,
+}
+
+/// Inflates the raw DEFLATE stream at the start of `input`, appending to
+/// `out` but never letting it pass `limit` bytes (memory grows with the
+/// output, not with what a hostile stream claims). Returns how many bytes
+/// of `input` the stream took; what follows is the caller's.
+pub fn inflate_raw(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, InflateError> {
+    let mut inflate = Decompress::new(false);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(InflateError::TooLong);
+            }
+            let more = out.len().max(64 << 10).min(limit - out.len());
+            out.reserve_exact(more);
+        }
+        let consumed = inflate.total_in() as usize;
+        let before = (inflate.total_in(), inflate.total_out());
+        let status = inflate
+            .decompress_vec(&input[consumed..], out, FlushDecompress::None)
+            .map_err(|e| InflateError::Invalid(e.to_string()))?;
+        if out.len() > limit {
+            return Err(InflateError::TooLong);
+        }
+        match status {
+            Status::StreamEnd => return Ok(inflate.total_in() as usize),
+            Status::Ok | Status::BufError => {
+                let stuck = (inflate.total_in(), inflate.total_out()) == before;
+                let input_done = inflate.total_in() as usize >= input.len();
+                if (input_done || stuck) && out.len() < out.capacity() {
+                    return Err(InflateError::Truncated);
+                }
+            }
+        }
+    }
 }
 
 /// Length of the member header at the start of `blob`.
