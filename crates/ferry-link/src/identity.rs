@@ -115,6 +115,12 @@ impl NodeKey {
         Ok(keyfile::save(&self.signing, path.as_ref())?)
     }
 
+    /// The X25519 form of this key, which opens group keys wrapped for this
+    /// node (sealed bundles, `ferry_trust::envelope`).
+    pub fn member_secret(&self) -> ferry_trust::seal::MemberSecret {
+        ferry_trust::seal::MemberSecret::from_node_seed(&self.signing.to_bytes())
+    }
+
     /// The 32-byte Ed25519 public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()

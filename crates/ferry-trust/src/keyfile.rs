@@ -2,7 +2,8 @@
 //! PRIVATE KEY-----`, as `openssl genpkey -algorithm ed25519` writes it); raw
 //! DER is read too. Written with mode 0600 into a temporary file beside the
 //! target, synced, renamed over it, and the directory synced, so a crash
-//! leaves the old key or the new one, never half of one.
+//! leaves the old key or the new one, never half of one. Group keys (for
+//! sealing, [`crate::seal`]) are kept the same way, as one line of hex.
 
 use std::fs;
 use std::io::{self, Write};
@@ -12,6 +13,8 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::seal::GroupKey;
 
 /// Why a key file could not be made, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,45 @@ pub fn save(key: &SigningKey, path: &Path) -> Result<(), KeyFileError> {
     .to_pkcs8_pem(LineEnding::LF)
     .map_err(|e| KeyFileError::Encode(e.to_string()))?;
     write_atomically(path, pem.as_bytes()).map_err(|source| KeyFileError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The first word of a group key file.
+const GROUP_KEY_TAG: &str = "ferry-group-key-v1";
+
+/// Reads a group key: one line, `ferry-group-key-v1 <64 hex digits>`.
+pub fn load_group_key(path: &Path) -> Result<GroupKey, KeyFileError> {
+    let bytes = fs::read(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => KeyFileError::Missing {
+            path: path.to_owned(),
+        },
+        _ => KeyFileError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    warn_if_exposed(path);
+    let malformed = || KeyFileError::Malformed {
+        path: path.to_owned(),
+        reason: format!("a group key file is one line: {GROUP_KEY_TAG} <64 hex digits>"),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| malformed())?;
+    let hex_key = text
+        .trim_end()
+        .strip_prefix(GROUP_KEY_TAG)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or_else(malformed)?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut key).map_err(|_| malformed())?;
+    Ok(GroupKey::from_bytes(key))
+}
+
+/// Writes a group key, mode 0600, atomically (see the module docs).
+pub fn save_group_key(key: &GroupKey, path: &Path) -> Result<(), KeyFileError> {
+    let text = format!("{GROUP_KEY_TAG} {}\n", hex::encode(key.secret_bytes()));
+    write_atomically(path, text.as_bytes()).map_err(|source| KeyFileError::Write {
         path: path.to_owned(),
         source,
     })

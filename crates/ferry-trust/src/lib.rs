@@ -17,7 +17,9 @@
 //! - [`pattern`]: name patterns (`fleet/*`, `fleet/**`).
 //! - [`policy`]: the policy's rules.
 //! - [`trust`]: checking, and the state learnt from accepted statements.
+//! - [`seal`]: group keys and sealing; [`envelope`]: sealed bundles.
 
+pub mod envelope;
 pub mod key;
 pub mod keyfile;
 pub mod pattern;

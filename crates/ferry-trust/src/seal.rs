@@ -7,16 +7,16 @@
 //!   [`MemberSecret::from_node_seed`]), so no second key pair is managed —
 //!   then ChaCha20-Poly1305 under a key derived from the shared secret.
 //! - A chunk is sealed *convergently within the group*
-//!   ([`GroupKey::seal_chunk`]): its key is a BLAKE3 keyed hash of its
-//!   plaintext under a key derived from the group key, and it is encrypted
-//!   with ChaCha20-Poly1305 under that key (nonce zero: each key seals one
-//!   plaintext only). The same plaintext gives the same sealed bytes within
-//!   one group, so content-defined dedupe keeps working between versions;
-//!   another group, a relay or a medium sees unrelated ciphertext.
-//! - The chunk keys of a payload form its index; small records such as the
-//!   root of that index are sealed deterministically under the group key
-//!   ([`GroupKey::seal_record`]: the nonce is a keyed hash of the
-//!   plaintext, as in SIV), so an unchanged record stays unchanged.
+//!   ([`GroupKey::seal_chunk`]): ChaCha20-Poly1305 under a chunk key derived
+//!   from the group key, with a synthetic nonce — a keyed hash of the
+//!   plaintext, as in SIV — written before the ciphertext. The same
+//!   plaintext gives the same sealed bytes within one group, so
+//!   content-defined dedupe keeps working between versions; another group,
+//!   a relay or a medium sees unrelated ciphertext. A member opens any chunk
+//!   with the group key alone ([`GroupKey::open_chunk`]): no per-chunk index
+//!   travels. Each chunk grows by [`SEAL_OVERHEAD`] bytes.
+//! - Small records (the sealed release) are sealed the same way under
+//!   their own derived keys ([`GroupKey::seal_record`]).
 //!
 //! The trade-off, by design: within a group, two equal chunks are visibly
 //! equal (that is what lets dedupe work); their contents are not revealed.
@@ -24,7 +24,8 @@
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-const CHUNK_CONTEXT: &str = "ferry seal chunk key v1";
+const CHUNK_CONTEXT: &str = "ferry seal chunk key v2";
+const CHUNK_NONCE_CONTEXT: &str = "ferry seal chunk nonce v2";
 const RECORD_CONTEXT: &str = "ferry seal record key v1";
 const RECORD_NONCE_CONTEXT: &str = "ferry seal record nonce v1";
 const WRAP_CONTEXT: &str = "ferry seal wrap v1";
@@ -32,6 +33,8 @@ const ID_CONTEXT: &str = "ferry seal group id v1";
 
 /// The AEAD tag each sealed chunk or record adds.
 pub const TAG_LEN: usize = 16;
+/// What sealing adds to a chunk or record: the synthetic nonce and the tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
@@ -82,17 +85,6 @@ fn open_with(
     Ok(data)
 }
 
-/// The key a sealed chunk opens with (kept in the payload's index).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct ChunkKey(pub [u8; 32]);
-
-impl ChunkKey {
-    /// The chunk's plaintext, if `sealed` is this key's chunk.
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        open_with(&self.0, [0; NONCE_LEN], b"", sealed)
-    }
-}
-
 /// A group's secret key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GroupKey([u8; 32]);
@@ -122,39 +114,59 @@ impl GroupKey {
         GroupKey(key)
     }
 
+    /// The secret itself, for writing it to its key file.
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// A public name for the key (not secret, not reversible).
     pub fn id(&self) -> [u8; 16] {
         let full = blake3::derive_key(ID_CONTEXT, &self.0);
         full[..16].try_into().expect("16 of 32 bytes")
     }
 
-    /// Seals one chunk convergently: the same plaintext gives the same key
-    /// and bytes within this group.
-    pub fn seal_chunk(&self, plain: &[u8]) -> (ChunkKey, Vec<u8>) {
-        let derive = blake3::derive_key(CHUNK_CONTEXT, &self.0);
-        let key = *blake3::keyed_hash(&derive, plain).as_bytes();
-        (ChunkKey(key), seal_with(&key, [0; NONCE_LEN], b"", plain))
+    /// Seals one chunk convergently: the same plaintext gives the same
+    /// bytes within this group (nonce, then ciphertext and tag).
+    pub fn seal_chunk(&self, plain: &[u8]) -> Vec<u8> {
+        self.seal_siv(CHUNK_CONTEXT, CHUNK_NONCE_CONTEXT, plain)
     }
 
-    /// Seals a small record (an index root) deterministically: nonce first,
-    /// then ciphertext and tag.
+    /// The chunk `sealed` holds, if this group sealed it.
+    pub fn open_chunk(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.open_siv(CHUNK_CONTEXT, sealed)
+    }
+
+    /// Seals a small record deterministically, as chunks are but under
+    /// keys of its own.
     pub fn seal_record(&self, plain: &[u8]) -> Vec<u8> {
-        let key = blake3::derive_key(RECORD_CONTEXT, &self.0);
-        let nonce_key = blake3::derive_key(RECORD_NONCE_CONTEXT, &self.0);
-        let nonce: [u8; NONCE_LEN] = blake3::keyed_hash(&nonce_key, plain).as_bytes()[..NONCE_LEN]
-            .try_into()
-            .expect("12 of 32 bytes");
-        let mut out = nonce.to_vec();
-        out.extend(seal_with(&key, nonce, b"", plain));
-        out
+        self.seal_siv(RECORD_CONTEXT, RECORD_NONCE_CONTEXT, plain)
     }
 
     /// The record `sealed` holds, if this group sealed it.
     pub fn open_record(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
+        self.open_siv(RECORD_CONTEXT, sealed)
+    }
+
+    /// Nonce (a keyed hash of `plain`), then ciphertext and tag. Two
+    /// plaintexts share a nonce only if 96 bits of their keyed hashes
+    /// collide (about 2^-32 after 2^32 chunks under one group key).
+    fn seal_siv(&self, key_context: &str, nonce_context: &str, plain: &[u8]) -> Vec<u8> {
+        let key = blake3::derive_key(key_context, &self.0);
+        let nonce_key = blake3::derive_key(nonce_context, &self.0);
+        let nonce: [u8; NONCE_LEN] = blake3::keyed_hash(&nonce_key, plain).as_bytes()[..NONCE_LEN]
+            .try_into()
+            .expect("12 of 32 bytes");
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + plain.len());
+        out.extend_from_slice(&nonce);
+        out.extend(seal_with(&key, nonce, b"", plain));
+        out
+    }
+
+    fn open_siv(&self, key_context: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < SEAL_OVERHEAD {
             return Err(SealError::Short);
         }
-        let key = blake3::derive_key(RECORD_CONTEXT, &self.0);
+        let key = blake3::derive_key(key_context, &self.0);
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         open_with(&key, nonce.try_into().expect("12 bytes"), b"", rest)
     }

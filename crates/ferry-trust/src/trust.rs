@@ -49,6 +49,8 @@ pub enum Refusal {
     Mismatch(String),
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    #[error("sealed, and cannot be opened here: {0}")]
+    Sealed(String),
 }
 
 impl From<StatementError> for Refusal {

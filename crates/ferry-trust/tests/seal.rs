@@ -2,7 +2,7 @@
 //! groups, tamper-evident, and a version bump that seals to about the same
 //! new bytes as it has new plaintext.
 
-use ferry_trust::seal::{GroupKey, MemberPublic, MemberSecret, SealError, TAG_LEN};
+use ferry_trust::seal::{GroupKey, MemberPublic, MemberSecret, SEAL_OVERHEAD, SealError};
 use proptest::prelude::*;
 
 fn text(len: usize, seed: u64) -> Vec<u8> {
@@ -37,19 +37,27 @@ fn chunks_are_convergent_within_a_group_only() {
     let g = GroupKey::from_bytes([1; 32]);
     let h = GroupKey::from_bytes([2; 32]);
     let plain = text(10_000, 1);
-    let (k1, s1) = g.seal_chunk(&plain);
-    let (k2, s2) = g.seal_chunk(&plain);
-    assert_eq!((k1, &s1), (k2, &s2));
-    assert_eq!(s1.len(), plain.len() + TAG_LEN);
-    let (k3, s3) = h.seal_chunk(&plain);
-    assert_ne!(k1, k3);
+    let s1 = g.seal_chunk(&plain);
+    assert_eq!(s1, g.seal_chunk(&plain));
+    assert_eq!(s1.len(), plain.len() + SEAL_OVERHEAD);
+    assert_ne!(s1, g.seal_chunk(&text(10_000, 2)));
+    let s3 = h.seal_chunk(&plain);
     assert_ne!(s1, s3);
     assert!(!s1.windows(16).any(|w| plain.windows(16).any(|p| p == w)));
-    assert_eq!(k1.open(&s1).unwrap(), plain);
-    assert_eq!(k3.open(&s1), Err(SealError::Open));
-    let mut tampered = s1.clone();
-    tampered[5] ^= 1;
-    assert_eq!(k1.open(&tampered), Err(SealError::Open));
+    assert_eq!(g.open_chunk(&s1).unwrap(), plain);
+    assert_eq!(h.open_chunk(&s1), Err(SealError::Open));
+    // A chunk does not open as a record, nor a record as a chunk.
+    assert_eq!(g.open_record(&s1), Err(SealError::Open));
+    assert_eq!(g.open_chunk(&g.seal_record(&plain)), Err(SealError::Open));
+    for i in [0, 5, 11, 12, s1.len() - 1] {
+        let mut tampered = s1.clone();
+        tampered[i] ^= 1;
+        assert_eq!(g.open_chunk(&tampered), Err(SealError::Open), "byte {i}");
+    }
+    assert_eq!(
+        g.open_chunk(&s1[..SEAL_OVERHEAD - 1]),
+        Err(SealError::Short)
+    );
 }
 
 #[test]
@@ -94,7 +102,8 @@ fn the_group_key_reaches_only_its_members() {
 }
 
 /// A version bump: the sealed chunks v2 has and v1 lacks are about the
-/// size of the plaintext chunks v2 has and v1 lacks, plus one tag each.
+/// size of the plaintext chunks v2 has and v1 lacks, plus a nonce and a
+/// tag each.
 #[test]
 fn a_bump_seals_to_about_its_new_plaintext() {
     let g = GroupKey::from_bytes([9; 32]);
@@ -112,14 +121,14 @@ fn a_bump_seals_to_about_its_new_plaintext() {
             .sum()
     };
     let sealed =
-        |d: &[u8]| -> Vec<Vec<u8>> { chunks(d).into_iter().map(|c| g.seal_chunk(c).1).collect() };
+        |d: &[u8]| -> Vec<Vec<u8>> { chunks(d).into_iter().map(|c| g.seal_chunk(c)).collect() };
     let (s1, s2) = (sealed(&v1), sealed(&v2));
     let old: std::collections::HashSet<&Vec<u8>> = s1.iter().collect();
     let sealed_new: usize = s2.iter().filter(|c| !old.contains(c)).map(Vec::len).sum();
     let new = plain_new(&v1, &v2);
     assert!(new > 0 && new < v1.len() / 20, "{new}");
     assert!(
-        sealed_new as f64 <= new as f64 * 1.01 + 3.0 * TAG_LEN as f64,
+        sealed_new as f64 <= new as f64 * 1.01 + 3.0 * SEAL_OVERHEAD as f64,
         "sealed {sealed_new} for {new} new plaintext bytes"
     );
 }
@@ -129,7 +138,7 @@ proptest! {
     #[test]
     fn sealed_chunks_open_to_their_plaintext(plain in proptest::collection::vec(any::<u8>(), 0..4096), key in any::<[u8; 32]>()) {
         let g = GroupKey::from_bytes(key);
-        let (k, s) = g.seal_chunk(&plain);
-        prop_assert_eq!(k.open(&s).unwrap(), plain);
+        let s = g.seal_chunk(&plain);
+        prop_assert_eq!(g.open_chunk(&s).unwrap(), plain);
     }
 }

@@ -21,7 +21,7 @@ mod trust;
 pub use git::{GitConfig, GitSource, GitWatch};
 pub use oci::{OciConfig, OciWatch};
 pub use serial::SerialPeer;
-pub use trust::TrustConfig;
+pub use trust::{SealConfig, TrustConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -536,6 +536,13 @@ admin = "ferryd.sock"
 # git = ["fleet", "apps/*"]  # repository names it may publish
 # oci = ["team/**"]          # image repositories it may publish
 # to = ["group:leaves"]      # destinations; default: any
+# Seal what goes to a group: relays and media carry ciphertext, and only the
+# members listed (by node public key, which ferryd logs at start as
+# node_key) open it. Members need no setting of their own.
+# [[trust.seal]]
+# group = "leaves"
+# key = "groups/leaves.key"  # the group key; made here if absent
+# members = ["ed25519:..."]
 
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.
@@ -888,6 +895,24 @@ mod tests {
                 "discovery.welcome_groups",
             ),
             ("[discovery]\nbeacon = true\n".to_string(), "beacon"),
+            (
+                "[[trust.seal]]\ngroup = \"../x\"\nmembers = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n".to_string(),
+                "trust.seal[0].group",
+            ),
+            (
+                "[[trust.seal]]\ngroup = \"east\"\nmembers = []\n".to_string(),
+                "trust.seal[0].members: 1 to 256",
+            ),
+            (
+                "[[trust.seal]]\ngroup = \"east\"\nmembers = [\"ed25519:00\"]\n".to_string(),
+                "trust.seal[0].members",
+            ),
+            (
+                "[[trust.seal]]\ngroup = \"east\"\nmembers = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n\
+                 [[trust.seal]]\ngroup = \"east\"\nmembers = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n"
+                    .to_string(),
+                "trust.seal[1].group: group \"east\" is sealed twice",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(&format!("{}{text}", minimal()))
@@ -895,6 +920,23 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn a_sealed_group_names_its_members_and_key() {
+        let text = format!(
+            "{}[[trust.seal]]\ngroup = \"east\"\nmembers = [\"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"]\n",
+            minimal()
+        );
+        let c = parse(&text).unwrap();
+        let seal = &c.trust.seal[0];
+        assert_eq!(seal.group, "east");
+        assert!(
+            seal.key.ends_with("groups/east.key"),
+            "{}",
+            seal.key.display()
+        );
+        assert_eq!(seal.members.len(), 1);
     }
 
     #[test]

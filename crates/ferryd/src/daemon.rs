@@ -127,6 +127,7 @@ impl Node {
             node = %me,
             role = ?config.role,
             seed,
+            node_key = %ferry_trust::PublicKey(key.public_key()),
             bundles = engine.bundles().count(),
             peers = links.len(),
             "ferryd starting"
@@ -183,7 +184,7 @@ impl Node {
             endpoint = Some(quic);
         }
         let gate = Arc::new(
-            crate::trust::TrustGate::open(&config, handle.clone(), store.clone())
+            crate::trust::TrustGate::open(&config, &key, handle.clone(), store.clone())
                 .map_err(DaemonError::Trust)?,
         );
         gate.watch_statements(held_statements);

@@ -221,14 +221,17 @@ impl GitService {
         let release = publication.release.encode();
         // The sequence grows with every release of this repository to this
         // destination: it is the signed version.
-        let signature = self.gate.sign(
-            Kind::Git,
-            name,
-            &to,
-            publication.release.sequence,
-            &release,
-            manifest,
-        );
+        let prepared = self
+            .gate
+            .prepare(
+                Kind::Git,
+                name,
+                &to,
+                publication.release.sequence,
+                release,
+                manifest,
+            )
+            .await?;
         let bundle = self
             .engine
             .submit(Submission {
@@ -236,9 +239,9 @@ impl GitService {
                 lifetime: Duration::from_secs(30 * 24 * 3600),
                 priority: Priority::Normal,
                 kind: PayloadKind::Git,
-                manifest,
-                release,
-                signature,
+                manifest: prepared.manifest,
+                release: prepared.release,
+                signature: prepared.signature,
             })
             .await?;
         let sequence = publication.release.sequence;
@@ -338,10 +341,9 @@ impl GitService {
         });
         let me = self.clone();
         tokio::spawn(async move {
-            while let Some((bundle, manifest)) = delivered.recv().await {
+            while let Some((bundle, _)) = delivered.recv().await {
                 let me = me.clone();
-                let applied =
-                    tokio::task::spawn_blocking(move || me.apply_delivered(bundle, manifest)).await;
+                let applied = tokio::task::spawn_blocking(move || me.apply_delivered(bundle)).await;
                 match applied {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(%bundle, "git release not applied: {e}"),
@@ -351,45 +353,43 @@ impl GitService {
         });
     }
 
-    fn apply_delivered(&self, bundle: BundleId, manifest: ManifestId) -> Result<(), String> {
+    fn apply_delivered(&self, bundle: BundleId) -> Result<(), String> {
         let record = self
             .store
             .get(Cf::Bundles, &bundle.to_key())
             .map_err(|e| e.to_string())?
             .and_then(|b| BundleRecord::decode(&b))
             .ok_or("the bundle is no longer held")?;
-        let release = GitRelease::decode(&record.header.release).map_err(|e| e.to_string())?;
-        if !self.applier.wants(&release).map_err(|e| e.to_string())? {
-            return Ok(());
-        }
-        let accepted = match self
-            .gate
-            .check(&record.header, Kind::Git, &release.repository)
-        {
-            Ok(accepted) => accepted,
+        let payload = match self.gate.open_payload(&record.header) {
+            Ok(payload) => payload,
             Err(refusal) => {
                 self.gate.refuse(&record.header, &refusal);
                 return Ok(());
             }
         };
-        let manifest = self
-            .store
-            .get_manifest(manifest)
-            .map_err(|e| e.to_string())?
-            .ok_or("the bundle's manifest is not held")?;
+        let header = &payload.header;
+        let release = GitRelease::decode(&header.release).map_err(|e| e.to_string())?;
+        if !self.applier.wants(&release).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let accepted = match self.gate.check(header, Kind::Git, &release.repository) {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                self.gate.refuse(header, &refusal);
+                return Ok(());
+            }
+        };
         let incoming = self.root().path().join(".incoming");
         std::fs::create_dir_all(&incoming).map_err(|e| e.to_string())?;
         let mut file = tempfile::tempfile_in(&incoming).map_err(|e| e.to_string())?;
-        self.store
-            .read_object(&manifest, std::io::BufWriter::new(&mut file))
-            .map_err(|e| e.to_string())?;
+        payload.read_object(&self.store, std::io::BufWriter::new(&mut file))?;
         use std::io::Seek;
         file.rewind().map_err(|e| e.to_string())?;
         let outcome = self
             .applier
             .apply(&release, &mut std::io::BufReader::new(file))
             .map_err(|e| e.to_string())?;
-        tracing::info!(%bundle, repository = %release.repository, sequence = release.sequence, ?outcome, "git release");
+        tracing::info!(%bundle, repository = %release.repository, sequence = release.sequence, sealed = payload.sealed(), ?outcome, "git release");
         if let (Some(accepted), ferry_git::ApplyOutcome::Applied { .. }) = (&accepted, &outcome) {
             self.gate.record(accepted);
         }

@@ -160,11 +160,10 @@ async fn apply_logged(
     id: BundleId,
 ) {
     let (images, store2, gate2) = (images.clone(), store.clone(), gate.clone());
-    let result =
-        tokio::task::spawn_blocking(move || apply_detailed(&images, &store2, id, Some(&gate2)))
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))
-            .and_then(|r| r);
+    let result = tokio::task::spawn_blocking(move || apply_detailed(&images, &store2, id, &gate2))
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))
+        .and_then(|r| r);
     match result {
         Err(Failure::Refused { header, refusal }) => gate.refuse(&header, &refusal),
         Ok(applied) => tracing::info!(
@@ -388,22 +387,13 @@ async fn answer_refetch(
     Ok(())
 }
 
-/// Applies the delivered bundle `id` (see [`ImageStore::apply`]).
-pub fn apply(images: &ImageStore, store: &RocksStore, id: BundleId) -> Result<Applied, String> {
-    apply_detailed(images, store, id, None).map_err(|e| match e {
-        Failure::Rebuild { failures, .. } => ferry_oci::ApplyError::Rebuild(failures).to_string(),
-        Failure::Refused { refusal, .. } => refusal.to_string(),
-        Failure::Other(reason) => reason,
-    })
-}
-
-/// Applies the delivered bundle `id`, first checking it against `gate`'s
-/// policy when there is one.
+/// Applies the delivered bundle `id` (see [`ImageStore::apply`]): opened
+/// if it travelled sealed, then checked against `gate`'s policy.
 fn apply_detailed(
     images: &ImageStore,
-    store: &RocksStore,
+    store: &Arc<RocksStore>,
     id: BundleId,
-    gate: Option<&TrustGate>,
+    gate: &TrustGate,
 ) -> Result<Applied, Failure> {
     let other = |e: String| Failure::Other(e);
     let record = store
@@ -411,35 +401,36 @@ fn apply_detailed(
         .map_err(|e| other(e.to_string()))?
         .and_then(|bytes| BundleRecord::decode(&bytes))
         .ok_or_else(|| other(format!("bundle {id} is no longer held")))?;
-    let release = OciRelease::decode(&record.header.release).map_err(|e| other(e.to_string()))?;
-    let accepted = match gate.map(|g| g.check(&record.header, Kind::Oci, &release.repository)) {
-        Some(Err(refusal)) => {
-            return Err(Failure::Refused {
-                header: Box::new(record.header),
-                refusal,
-            });
-        }
-        Some(Ok(accepted)) => accepted,
-        None => None,
+    let refused = |header: &ferry_core::BundleHeader, refusal| Failure::Refused {
+        header: Box::new(header.clone()),
+        refusal,
     };
-    let manifest = store
-        .get_manifest(record.header.manifest)
-        .map_err(|e| other(e.to_string()))?
-        .ok_or_else(|| other(format!("the root manifest of {id} is not held")))?;
+    let payload = gate
+        .open_payload(&record.header)
+        .map_err(|refusal| refused(&record.header, refusal))?;
+    let header = &payload.header;
+    let release = OciRelease::decode(&header.release).map_err(|e| other(e.to_string()))?;
+    let accepted = gate
+        .check(header, Kind::Oci, &release.repository)
+        .map_err(|refusal| refused(header, refusal))?;
+    let manifest = payload.manifest(store).map_err(other)?;
     let stamp = Stamp {
         created_ms: id.created_ms,
         sequence: id.sequence,
     };
-    let applied = images
-        .apply(store, &manifest, &release, stamp)
-        .map_err(|e| match e {
-            ferry_oci::ApplyError::Rebuild(failures) => Failure::Rebuild {
-                repository: release.repository.clone(),
-                failures,
-            },
-            e => Failure::Other(e.to_string()),
-        })?;
-    if let (Some(gate), Some(accepted)) = (gate, &accepted) {
+    let shared = SharedStore(store.clone());
+    let applied = match payload.opened() {
+        Some(opened) => images.apply(&opened.view(&shared), &manifest, &release, stamp),
+        None => images.apply(&shared, &manifest, &release, stamp),
+    }
+    .map_err(|e| match e {
+        ferry_oci::ApplyError::Rebuild(failures) => Failure::Rebuild {
+            repository: release.repository.clone(),
+            failures,
+        },
+        e => Failure::Other(e.to_string()),
+    })?;
+    if let Some(accepted) = &accepted {
         gate.record(accepted);
     }
     Ok(applied)
@@ -742,14 +733,17 @@ impl Publisher {
         let version = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
-        let signature = self.gate.sign(
-            Kind::Oci,
-            &staged.release.repository,
-            &destination,
-            version,
-            &release,
-            staged.manifest,
-        );
+        let prepared = self
+            .gate
+            .prepare(
+                Kind::Oci,
+                &staged.release.repository,
+                &destination,
+                version,
+                release,
+                staged.manifest,
+            )
+            .await?;
         let bundle = self
             .engine
             .submit(ferry_core::Submission {
@@ -757,9 +751,9 @@ impl Publisher {
                 lifetime: lifetime.unwrap_or(Duration::from_secs(7 * 24 * 3600)),
                 priority: ferry_core::Priority::Normal,
                 kind: PayloadKind::Oci,
-                manifest: staged.manifest,
-                release,
-                signature,
+                manifest: prepared.manifest,
+                release: prepared.release,
+                signature: prepared.signature,
             })
             .await?;
         if staged.release.rebuilt().next().is_some() {

@@ -5,6 +5,12 @@
 //! counted in `/metrics`, and reported to the bundle's source as a deletion
 //! report naming the reason. Relays forward bundles without asking the gate.
 //!
+//! Releases sent to a group named in `[[trust.seal]]` are sealed for its
+//! members after signing ([`TrustGate::prepare`]); a delivered sealed
+//! release is opened with this node's key before it is checked
+//! ([`TrustGate::open_payload`]), and one this node cannot open is refused like an
+//! unsigned one. Relays carry sealed bundles without opening them.
+//!
 //! What the node has accepted (the newest version per release line, key
 //! rotations and revocations) is kept in `trust-state.json` beside the
 //! configuration, written atomically after each change.
@@ -14,22 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_chunk::Manifest;
 use ferry_chunk::ManifestId;
 use ferry_core::{
     BundleHeader, BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission,
 };
-use ferry_store::RocksStore;
+use ferry_link::identity::NodeKey;
+use ferry_store::{RocksStore, SharedStore};
+use ferry_trust::envelope::{self, Opened};
+use ferry_trust::seal::{GroupKey, MemberSecret};
 use ferry_trust::{
     Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
     TrustState,
 };
 use tokio::sync::mpsc;
 
-use crate::config::{Config, TrustConfig};
+use crate::config::{Config, SealConfig, TrustConfig};
 use crate::driver::{EngineHandle, Input};
 
 /// Refusal classes, as `/metrics` labels them.
-const CLASSES: [&str; 9] = [
+const CLASSES: [&str; 10] = [
     "unsigned",
     "malformed",
     "forged",
@@ -39,8 +49,9 @@ const CLASSES: [&str; 9] = [
     "out_of_policy",
     "replayed",
     "mismatch",
+    "sealed",
 ];
-static REFUSED: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+static REFUSED: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
 
 fn class(refusal: &Refusal) -> usize {
     match refusal {
@@ -53,6 +64,7 @@ fn class(refusal: &Refusal) -> usize {
         Refusal::OutOfPolicy { .. } | Refusal::NotAllowed(_) => 6,
         Refusal::Replayed { .. } => 7,
         Refusal::Mismatch(_) => 8,
+        Refusal::Sealed(_) => 9,
     }
 }
 
@@ -98,6 +110,11 @@ pub const KEY_STATEMENT_RELEASE: &[u8] = b"ferry-key-statement/1";
 
 pub struct TrustGate {
     signer: Option<PublisherKey>,
+    /// The groups this node seals for, with their keys.
+    seals: Vec<(SealConfig, GroupKey)>,
+    /// This node's id and the secret that opens what is sealed for it.
+    me: [u8; 32],
+    secret: MemberSecret,
     enforced: bool,
     trust: Mutex<Trust>,
     state_path: PathBuf,
@@ -109,13 +126,19 @@ impl TrustGate {
     /// Loads the publisher key and the state kept beside `config`.
     pub fn open(
         config: &Config,
+        node: &NodeKey,
         engine: EngineHandle,
         store: Arc<RocksStore>,
     ) -> Result<Self, String> {
         let TrustConfig {
             publisher_key,
             policy,
+            seal,
         } = &config.trust;
+        let seals = seal
+            .iter()
+            .map(|s| Ok((s.clone(), group_key(s)?)))
+            .collect::<Result<_, String>>()?;
         let signer = publisher_key
             .as_deref()
             .map(|path| PublisherKey::load(path).map_err(|e| format!("trust.publisher_key: {e}")))
@@ -137,6 +160,9 @@ impl TrustGate {
         }
         Ok(TrustGate {
             signer,
+            seals,
+            me: node.node_id().0,
+            secret: node.member_secret(),
             enforced,
             trust: Mutex::new(Trust::new(policy.clone(), state)?),
             state_path,
@@ -171,6 +197,84 @@ impl TrustGate {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Signed::sign(key, &Statement::Release(claim), now_ms).encode()
+    }
+
+    /// What to submit for a release this node publishes: signed (see
+    /// [`TrustGate::sign`]), then sealed if `destination` is a group in
+    /// `[[trust.seal]]`. Sealing reads and writes the store, so it runs on a
+    /// blocking thread.
+    pub async fn prepare(
+        &self,
+        kind: Kind,
+        name: &str,
+        destination: &Endpoint,
+        version: u64,
+        release: Vec<u8>,
+        manifest: ManifestId,
+    ) -> Result<Prepared, String> {
+        let signature = self.sign(kind, name, destination, version, &release, manifest);
+        let seal = match destination {
+            Endpoint::Group(group) => self.seals.iter().find(|(s, _)| &s.group == group),
+            Endpoint::Node(_) => None,
+        };
+        let Some((config, key)) = seal else {
+            return Ok(Prepared {
+                release,
+                manifest,
+                signature,
+                sealed_bytes: None,
+            });
+        };
+        let (store, key, members) = (self.store.clone(), key.clone(), config.members.clone());
+        let sealed = tokio::task::spawn_blocking(move || {
+            let plain = store
+                .get_manifest(manifest)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("manifest {manifest} is not in the store"))?;
+            envelope::seal(&mut SharedStore(store), &key, &members, &release, &plain)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("sealing for group {}: {e}", config.group))?;
+        tracing::info!(
+            group = %config.group, members = config.members.len(), %manifest,
+            sealed = %sealed.manifest, sealed_bytes = sealed.sealed_bytes,
+            "release sealed for its group"
+        );
+        Ok(Prepared {
+            release: sealed.release,
+            manifest: sealed.manifest,
+            signature,
+            sealed_bytes: Some(sealed.sealed_bytes),
+        })
+    }
+
+    /// A delivered bundle's payload as its adapter reads it: opened with
+    /// this node's key if it is sealed (every chunk opened and checked), as
+    /// it is otherwise. Blocking.
+    pub fn open_payload(&self, header: &BundleHeader) -> Result<Payload, Refusal> {
+        if !envelope::is_sealed(&header.release) {
+            return Ok(Payload {
+                header: header.clone(),
+                opened: None,
+            });
+        }
+        let opened = envelope::open(
+            &SharedStore(self.store.clone()),
+            &self.me,
+            &self.secret,
+            &header.release,
+            header.manifest,
+        )
+        .map_err(|e| Refusal::Sealed(e.to_string()))?;
+        let mut plain = header.clone();
+        plain.release = opened.release().to_vec();
+        plain.manifest = opened.manifest().id();
+        Ok(Payload {
+            header: plain,
+            opened: Some(opened),
+        })
     }
 
     /// Checks a delivered release of `kind` named `name` (its adapter's
@@ -327,5 +431,91 @@ impl TrustGate {
             .send(Input::WithEngine(Box::new(move |engine, now| {
                 engine.report_refusal(now, bundle, &detail)
             })));
+    }
+}
+
+/// What [`TrustGate::prepare`] returns: the bundle's release, manifest and
+/// signature.
+pub struct Prepared {
+    pub release: Vec<u8>,
+    pub manifest: ManifestId,
+    pub signature: Vec<u8>,
+    /// The sealed payload's length, if it was sealed.
+    pub sealed_bytes: Option<u64>,
+}
+
+/// A delivered bundle as its adapter reads it ([`TrustGate::open_payload`]).
+pub struct Payload {
+    /// The header with the plaintext release and manifest id.
+    pub header: BundleHeader,
+    opened: Option<Opened>,
+}
+
+impl Payload {
+    /// Whether the bundle travelled sealed.
+    pub fn sealed(&self) -> bool {
+        self.opened.is_some()
+    }
+
+    /// The plaintext payload's manifest.
+    pub fn manifest(&self, store: &RocksStore) -> Result<Manifest, String> {
+        match &self.opened {
+            Some(opened) => Ok(opened.manifest().clone()),
+            None => store
+                .get_manifest(self.header.manifest)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("manifest {} is not held", self.header.manifest)),
+        }
+    }
+
+    /// The opened sealed payload, if it travelled sealed: read it through
+    /// [`Opened::view`].
+    pub fn opened(&self) -> Option<&Opened> {
+        self.opened.as_ref()
+    }
+
+    /// Writes the plaintext payload to `out`, every chunk verified.
+    pub fn read_object<W: std::io::Write>(
+        &self,
+        store: &Arc<RocksStore>,
+        out: W,
+    ) -> Result<(), String> {
+        let Some(opened) = &self.opened else {
+            let manifest = self.manifest(store)?;
+            return store.read_object(&manifest, out).map_err(|e| e.to_string());
+        };
+        let shared = SharedStore(store.clone());
+        let view = opened.view(&shared);
+        ferry_chunk::reassemble(
+            opened.manifest(),
+            |id| match view.get_chunk(id) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(format!("chunk {id} is not held")),
+                Err(e) => Err(e.to_string()),
+            },
+            out,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The key of a `[[trust.seal]]` group: read from its file, or made and
+/// written there (mode 0600) the first time.
+fn group_key(seal: &SealConfig) -> Result<GroupKey, String> {
+    use ferry_trust::keyfile::{self, KeyFileError};
+    match keyfile::load_group_key(&seal.key) {
+        Ok(key) => Ok(key),
+        Err(KeyFileError::Missing { .. }) => {
+            let key = GroupKey::generate().map_err(|e| e.to_string())?;
+            if let Some(dir) = seal.key.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("trust.seal {}: {}: {e}", seal.group, dir.display()))?;
+            }
+            keyfile::save_group_key(&key, &seal.key)
+                .map_err(|e| format!("trust.seal {}: {e}", seal.group))?;
+            tracing::info!(group = %seal.group, path = %seal.key.display(), key = %hex::encode(key.id()), "made a new group key");
+            Ok(key)
+        }
+        Err(e) => Err(format!("trust.seal {}: {e}", seal.group)),
     }
 }

@@ -5,39 +5,10 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ferryd::admin::Request;
-use support::{configure, free_port, init, peer, runtime};
-
-fn skopeo_pull(addr: &str, image: &str, out: &Path) -> String {
-    let tag = image.rsplit(':').next().unwrap();
-    let result = Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{addr}/{image}"),
-            &format!("oci:{}:{tag}", out.display()),
-        ])
-        .output()
-        .expect("skopeo is installed (scripts/setup installs it)");
-    assert!(
-        result.status.success(),
-        "skopeo failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .map(|m| m["digest"].as_str().unwrap().to_owned())
-        .unwrap()
-}
+use support::{configure, free_port, init, peer, runtime, skopeo_pull};
 
 #[test]
 fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {

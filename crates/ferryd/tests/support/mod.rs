@@ -85,8 +85,14 @@ pub fn serial_peer(name: &str, node: &Node, profile: &str, serial: &str) -> Stri
 
 /// Writes the node's ferryd.toml: QUIC on `port`, then `rest` verbatim.
 pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
+    configure_member(node, role, &[], port, rest);
+}
+
+/// [`configure`] for a node that is a member of `groups`.
+pub fn configure_member(node: &Node, role: &str, groups: &[&str], port: u16, rest: &str) {
     let text = format!(
-        "[node]\nkey = \"node.key\"\nrole = \"{role}\"\n[store]\npath = \"store\"\n\
+        "[node]\nkey = \"node.key\"\nrole = \"{role}\"\nmember_of = {groups:?}\n\
+         [store]\npath = \"store\"\n\
          [listen]\nquic = \"127.0.0.1:{port}\"\nadmin = \"ferryd.sock\"\n{rest}"
     );
     std::fs::write(node.dir.join("ferryd.toml"), text).unwrap();
@@ -231,4 +237,33 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `skopeo copy` of `image` from the registry at `addr` to the layout
+/// `out`; returns the digest the layout records for its tag.
+pub fn skopeo_pull(addr: &str, image: &str, out: &Path) -> String {
+    let tag = image.rsplit(':').next().unwrap();
+    let result = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{addr}/{image}"),
+            &format!("oci:{}:{tag}", out.display()),
+        ])
+        .output()
+        .expect("skopeo is installed (scripts/setup installs it)");
+    assert!(
+        result.status.success(),
+        "skopeo failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .unwrap()
 }
