@@ -14,6 +14,7 @@ pub mod input;
 mod manifest;
 mod oci;
 mod paths;
+mod sealed;
 pub mod seeds;
 mod serial;
 mod volume;
@@ -24,6 +25,7 @@ pub use git::git;
 pub use manifest::manifest;
 pub use oci::oci;
 pub use paths::paths;
+pub use sealed::sealed;
 pub use serial::serial;
 pub use volume::volume;
 
@@ -40,4 +42,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("oci", oci),
     ("git", git),
     ("paths", paths),
+    ("sealed", sealed),
 ];

@@ -33,6 +33,7 @@ pub fn all() -> Vec<Seed> {
     out.extend(oci());
     out.extend(git());
     out.extend(paths());
+    out.extend(named("sealed", crate::sealed::seeds()));
     out
 }
 
