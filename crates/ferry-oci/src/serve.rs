@@ -25,9 +25,23 @@ use crate::leaf::{ImageStore, RepoIndex};
 use crate::media::{self, Descriptor};
 use crate::{Digest, digest};
 
-/// The router serving `store`.
-pub fn router(store: Arc<ImageStore>) -> Router {
-    Router::new().fallback(handle).with_state(store)
+/// Asked before a repository is served: `Err(reason)` refuses every
+/// request for it (403 `DENIED`, with the reason). A leaf's trust policy
+/// uses it to check, at each request, that what it serves is still trusted.
+pub type ServeCheck = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Served {
+    store: Arc<ImageStore>,
+    check: Option<ServeCheck>,
+}
+
+/// The router serving `store`, asking `check` (if any) before each
+/// repository is served.
+pub fn router(store: Arc<ImageStore>, check: Option<ServeCheck>) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Served { store, check })
 }
 
 /// Serves `store` on `listener` until the future is dropped.
@@ -35,7 +49,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<ImageStore>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store)).await
+    serve_checked(listener, store, None).await
+}
+
+/// As [`serve`], asking `check` before each repository is served.
+pub async fn serve_checked(
+    listener: tokio::net::TcpListener,
+    store: Arc<ImageStore>,
+    check: Option<ServeCheck>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, check)).await
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -85,7 +108,8 @@ fn route<'a>(path: &'a str) -> Option<Route<'a>> {
     None
 }
 
-async fn handle(State(store): State<Arc<ImageStore>>, request: Request) -> Response {
+async fn handle(State(served): State<Served>, request: Request) -> Response {
+    let Served { store, check } = served;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -117,19 +141,19 @@ async fn handle(State(store): State<Arc<ImageStore>>, request: Request) -> Respo
             );
             r
         }
-        Route::Tags(name) => match repo(&store, name).await {
+        Route::Tags(name) => match repo(&store, check.as_ref(), name).await {
             Ok(index) => tags_list(name, &index, &query),
             Err(r) => r,
         },
-        Route::Manifest(name, reference) => match repo(&store, name).await {
+        Route::Manifest(name, reference) => match repo(&store, check.as_ref(), name).await {
             Ok(index) => manifest(&store, &index, reference, head).await,
             Err(r) => r,
         },
-        Route::Blob(name, reference) => match repo(&store, name).await {
+        Route::Blob(name, reference) => match repo(&store, check.as_ref(), name).await {
             Ok(index) => blob(&store, &index, reference, request.headers(), head).await,
             Err(r) => r,
         },
-        Route::Referrers(name, reference) => match repo(&store, name).await {
+        Route::Referrers(name, reference) => match repo(&store, check.as_ref(), name).await {
             Ok(index) => referrers(&index, reference, &query),
             Err(r) => r,
         },
@@ -141,7 +165,11 @@ async fn handle(State(store): State<Arc<ImageStore>>, request: Request) -> Respo
     response
 }
 
-async fn repo(store: &Arc<ImageStore>, name: &str) -> Result<RepoIndex, Response> {
+async fn repo(
+    store: &Arc<ImageStore>,
+    check: Option<&ServeCheck>,
+    name: &str,
+) -> Result<RepoIndex, Response> {
     if let Err(reason) = digest::check_repository(name) {
         return Err(error(StatusCode::NOT_FOUND, "NAME_INVALID", reason));
     }
@@ -151,7 +179,14 @@ async fn repo(store: &Arc<ImageStore>, name: &str) -> Result<RepoIndex, Response
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
     match index {
-        Ok(Some(index)) => Ok(index),
+        Ok(Some(index)) => match check.map(|check| check(name)) {
+            Some(Err(reason)) => Err(error(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                format!("repository {name} is not served: {reason}"),
+            )),
+            _ => Ok(index),
+        },
         Ok(None) => Err(error(
             StatusCode::NOT_FOUND,
             "NAME_UNKNOWN",

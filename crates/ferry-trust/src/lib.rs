@@ -32,4 +32,4 @@ pub use key::{PublicKey, PublisherKey};
 pub use pattern::Pattern;
 pub use policy::{Policy, PublisherRule};
 pub use statement::{Kind, ReleaseClaim, Signed, Statement, StatementError};
-pub use trust::{Accepted, Arrived, KeyChange, Refusal, Trust, TrustState};
+pub use trust::{Accepted, Arrived, KeyChange, Refusal, Served, Trust, TrustState};

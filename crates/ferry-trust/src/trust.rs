@@ -92,6 +92,19 @@ pub struct TrustState {
     pub retired: BTreeMap<PublicKey, PublicKey>,
     /// Revoked key → the reason given.
     pub revoked: BTreeMap<PublicKey, String>,
+    /// What is served here per `kind name`: the last applied release's
+    /// signing key and claim, checked again before each request is served.
+    #[serde(default)]
+    pub serving: BTreeMap<String, Served>,
+}
+
+/// The release a node serves for one name, as [`Trust::check_serving`]
+/// checks it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    pub key: PublicKey,
+    pub destination: String,
+    pub version: u64,
 }
 
 /// A key change [`Trust::check_key_statement`] approved.
@@ -217,6 +230,54 @@ impl Trust {
         if c.version >= entry.0 {
             *entry = (c.version, hex::encode(c.release_digest));
         }
+        self.state.serving.insert(
+            format!("{} {}", c.kind, c.name),
+            Served {
+                key: accepted.key,
+                destination: c.destination.clone(),
+                version: c.version,
+            },
+        );
+    }
+
+    /// Whether what is served for `kind name` may still be served: the
+    /// release applied for it was signed by a key that is not revoked (nor
+    /// any key it was rotated from) and that the policy, as it stands now,
+    /// still allows that name and destination. A key retired by a rotation
+    /// keeps what it signed before. Changes nothing.
+    pub fn check_serving(&self, kind: Kind, name: &str) -> Result<(), Refusal> {
+        let Some(served) = self.state.serving.get(&format!("{kind} {name}")) else {
+            return Err(Refusal::NotAllowed(format!(
+                "no signed release of {kind} {name:?} was applied here"
+            )));
+        };
+        let mut current = served.key;
+        let mut rule = None;
+        for _ in 0..=self.state.rotated_from.len() {
+            if let Some(reason) = self.state.revoked.get(&current) {
+                return Err(Refusal::Revoked {
+                    key: current,
+                    reason: reason.clone(),
+                });
+            }
+            if rule.is_none() {
+                rule = self.policy.rule(&current);
+            }
+            match self.state.rotated_from.get(&current) {
+                Some(&from) => current = from,
+                None => break,
+            }
+        }
+        let rule = rule.ok_or(Refusal::UnknownKey(served.key))?;
+        if !rule.allows(kind, name, &served.destination) {
+            return Err(Refusal::OutOfPolicy {
+                key: served.key,
+                kind,
+                name: name.to_owned(),
+                destination: served.destination.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks a rotation or revocation. Changes nothing;

@@ -333,6 +333,72 @@ fn revocation_by_the_key_itself_or_an_admin_key() {
     assert!(trust.check_key_statement(&own).is_ok());
 }
 
+/// What a node serves is checked again at each request: a rotation keeps
+/// what the old key signed served; a revocation (of the key or of a key it
+/// was rotated from) or a policy that no longer allows the name stops it.
+#[test]
+fn what_is_served_is_checked_again_against_the_keys_standing_now() {
+    let mut trust = trust();
+    assert!(matches!(
+        trust.check_serving(Kind::Git, "fleet/apps"),
+        Err(Refusal::NotAllowed(_))
+    ));
+    let at = arrived(Kind::Git, "fleet/apps");
+    let accepted = trust
+        .check_release(Some(&signed(1, claim(Kind::Git, "fleet/apps", 1))), &at)
+        .unwrap();
+    trust.record_release(&accepted);
+    trust.check_serving(Kind::Git, "fleet/apps").unwrap();
+    assert!(trust.check_serving(Kind::Oci, "fleet/apps").is_err());
+
+    // Key 1 rotates to key 3: what key 1 signed is still served.
+    let rotation = Signed::sign(
+        &key(1),
+        &Statement::Rotation {
+            new_key: key(3).public(),
+        },
+        0,
+    );
+    let change = trust.check_key_statement(&rotation).unwrap();
+    trust.record_key_change(&change);
+    trust.check_serving(Kind::Git, "fleet/apps").unwrap();
+    let accepted = trust
+        .check_release(Some(&signed(3, claim(Kind::Git, "fleet/apps", 2))), &at)
+        .unwrap();
+    trust.record_release(&accepted);
+    trust.check_serving(Kind::Git, "fleet/apps").unwrap();
+
+    // The admin key revokes key 1: key 3, rotated from it, falls too.
+    let by_admin = Signed::sign(
+        &key(2),
+        &Statement::Revocation {
+            revoked: key(1).public(),
+            reason: "laptop stolen".into(),
+        },
+        0,
+    );
+    let state = trust.state().clone();
+    let change = trust.check_key_statement(&by_admin).unwrap();
+    trust.record_key_change(&change);
+    let refusal = trust.check_serving(Kind::Git, "fleet/apps").unwrap_err();
+    assert!(matches!(refusal, Refusal::Revoked { .. }), "{refusal}");
+
+    // Without the revocation, but with key 1 gone from the policy.
+    let narrower = Trust::new(
+        toml::from_str(&format!(
+            "[[publisher]]\nkey = \"{}\"\noci = [\"**\"]\n",
+            key(2).public()
+        ))
+        .unwrap(),
+        state,
+    )
+    .unwrap();
+    assert!(matches!(
+        narrower.check_serving(Kind::Git, "fleet/apps"),
+        Err(Refusal::UnknownKey(_))
+    ));
+}
+
 #[test]
 fn policies_with_two_rules_for_a_key_or_bad_patterns_are_refused() {
     let dup = format!(

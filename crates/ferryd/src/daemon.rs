@@ -206,7 +206,11 @@ impl Node {
                 tracing::info!(addr = %bound, root = %config.git.root.display(), "git smart HTTP listening (read-only)");
                 let root = git.root().clone();
                 (
-                    Some(tokio::spawn(crate::git::serve_on(listener, root))),
+                    Some(tokio::spawn(crate::git::serve_on(
+                        listener,
+                        root,
+                        gate.serve_check(ferry_trust::Kind::Git),
+                    ))),
                     Some(bound),
                 )
             }

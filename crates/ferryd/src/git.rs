@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -500,19 +499,17 @@ pub fn held_releases<S: Store>(engine: &ferry_core::Engine<S>) -> Vec<(BundleId,
 
 // ---------------------------------------------------------------- smart HTTP
 
-/// Serves the root's repositories read-only over smart HTTP at `addr`
-/// until the task is dropped.
-pub async fn serve(addr: SocketAddr, root: ServedRoot) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, root = %root.path().display(), "git smart HTTP listening (read-only)");
-    serve_on(listener, root).await
-}
-
-/// As [`serve`], on a bound listener.
-pub async fn serve_on(listener: tokio::net::TcpListener, root: ServedRoot) -> std::io::Result<()> {
+/// Serves the root's repositories read-only over smart HTTP on `listener`
+/// until the task is dropped, asking `check` (if any) before each
+/// repository is served: `Err(reason)` answers 403 with the reason.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    root: ServedRoot,
+    check: Option<ferry_oci::serve::ServeCheck>,
+) -> std::io::Result<()> {
     let app = axum::Router::new()
         .fallback(handle)
-        .with_state(Arc::new(root));
+        .with_state(Arc::new((root, check)));
     axum::serve(listener, app).await
 }
 
@@ -525,7 +522,11 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn handle(State(root): State<Arc<ServedRoot>>, request: Request) -> Response {
+async fn handle(
+    State(served): State<Arc<(ServedRoot, Option<ferry_oci::serve::ServeCheck>)>>,
+    request: Request,
+) -> Response {
+    let (root, check) = &*served;
     let (parts, body) = request.into_parts();
     let (repo, advertise) = match ferry_git::route_request(
         parts.method.as_str(),
@@ -543,7 +544,15 @@ async fn handle(State(root): State<Arc<ServedRoot>>, request: Request) -> Respon
         }
     };
     let git = match root.resolve(&repo) {
-        Ok((_, git)) => git,
+        Ok((name, git)) => match check.as_ref().map(|check| check(&name)) {
+            Some(Err(reason)) => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    &format!("repository {name} is not served: {reason}"),
+                );
+            }
+            _ => git,
+        },
         Err(e) => return refuse(StatusCode::NOT_FOUND, &e.to_string()),
     };
     let protocol = header_str(&parts.headers, "git-protocol");

@@ -120,8 +120,9 @@ pub async fn start(
         tracing::info!(addr = %local, root = %config.oci.root.display(), "OCI registry listening (read-only)");
         addr = Some(local);
         let images = images.clone();
+        let check = publisher.gate.serve_check(Kind::Oci);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = ferry_oci::serve::serve(listener, images).await {
+            if let Err(e) = ferry_oci::serve::serve_checked(listener, images, check).await {
                 tracing::error!(error = %e, "OCI registry stopped");
             }
         }));

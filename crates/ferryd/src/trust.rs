@@ -52,6 +52,7 @@ const CLASSES: [&str; 10] = [
     "sealed",
 ];
 static REFUSED: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
+static SERVE_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 fn class(refusal: &Refusal) -> usize {
     match refusal {
@@ -80,6 +81,15 @@ pub fn render_metrics(out: &mut String) {
             count.load(Ordering::Relaxed)
         );
     }
+    out.push_str(
+        "# HELP ferry_serve_refused_total Requests refused because what they asked for is no longer trusted.\n",
+    );
+    out.push_str("# TYPE ferry_serve_refused_total counter\n");
+    let _ = writeln!(
+        out,
+        "ferry_serve_refused_total {}",
+        SERVE_REFUSED.load(Ordering::Relaxed)
+    );
 }
 
 /// Key statements delivered here before this start, to take again in case
@@ -306,6 +316,30 @@ impl TrustGate {
             .expect("trust lock")
             .check_release(signed.as_ref(), &arrived)
             .map(Some)
+    }
+
+    /// What an adapter's server asks before serving a repository of
+    /// `kind` (None without a policy): the release applied for it must
+    /// still be trusted as the keys and the policy stand now
+    /// ([`Trust::check_serving`]). A refusal is logged and counted.
+    pub fn serve_check(self: &Arc<Self>, kind: Kind) -> Option<ferry_oci::serve::ServeCheck> {
+        if !self.enforced {
+            return None;
+        }
+        let me = self.clone();
+        Some(Arc::new(move |name: &str| {
+            let checked = me
+                .trust
+                .lock()
+                .expect("trust lock")
+                .check_serving(kind, name);
+            checked.map_err(|refusal| {
+                SERVE_REFUSED.fetch_add(1, Ordering::Relaxed);
+                let reason = refusal.to_string();
+                tracing::warn!(%kind, name, %reason, "request refused: what is served here is no longer trusted");
+                reason
+            })
+        }))
     }
 
     /// Remembers an applied release: older versions are refused from now on.

@@ -4,7 +4,8 @@
 //! repository outside the key's rights are each refused with a clear
 //! reason — logged at the leaf, reported back to the base — and never
 //! served. The served repository keeps the last trusted release, and the
-//! base, told of each refusal, makes its next release a whole one.
+//! base, told of each refusal, makes its next release a whole one. Once the
+//! key that signed what is served is revoked, the leaf stops serving it.
 
 mod support;
 
@@ -212,4 +213,35 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
     );
     assert!(line.contains(&successor.public().to_string()), "{line}");
     assert_eq!(ls_remote(&url("fleet")), Some(expected(&steps[25].refs)));
+
+    // 7. The successor key is revoked (by itself). What it signed is
+    // checked again at the next request, and no longer served.
+    let revocation = Signed::sign(
+        &successor,
+        &Statement::Revocation {
+            revoked: successor.public(),
+            reason: "key left on a field laptop".into(),
+        },
+        0,
+    );
+    let statement = base.dir.join("revocation.stmt");
+    std::fs::write(&statement, revocation.encode()).unwrap();
+    base.ask(
+        &rt,
+        &Request::KeyPublish {
+            statement,
+            to: "leaf".into(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    leaf.wait_for_log(
+        "the revocation taken",
+        &["key statement accepted", "Revoked"],
+    );
+    assert_eq!(ls_remote(&url("fleet")), None);
+    let line = leaf.wait_for_log(
+        "the request refused",
+        &["request refused", "fleet", "key left on a field laptop"],
+    );
+    assert!(line.contains("is revoked"), "{line}");
 }

@@ -1,14 +1,15 @@
 //! Two real ferryd processes with a trust policy at the leaf for images: a
 //! signed image release in policy is applied and served; one for a
 //! repository outside the key's rights is refused with its reason and
-//! never served.
+//! never served; once the key is revoked, what it signed is no longer
+//! served either.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use ferry_trust::PublisherKey;
+use ferry_trust::{PublisherKey, Signed, Statement};
 use ferryd::admin::Request;
 use support::{configure, free_port, init, peer, runtime};
 
@@ -93,5 +94,34 @@ fn the_leaf_serves_only_images_its_policy_trusts() {
     assert_eq!(
         get_status(registry, "/v2/other/app/manifests/v1"),
         Some(404)
+    );
+
+    // The key is revoked: what it signed is no longer served.
+    let revocation = Signed::sign(
+        &key,
+        &Statement::Revocation {
+            revoked: key.public(),
+            reason: "rotated out after an audit".into(),
+        },
+        0,
+    );
+    let statement = base.dir.join("revocation.stmt");
+    std::fs::write(&statement, revocation.encode()).unwrap();
+    base.ask(
+        &rt,
+        &Request::KeyPublish {
+            statement,
+            to: "leaf".into(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    leaf.wait_for_log(
+        "the revocation taken",
+        &["key statement accepted", "Revoked"],
+    );
+    assert_eq!(get_status(registry, "/v2/team/app/manifests/v1"), Some(403));
+    leaf.wait_for_log(
+        "the request refused",
+        &["request refused", "team/app", "rotated out after an audit"],
     );
 }
