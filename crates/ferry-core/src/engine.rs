@@ -881,9 +881,17 @@ impl<S: Store> Engine<S> {
         }
         let mut missing = BTreeSet::new();
         for (index, entry) in manifest.entries().iter().enumerate() {
-            match self.store.has_chunk(entry.id) {
-                Ok(true) => {}
-                Ok(false) => {
+            match self.store.chunk_len(entry.id) {
+                Ok(Some(len)) if len == entry.len => {}
+                // A chunk's id fixes its length: a manifest that says
+                // otherwise could never be reassembled, so no custody.
+                Ok(Some(len)) => {
+                    return Err(format!(
+                        "manifest gives chunk {index} ({}) {} bytes; that chunk has {len}",
+                        entry.id, entry.len
+                    ));
+                }
+                Ok(None) => {
                     missing.insert(index as u32);
                 }
                 Err(e) => {
@@ -2454,6 +2462,73 @@ mod tests {
                 .any(|e| matches!(e, Event::StoreFailed { detail } if detail.contains("says 600"))),
             "{a_events:?}"
         );
+    }
+
+    /// A receiver that holds a chunk refuses a manifest giving it another
+    /// length: such a bundle could never be reassembled, so it must not
+    /// take custody of it (the sender keeps it).
+    #[test]
+    fn a_manifest_misstating_a_chunk_the_receiver_holds_is_refused() {
+        let props = LinkProperties {
+            mtu: 1400,
+            rtt: Duration::from_millis(10),
+            reliable: true,
+            rate_bps: 0,
+            pipeline: false,
+        };
+        let (mut a, mut b, now) = a_routed_to_b(props);
+        let held = vec![5u8; 200];
+        let id = ferry_chunk::ChunkId::of(&held);
+        for store in [a.store_mut(), b.store_mut()] {
+            store.put_chunk(id, &held).unwrap();
+            store.sync().unwrap();
+        }
+        let lying = Manifest::new(vec![ferry_chunk::ManifestEntry { id, len: 600 }]).unwrap();
+        let lying = a.store_mut().put_manifest(&lying).unwrap();
+        a.store_mut().sync().unwrap();
+        let bundle = a
+            .submit(
+                now,
+                Submission {
+                    destination: Endpoint::Node(B),
+                    lifetime: Duration::from_secs(3600),
+                    priority: Priority::Normal,
+                    kind: PayloadKind::Blob,
+                    manifest: lying,
+                    release: Vec::new(),
+                    signature: Vec::new(),
+                },
+            )
+            .unwrap();
+        // The sender offers it again after each closed session, so the
+        // two never go quiet: a few rounds show what happens.
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            while let Some(t) = a.poll_transmit(now) {
+                b.handle_frame(now, LinkId(0), &t.frame);
+            }
+            while let Some(t) = b.poll_transmit(now) {
+                a.handle_frame(now, LinkId(0), &t.frame);
+            }
+            events.extend(std::iter::from_fn(|| b.poll_event()));
+        }
+        assert!(
+            !events.iter().any(|e| matches!(
+                e,
+                Event::CustodyAccepted { bundle: got, .. } | Event::Delivered { bundle: got, .. }
+                    if *got == bundle
+            )),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::SessionClosed { reason, .. } if reason.contains("that chunk has 200")
+            )),
+            "{events:?}"
+        );
+        assert!(b.bundle(&bundle).is_none());
+        assert!(a.bundle(&bundle).is_some(), "the sender keeps custody");
     }
 
     #[test]

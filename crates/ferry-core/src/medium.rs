@@ -1329,8 +1329,17 @@ impl<S: Store> Engine<S> {
         }
         let mut missing = 0u64;
         for entry in manifest.entries() {
-            if !self.store.has_chunk(entry.id)? {
-                missing += 1;
+            match self.store.chunk_len(entry.id)? {
+                Some(len) if len == entry.len => {}
+                Some(len) => {
+                    let detail = format!(
+                        "its manifest gives chunk {} {} bytes; that chunk has {len}",
+                        entry.id, entry.len
+                    );
+                    refuse(self, report, Reason::Unauthorised, detail);
+                    return Ok(());
+                }
+                None => missing += 1,
             }
         }
         if self.store.get_manifest(header.manifest)?.is_none() {

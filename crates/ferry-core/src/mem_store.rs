@@ -213,6 +213,13 @@ impl Store for MemStore {
         Ok(self.live.chunks.contains_key(&id) && !self.live.corrupt.contains(&id))
     }
 
+    fn chunk_len(&self, id: ChunkId) -> Result<Option<u32>, StoreError> {
+        Ok(match self.has_chunk(id)? {
+            true => self.live.chunks.get(&id).map(|bytes| bytes.len() as u32),
+            false => None,
+        })
+    }
+
     fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(bytes) = self.live.chunks.get(&id) else {
             return Ok(None);

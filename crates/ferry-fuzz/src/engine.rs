@@ -186,18 +186,9 @@ fn drain(a: &mut Engine<MemStore>, now: Instant, mtu: usize) {
     while a.poll_event().is_some() {}
 }
 
-/// Open finding (fuzz/regressions/engine/misstated-chunk-length): a peer's
-/// manifest may give a chunk this node already holds a length it does not
-/// have. The engine counts the entry held by id alone (`Store::has_chunk`),
-/// so it takes custody of a bundle that cannot be reassembled. Serving such
-/// a bundle no longer stalls the link (ferry-core's
-/// `a_manifest_misstating_a_held_chunk_does_not_stall_the_link`); refusing
-/// it on receipt needs a cheap length lookup in the `Store` trait (RocksDB's
-/// chunk locations hold it). Until then only "held and verified" is checked.
-const CHECK_CHUNK_LENGTHS: bool = false;
-
 /// Custody only of what is whole: every bundle record decodes, and its
-/// manifest and every chunk of it are held and verify.
+/// manifest and every chunk of it are held, verify, and have the length
+/// the manifest gives them (`regressions/engine/misstated-chunk-length`).
 pub(crate) fn check_store(store: &MemStore) {
     let records = store.scan_prefix(Cf::Bundles, &[]).expect("memory store");
     for (key, value) in records {
@@ -213,9 +204,7 @@ pub(crate) fn check_store(store: &MemStore) {
                 .get_chunk(entry.id)
                 .expect("stored chunks verify")
                 .expect("a held bundle's chunks are held");
-            if CHECK_CHUNK_LENGTHS {
-                assert_eq!(chunk.len(), entry.len as usize);
-            }
+            assert_eq!(chunk.len(), entry.len as usize);
         }
     }
 }

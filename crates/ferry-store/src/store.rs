@@ -141,6 +141,12 @@ impl RocksStore {
         Ok(self.location(id)?.is_some())
     }
 
+    /// The length of chunk `id`, if held, from its index entry (the chunk
+    /// is not read).
+    pub fn chunk_len(&self, id: ChunkId) -> Result<Option<u32>, StoreError> {
+        Ok(self.location(id)?.map(|location| location.len))
+    }
+
     /// Writes the object `manifest` describes to `out`, every chunk and the
     /// native digest verified; nothing unverified is ever returned as whole.
     pub fn read_object<W: std::io::Write>(
@@ -384,6 +390,10 @@ macro_rules! impl_store {
             fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError> {
                 let $s = self;
                 RocksStore::has_chunk($inner, id)
+            }
+            fn chunk_len(&self, id: ChunkId) -> Result<Option<u32>, StoreError> {
+                let $s = self;
+                RocksStore::chunk_len($inner, id)
             }
             fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
                 let $s = self;

@@ -70,6 +70,8 @@ pub fn chunks_round_trip<H: Harness>(harness: &mut H) {
         store.has_chunk(id).unwrap(),
         "a put chunk is visible before sync"
     );
+    assert_eq!(store.chunk_len(id).unwrap(), Some(5000));
+    assert_eq!(store.chunk_len(ChunkId::of(b"absent")).unwrap(), None);
     assert_eq!(store.get_chunk(id).unwrap().as_deref(), Some(&data[..]));
 }
 

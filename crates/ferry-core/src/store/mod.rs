@@ -172,6 +172,11 @@ pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
 /// `&mut self`, since the engine owns its store.
 pub trait Store {
     fn has_chunk(&self, id: ChunkId) -> Result<bool, StoreError>;
+    /// The length of chunk `id`, if held. Stores that index lengths
+    /// answer without reading the chunk.
+    fn chunk_len(&self, id: ChunkId) -> Result<Option<u32>, StoreError> {
+        Ok(self.get_chunk(id)?.map(|bytes| bytes.len() as u32))
+    }
     /// The chunk's bytes, verified against `id`.
     fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores bytes the caller has verified (or computed) to hash to `id`.
