@@ -329,6 +329,124 @@ fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
 }
 
 /// Runs the real `git` in `dir`.
+/// A site with `[media] require_signed`: a volume whose bytes changed
+/// after it was signed, one without its signature, and one signed by a node
+/// that is not its peer are each refused whole, with the reason, and
+/// nothing is taken into custody; the genuine signed volume is imported,
+/// and the site's signed receipts release the base's custody.
+#[test]
+fn a_site_requiring_signed_media_refuses_tampered_unsigned_and_foreign_volumes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (site_dir, site_id) = configure(root.path(), "site", "");
+    let (base_dir, base_id) = configure(
+        root.path(),
+        "base",
+        &format!("[[peer]]\nname = \"site\"\nnode_id = \"{site_id}\"\n"),
+    );
+    let site_toml = site_dir.join("ferryd.toml");
+    let mut text = std::fs::read_to_string(&site_toml).unwrap();
+    text.push_str(&format!(
+        "[media]\nrequire_signed = true\n[[peer]]\nname = \"base\"\nnode_id = \"{base_id}\"\n"
+    ));
+    std::fs::write(&site_toml, text).unwrap();
+    let start = |dir: &Path| {
+        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
+            .unwrap()
+    };
+    let base = start(&base_dir);
+    let site = start(&site_dir);
+    let base_sock = base.config.admin.to_str().unwrap().to_string();
+    let site_sock = site.config.admin.to_str().unwrap().to_string();
+
+    let release = root.path().join("release");
+    files(&release, 11);
+    ok(&ferry(&[
+        "send",
+        "--socket",
+        &base_sock,
+        release.join("charts/big.tgz").to_str().unwrap(),
+        "--to",
+        "site",
+    ]));
+    let usb = root.path().join("usb");
+    std::fs::create_dir_all(&usb).unwrap();
+    let volume = usb.join("release.ferry");
+    export_one(&base_sock, &volume);
+    let signature = std::fs::read_to_string(usb.join("release.ferry.sig")).unwrap();
+    assert!(
+        signature.starts_with("ferry-volume-signature-v1 "),
+        "{signature}"
+    );
+    let bytes = std::fs::read(&volume).unwrap();
+
+    let refused = |name: &str, data: &[u8], sig: Option<&str>, reason: &str| {
+        let path = usb.join(name);
+        std::fs::write(&path, data).unwrap();
+        if let Some(sig) = sig {
+            std::fs::write(usb.join(format!("{name}.sig")), sig).unwrap();
+        }
+        let out = ferry(&["import", "--socket", &site_sock, path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} was imported");
+        assert!(stderr.contains(reason), "{name}: {stderr}");
+        let held = json(&ok(&ferry(&["bundles", "--socket", &site_sock, "--json"])));
+        assert_eq!(
+            held["bundles"].as_array().unwrap().len(),
+            0,
+            "{name}: {held}"
+        );
+    };
+    let mut tampered = bytes.clone();
+    let at = tampered.len() - 300;
+    tampered[at] ^= 1;
+    refused("tampered.ferry", &tampered, Some(&signature), "tampered");
+    refused("unsigned.ferry", &bytes, None, "unsigned");
+    let stranger = ferry_link::identity::NodeKey::from_seed([9; 32]);
+    let foreign = stranger
+        .sign_volume(blake3::hash(&bytes).as_bytes(), bytes.len() as u64)
+        .to_text();
+    refused(
+        "foreign.ferry",
+        &bytes,
+        Some(&foreign),
+        "which is not a [[peer]] of this node",
+    );
+
+    let report = json(&ok(&ferry(&[
+        "import",
+        "--socket",
+        &site_sock,
+        "--json",
+        volume.to_str().unwrap(),
+    ])));
+    assert_eq!(report["delivered"].as_array().unwrap().len(), 1, "{report}");
+
+    // The site's receipts are signed too; the base checks them and releases.
+    let receipts = usb.join("receipts.ferry");
+    ok(&ferry(&[
+        "export-receipts",
+        "--socket",
+        &site_sock,
+        "--out",
+        receipts.to_str().unwrap(),
+    ]));
+    assert!(usb.join("receipts.ferry.sig").is_file());
+    let report = json(&ok(&ferry(&[
+        "import",
+        "--socket",
+        &base_sock,
+        "--json",
+        receipts.to_str().unwrap(),
+    ])));
+    assert_eq!(report["released"].as_array().unwrap().len(), 1, "{report}");
+    drop((base, site));
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)

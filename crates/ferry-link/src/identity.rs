@@ -121,6 +121,12 @@ impl NodeKey {
         ferry_trust::seal::MemberSecret::from_node_seed(&self.signing.to_bytes())
     }
 
+    /// This node's signature of a media file whose BLAKE3 is `digest` and
+    /// length `len`.
+    pub fn sign_volume(&self, digest: &[u8; 32], len: u64) -> ferry_trust::volume::VolumeSignature {
+        ferry_trust::volume::VolumeSignature::sign(&self.signing, digest, len)
+    }
+
     /// The 32-byte Ed25519 public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()

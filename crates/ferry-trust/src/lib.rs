@@ -18,6 +18,7 @@
 //! - [`policy`]: the policy's rules.
 //! - [`trust`]: checking, and the state learnt from accepted statements.
 //! - [`seal`]: group keys and sealing; [`envelope`]: sealed bundles.
+//! - [`volume`]: signatures of removable-media files.
 
 pub mod envelope;
 pub mod key;
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod seal;
 pub mod statement;
 pub mod trust;
+pub mod volume;
 
 pub use key::{PublicKey, PublisherKey};
 pub use pattern::Pattern;

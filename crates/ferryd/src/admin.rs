@@ -255,6 +255,7 @@ async fn export_streaming(
     };
     let job = crate::media::export(
         &admin.engine,
+        admin.trust.clone(),
         admin.store.clone(),
         destination,
         out,
@@ -430,10 +431,10 @@ impl Admin {
             Request::Export { .. } => Err("export is answered as a stream".into()),
             Request::Import { path } => {
                 let me = self.engine.with_engine(|engine, _| engine.node()).await?;
-                crate::media::import(&self.engine, self.store.clone(), me, path).await
+                crate::media::import(&self.engine, &self.trust, self.store.clone(), me, path).await
             }
             Request::ExportReceipts { out } => {
-                crate::media::export_receipts(&self.engine, out).await
+                crate::media::export_receipts(&self.engine, self.trust.clone(), out).await
             }
             Request::GitPublish {
                 repo,

@@ -76,6 +76,8 @@ struct MediaSection {
     watch: Option<PathBuf>,
     /// Seconds between polls (default 5).
     poll_s: Option<u64>,
+    #[serde(default)]
+    require_signed: bool,
 }
 
 /// `[media]`, validated.
@@ -84,6 +86,9 @@ pub struct Media {
     /// A directory (mount point) polled for volumes; each is imported once.
     pub watch: Option<PathBuf>,
     pub poll: std::time::Duration,
+    /// Import only volumes and receipts signed (`FILE.sig`) by a peer.
+    /// Either way, a signature that is present must verify.
+    pub require_signed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +408,7 @@ impl Config {
             media: Media {
                 watch: file.media.watch.as_deref().map(relative),
                 poll: std::time::Duration::from_secs(file.media.poll_s.unwrap_or(5).max(1)),
+                require_signed: file.media.require_signed,
             },
             git,
             oci,
@@ -543,6 +549,13 @@ admin = "ferryd.sock"
 # group = "leaves"
 # key = "groups/leaves.key"  # the group key; made here if absent
 # members = ["ed25519:..."]
+
+# Removable media: volumes and receipts are signed by the node that writes
+# them (FILE.sig beside each file); a signature that is present must verify.
+# [media]
+# watch = "/mnt/usb"         # import volumes dropped here
+# poll_s = 5
+# require_signed = true      # refuse files not signed by a [[peer]]
 
 # Planned contacts (times in RFC 3339, UTC). Where the plan reaches a
 # destination, bundles wait for the earliest-arriving route over it.

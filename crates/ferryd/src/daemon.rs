@@ -244,7 +244,14 @@ impl Node {
             ))
         });
         let media_watch = config.media.watch.clone().map(|dir| {
-            crate::media::watch(dir, config.media.poll, handle.clone(), store.clone(), me)
+            crate::media::watch(
+                dir,
+                config.media.poll,
+                handle.clone(),
+                gate.clone(),
+                store.clone(),
+                me,
+            )
         });
         Ok(Node {
             media_watch,

@@ -1,8 +1,11 @@
 //! Removable media for ferryd: writes export volumes and receipts to files
 //! (atomically: a temporary file, fsync, rename, fsync of the directory),
-//! reads volumes back in, and watches a mount point for new ones. The
-//! volume format, what goes in an export and custody live in
-//! `ferry_core::medium`; this module only moves files.
+//! reads volumes back in, and watches a mount point for new ones. Every
+//! file it writes is signed (`FILE.sig`, [`TrustGate::sign_media`]); a file
+//! read in is hashed as it is read and checked against its signature before
+//! custody is taken of anything in it. The volume format, what goes in an
+//! export and custody live in `ferry_core::medium`; this module only moves
+//! files.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Write};
@@ -15,6 +18,38 @@ use ferry_store::{RocksStore, SharedStore};
 use serde::Serialize;
 
 use crate::driver::EngineHandle;
+use crate::trust::TrustGate;
+
+/// A reader that hashes (BLAKE3) and counts what passes through it.
+pub struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl<R: std::io::Read> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// The BLAKE3 and length of everything read.
+    pub fn finish(self) -> ([u8; 32], u64) {
+        (*self.hasher.finalize().as_bytes(), self.len)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
 
 /// What `export` wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +152,7 @@ pub fn write_atomic<T>(
 /// bytes written.
 pub async fn export(
     engine: &EngineHandle,
+    gate: Arc<TrustGate>,
     store: Arc<RocksStore>,
     to: Endpoint,
     out: PathBuf,
@@ -145,7 +181,8 @@ pub async fn export(
                 })
                 .map_err(|e| format!("{}: {e}", path.display()))
             })?;
-            tracing::info!(file = %path.display(), volume = index + 1, of = count, "volume written");
+            gate.sign_media(&path)?;
+            tracing::info!(file = %path.display(), volume = index + 1, of = count, "volume written and signed");
             files.push(path.display().to_string());
         }
         let total_bytes = summary.total_bytes();
@@ -175,19 +212,31 @@ pub async fn export(
 /// chunks stored away from the engine thread, which then only takes custody.
 pub async fn import(
     engine: &EngineHandle,
+    gate: &TrustGate,
     store: Arc<RocksStore>,
     me: ferry_core::NodeId,
     path: PathBuf,
 ) -> Result<serde_json::Value, String> {
+    let signature = gate
+        .media_signature(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let file =
         std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let read = tokio::task::spawn_blocking(move || {
+    let (read, digest, len) = tokio::task::spawn_blocking(move || {
         let mut store = SharedStore(store);
-        medium::read_volume(&mut store, me, BufReader::with_capacity(1 << 20, file))
+        let mut input = Hashing::new(BufReader::with_capacity(1 << 20, file));
+        let read = medium::read_volume(&mut store, me, &mut input).map_err(|e| e.to_string())?;
+        // What follows the last record counts too.
+        std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| e.to_string())?;
+        let (digest, len) = input.finish();
+        Ok::<_, String>((read, digest, len))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("{}: {e}", path.display()))?;
+    signature
+        .check(&digest, len, read.info().source)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let report = engine
         .with_engine(move |engine, now| engine.accept_volume(now, read))
         .await?
@@ -198,6 +247,7 @@ pub async fn import(
 /// Writes this node's receipts to `out`.
 pub async fn export_receipts(
     engine: &EngineHandle,
+    gate: Arc<TrustGate>,
     out: PathBuf,
 ) -> Result<serde_json::Value, String> {
     let (bytes, summary) = engine
@@ -212,7 +262,8 @@ pub async fn export_receipts(
         write_atomic(&file, |w| {
             w.write_all(&bytes)
                 .map_err(|e| format!("cannot write {}: {e}", file.display()))
-        })
+        })?;
+        gate.sign_media(&file)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -276,13 +327,14 @@ pub fn watch(
     dir: PathBuf,
     every: Duration,
     engine: EngineHandle,
+    gate: Arc<TrustGate>,
     store: Arc<RocksStore>,
     me: ferry_core::NodeId,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(dir = %dir.display(), "watching for volumes");
         // Path → (length, modified) when last seen, and whether imported.
-        let mut seen: BTreeMap<PathBuf, ((u64, Option<SystemTime>), bool)> = BTreeMap::new();
+        let mut seen: BTreeMap<PathBuf, (Stamp, bool)> = BTreeMap::new();
         loop {
             for (path, stamp) in candidates(&dir) {
                 let entry = seen.entry(path.clone()).or_insert((stamp, false));
@@ -295,7 +347,7 @@ pub fn watch(
                     continue;
                 }
                 entry.1 = true;
-                match import(&engine, store.clone(), me, path.clone()).await {
+                match import(&engine, &gate, store.clone(), me, path.clone()).await {
                     Ok(report) => tracing::info!(
                         file = %path.display(),
                         accepted = report["accepted"].as_array().map_or(0, Vec::len),
@@ -312,10 +364,14 @@ pub fn watch(
     })
 }
 
+/// A file's length and modification time, and those of its `.sig`: a
+/// signature copied after its volume makes the volume new again.
+type Stamp = ((u64, Option<SystemTime>), Option<(u64, Option<SystemTime>)>);
+
 /// Regular files in `dir` that begin with the volume magic, with their
-/// length and modification time. An unreadable directory (the medium is not
-/// mounted) yields nothing.
-fn candidates(dir: &Path) -> Vec<(PathBuf, (u64, Option<SystemTime>))> {
+/// [`Stamp`]. An unreadable directory (the medium is not mounted) yields
+/// nothing.
+fn candidates(dir: &Path) -> Vec<(PathBuf, Stamp)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -338,7 +394,10 @@ fn candidates(dir: &Path) -> Vec<(PathBuf, (u64, Option<SystemTime>))> {
             .is_ok()
             && &magic == medium::MAGIC;
         if is_volume {
-            out.push((path, (meta.len(), meta.modified().ok())));
+            let sig = std::fs::metadata(crate::trust::signature_path(&path))
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()));
+            out.push((path, ((meta.len(), meta.modified().ok()), sig)));
         }
     }
     out.sort();

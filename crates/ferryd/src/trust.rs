@@ -15,7 +15,7 @@
 //! rotations and revocations) is kept in `trust-state.json` beside the
 //! configuration, written atomically after each change.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use ferry_link::identity::NodeKey;
 use ferry_store::{RocksStore, SharedStore};
 use ferry_trust::envelope::{self, Opened};
 use ferry_trust::seal::{GroupKey, MemberSecret};
+use ferry_trust::volume::VolumeSignature;
 use ferry_trust::{
     Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
     TrustState,
@@ -125,6 +126,12 @@ pub struct TrustGate {
     /// This node's id and the secret that opens what is sealed for it.
     me: [u8; 32],
     secret: MemberSecret,
+    /// This node's key, which signs the media files it writes.
+    node: NodeKey,
+    /// The nodes whose signed media files this node imports: its peers.
+    admitted: std::collections::BTreeSet<ferry_core::NodeId>,
+    /// `[media] require_signed`.
+    require_signed_media: bool,
     enforced: bool,
     trust: Mutex<Trust>,
     state_path: PathBuf,
@@ -173,6 +180,9 @@ impl TrustGate {
             seals,
             me: node.node_id().0,
             secret: node.member_secret(),
+            node: node.clone(),
+            admitted: config.peers.iter().map(|p| p.node).collect(),
+            require_signed_media: config.media.require_signed,
             enforced,
             trust: Mutex::new(Trust::new(policy.clone(), state)?),
             state_path,
@@ -340,6 +350,54 @@ impl TrustGate {
                 reason
             })
         }))
+    }
+
+    /// Writes `FILE.sig` beside the media file at `path`: this node's
+    /// signature of its BLAKE3 and length. Blocking.
+    pub fn sign_media(&self, path: &Path) -> Result<(), String> {
+        let (digest, len) = hash_file(path)?;
+        let text = self.node.sign_volume(&digest, len).to_text();
+        let sig = signature_path(path);
+        crate::media::write_atomic(&sig, |out| {
+            std::io::Write::write_all(out, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", sig.display()))
+        })
+    }
+
+    /// The signature beside the media file at `path`, checked as far as it
+    /// can be before the file is read. With `[media] require_signed` it
+    /// must be there and made by a `[[peer]]`; without, an unsigned file or
+    /// one signed by another node is imported with a warning. Either way
+    /// [`MediaSignature::check`] then refuses a file its signature does not
+    /// match.
+    pub fn media_signature(&self, path: &Path) -> Result<MediaSignature, String> {
+        let sig = signature_path(path);
+        let signature = match std::fs::read_to_string(&sig) {
+            Ok(text) => {
+                VolumeSignature::from_text(&text).map_err(|e| format!("{}: {e}", sig.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.require_signed_media {
+                    return Err(format!(
+                        "unsigned: there is no {}, and [media] require_signed is set",
+                        sig.display()
+                    ));
+                }
+                tracing::warn!(file = %path.display(), "importing an unsigned media file");
+                return Ok(MediaSignature(None));
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", sig.display())),
+        };
+        let signer = ferry_core::NodeId(signature.node_id());
+        if !self.admitted.contains(&signer) {
+            if self.require_signed_media {
+                return Err(format!(
+                    "signed by node {signer}, which is not a [[peer]] of this node"
+                ));
+            }
+            tracing::warn!(file = %path.display(), %signer, "importing a media file signed by a node that is not a peer");
+        }
+        Ok(MediaSignature(Some(signature)))
     }
 
     /// Remembers an applied release: older versions are refused from now on.
@@ -552,4 +610,52 @@ fn group_key(seal: &SealConfig) -> Result<GroupKey, String> {
         }
         Err(e) => Err(format!("trust.seal {}: {e}", seal.group)),
     }
+}
+
+/// A media file's signature, before the file is read ([`TrustGate::media_signature`]).
+pub struct MediaSignature(Option<VolumeSignature>);
+
+impl MediaSignature {
+    /// Checks the file as read (its BLAKE3 and length) and the writer its
+    /// header names against the signature. Unsigned passes (the gate
+    /// already refused it if signatures are required).
+    pub fn check(
+        &self,
+        digest: &[u8; 32],
+        len: u64,
+        writer: ferry_core::NodeId,
+    ) -> Result<(), String> {
+        let Some(signature) = &self.0 else {
+            return Ok(());
+        };
+        let signer = ferry_core::NodeId(signature.node_id());
+        if !signature.verifies(digest, len) {
+            return Err(format!(
+                "tampered: the file is not what node {signer} signed; nothing was taken into custody"
+            ));
+        }
+        if writer != signer {
+            return Err(format!(
+                "signed by node {signer}, but its header names node {writer} as its writer"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `FILE.sig` for the media file `FILE`.
+pub fn signature_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// BLAKE3 and length of the file at `path`.
+fn hash_file(path: &Path) -> Result<([u8; 32], u64), String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut hashing = crate::media::Hashing::new(file);
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(hashing.finish())
 }
