@@ -1,7 +1,7 @@
-//! Target `serial`: ferry-link's serial frame decoder (COBS + CRC) fed
-//! arbitrary byte streams, split anywhere.
+//! Target `serial`: ferry-link's serial frame decoder (COBS + CRC-16,
+//! CRC-32 or MAC) fed arbitrary byte streams, split anywhere.
 
-use ferry_link::serial::{CrcKind, Decoder, DropReason, Encoder, SerialConfig};
+use ferry_link::serial::{CrcKind, Decoder, DropReason, Encoder, LinkKey, SerialConfig};
 
 use crate::input::Input;
 
@@ -9,12 +9,12 @@ pub fn serial(data: &[u8]) {
     let mut input = Input::new(data);
     let selector = input.byte();
     let config = SerialConfig {
-        crc: if selector & 1 == 0 {
-            CrcKind::Crc32
-        } else {
-            CrcKind::Crc16
-        },
-        modem_mtu: [32, 33, 256, 340, 2048][usize::from(selector >> 1) % 5],
+        crc: [
+            CrcKind::Crc32,
+            CrcKind::Crc16,
+            CrcKind::Mac(LinkKey([0x42; 32])),
+        ][usize::from(selector) % 3],
+        modem_mtu: [32, 33, 256, 340, 2048][usize::from(selector / 3) % 5],
     };
     let split = usize::from(input.u16());
     let stream = input.rest();

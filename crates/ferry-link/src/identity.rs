@@ -127,6 +127,18 @@ impl NodeKey {
         ferry_trust::volume::VolumeSignature::sign(&self.signing, digest, len)
     }
 
+    /// The key this node and the node whose Ed25519 public key is
+    /// `peer_public_key` authenticate their serial frames with (each
+    /// computes it from its own secret and the other's public key); None if
+    /// that is not a valid key.
+    pub fn serial_link_key(&self, peer_public_key: &[u8; 32]) -> Option<crate::serial::LinkKey> {
+        let peer = ferry_trust::seal::MemberPublic::from_node_public_key(peer_public_key)?;
+        Some(crate::serial::LinkKey(
+            self.member_secret()
+                .agree(&peer, "ferry serial link key v1"),
+        ))
+    }
+
     /// The 32-byte Ed25519 public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()

@@ -1,7 +1,8 @@
 //! Serial framing: sizes, round trips, streaming, corruption and garbage.
 
 use ferry_link::serial::{
-    ConfigError, CrcKind, DecodedFrame, Decoder, DropReason, EncodeError, Encoder, SerialConfig,
+    ConfigError, CrcKind, DecodedFrame, Decoder, DropReason, EncodeError, Encoder, LinkKey,
+    SerialConfig,
 };
 use proptest::prelude::*;
 
@@ -10,7 +11,11 @@ fn config(crc: CrcKind, modem_mtu: usize) -> SerialConfig {
 }
 
 fn crc_kind() -> impl Strategy<Value = CrcKind> {
-    prop_oneof![Just(CrcKind::Crc16), Just(CrcKind::Crc32)]
+    prop_oneof![
+        Just(CrcKind::Crc16),
+        Just(CrcKind::Crc32),
+        Just(CrcKind::Mac(LinkKey([7; 32])))
+    ]
 }
 
 fn mtu() -> impl Strategy<Value = usize> {
@@ -53,12 +58,17 @@ fn assert_subsequence(delivered: &[DecodedFrame], sent: &[DecodedFrame]) {
 
 #[test]
 fn max_payload_figures() {
-    for (mtu, crc16, crc32) in [
-        (32, 27, 25),
-        (256, 251, 249),
-        (340, 334, 332),
-        (2048, 2035, 2033),
+    for (mtu, crc16, crc32, mac) in [
+        (32, 27, 25, 21),
+        (256, 251, 249, 245),
+        (340, 334, 332, 328),
+        (2048, 2035, 2033, 2029),
     ] {
+        assert_eq!(
+            config(CrcKind::Mac(LinkKey([1; 32])), mtu).max_payload(),
+            mac,
+            "MAC at {mtu}"
+        );
         assert_eq!(
             config(CrcKind::Crc16, mtu).max_payload(),
             crc16,
@@ -76,7 +86,11 @@ fn max_payload_figures() {
 /// more byte in the worst case would not.
 #[test]
 fn max_payload_is_tight_at_every_mtu() {
-    for crc in [CrcKind::Crc16, CrcKind::Crc32] {
+    for crc in [
+        CrcKind::Crc16,
+        CrcKind::Crc32,
+        CrcKind::Mac(LinkKey([2; 32])),
+    ] {
         for mtu in SerialConfig::MIN_MODEM_MTU..=SerialConfig::MAX_MODEM_MTU {
             let config = config(crc, mtu);
             let max = config.max_payload();
@@ -92,6 +106,39 @@ fn max_payload_is_tight_at_every_mtu() {
             );
         }
     }
+}
+
+/// Authenticated frames: the two ends' key opens them; a frame made
+/// without it (another key, or a CRC recomputed by someone who changed the
+/// payload) is dropped, like a damaged one.
+#[test]
+fn frames_without_the_link_key_are_dropped() {
+    let ours = config(CrcKind::Mac(LinkKey([3; 32])), 256);
+    let theirs = config(CrcKind::Mac(LinkKey([4; 32])), 256);
+    let frame = Encoder::new(ours).unwrap().encode(1, b"want-list").unwrap();
+    let forged = Encoder::new(theirs)
+        .unwrap()
+        .encode(1, b"want-list")
+        .unwrap();
+    let mut decoder = Decoder::new(ours).unwrap();
+    let got = decoder.decode_all(&[frame.clone(), forged].concat());
+    assert_eq!(
+        got,
+        vec![
+            Ok(DecodedFrame {
+                flags: 1,
+                payload: b"want-list".to_vec()
+            }),
+            Err(DropReason::Crc)
+        ]
+    );
+    // A payload changed in flight, with the CRC-32 a plain link would use.
+    let plain = Encoder::new(config(CrcKind::Crc32, 256))
+        .unwrap()
+        .encode(1, b"want-lisT")
+        .unwrap();
+    assert_eq!(decoder.decode_all(&plain), vec![Err(DropReason::Crc)]);
+    assert_eq!(format!("{:?}", LinkKey([9; 32])), "LinkKey(..)");
 }
 
 #[test]

@@ -221,6 +221,21 @@ impl MemberSecret {
         MemberPublic(x25519_dalek::PublicKey::from(&self.0).to_bytes())
     }
 
+    /// A key only this member and `peer` can compute (X25519 between their
+    /// node keys, then BLAKE3 in `context` over the shared secret and both
+    /// public keys in a fixed order): for keying a link between two nodes.
+    pub fn agree(&self, peer: &MemberPublic, context: &str) -> [u8; 32] {
+        let shared = self
+            .0
+            .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
+        let (me, them) = (self.public().0, peer.0);
+        let (low, high) = if me <= them { (me, them) } else { (them, me) };
+        let mut material = shared.as_bytes().to_vec();
+        material.extend_from_slice(&low);
+        material.extend_from_slice(&high);
+        blake3::derive_key(context, &material)
+    }
+
     /// The group key `wrapped` holds, if it was wrapped for this member.
     pub fn unwrap(&self, wrapped: &[u8]) -> Result<GroupKey, SealError> {
         if wrapped.len() != 32 + 32 + TAG_LEN {

@@ -286,9 +286,22 @@ impl Config {
                             .into(),
                     ));
                 }
-                Some(section) => Some(section.build(profile, relative).map_err(
-                    |(field, reason)| invalid(&key(&format!("serial.{field}")), reason),
-                )?),
+                Some(section) => {
+                    let serial = section
+                        .build(profile, relative)
+                        .map_err(|(field, reason)| {
+                            invalid(&key(&format!("serial.{field}")), reason)
+                        })?;
+                    if let Some(public) = serial.peer_key
+                        && NodeId(*blake3::hash(&public).as_bytes()) != node
+                    {
+                        return Err(invalid(
+                            &key("serial.peer_key"),
+                            format!("is not the key of node_id {node}"),
+                        ));
+                    }
+                    Some(serial)
+                }
                 None => None,
             };
             peers.push(Peer {

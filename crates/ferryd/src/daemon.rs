@@ -136,7 +136,7 @@ impl Node {
         let oci_delivered = crate::oci::watch(&handle);
 
         let config = Arc::new(config);
-        let serial = SerialLinks::start(&links, &handle);
+        let serial = SerialLinks::start(&links, &key, &handle);
         let registry = Registry::new(me, links, handle.clone());
         let boot = Bootstrap::new(me, config.clone(), handle.clone(), store.clone(), learned);
         boot.watch_welcomes(held_welcome);

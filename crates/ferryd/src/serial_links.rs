@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_core::{LinkId, NodeId, Transmit};
+use ferry_link::identity::NodeKey;
+use ferry_link::serial::CrcKind;
 use ferry_link::serial::port::{SerialError, SerialLink};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,12 +48,23 @@ pub struct SerialLinks {
 
 impl SerialLinks {
     /// Starts one task for each peer in `links` that has a serial line.
-    /// Must be called within a tokio runtime.
-    pub fn start(links: &BTreeMap<NodeId, (LinkId, Peer)>, engine: &EngineHandle) -> SerialLinks {
+    /// A line with `crc = "mac"` authenticates its frames with the key this
+    /// node (`key`) and the peer derive from their node keys. Must be called
+    /// within a tokio runtime.
+    pub fn start(
+        links: &BTreeMap<NodeId, (LinkId, Peer)>,
+        key: &NodeKey,
+        engine: &EngineHandle,
+    ) -> SerialLinks {
         let tasks = links
             .values()
             .filter_map(|(link, peer)| {
-                let serial = peer.serial.clone()?;
+                let mut serial = peer.serial.clone()?;
+                if let Some(public) = serial.peer_key {
+                    // Validated with the configuration.
+                    let link_key = key.serial_link_key(&public)?;
+                    serial.link.framing.crc = CrcKind::Mac(link_key);
+                }
                 let name = peer.name.clone();
                 Some(tokio::spawn(keep_open(*link, name, serial, engine.clone())))
             })
@@ -88,6 +101,7 @@ async fn keep_open(link: LinkId, peer: String, serial: SerialPeer, engine: Engin
                     mtu = props.mtu,
                     rtt = ?props.rtt,
                     half_duplex = serial.link.half_duplex.is_some(),
+                    check = ?serial.link.framing.crc,
                     "serial link up"
                 );
                 let opened = tokio::time::Instant::now();

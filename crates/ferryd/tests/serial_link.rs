@@ -73,27 +73,54 @@ fn impaired() -> Impairment {
 
 /// The `[peer.serial]` body for one end of the line.
 fn serial(device: &Path, extra: &str) -> String {
+    let crc = match extra.contains("crc = ") {
+        true => "",
+        false => "crc = \"crc32\"\n",
+    };
     format!(
-        "device = \"{}\"\nbaud = {BAUD}\nmodem_mtu = 256\ncrc = \"crc32\"\npropagation = \"30ms\"\n{extra}",
+        "device = \"{}\"\nbaud = {BAUD}\nmodem_mtu = 256\n{crc}propagation = \"30ms\"\n{extra}",
         device.display()
     )
 }
 
-/// A base and a leaf on the two ends of `line`, started.
-fn base_and_leaf(root: &Path, line: &Line, base_extra: &str, leaf_extra: &str) -> (Node, Node) {
+/// `crc = "mac"` with the node public key of the node at `dir`.
+fn authenticated(dir: &Path) -> String {
+    let key = ferry_link::identity::NodeKey::load(dir.join("node.key")).unwrap();
+    format!(
+        "crc = \"mac\"\npeer_key = \"{}\"\n",
+        ferry_trust::PublicKey(key.public_key())
+    )
+}
+
+/// A base and a leaf on the two ends of `line`, started; with `mac`, the
+/// line authenticates its frames with the key the two derive.
+fn base_and_leaf(
+    root: &Path,
+    line: &Line,
+    base_extra: &str,
+    leaf_extra: &str,
+    mac: bool,
+) -> (Node, Node) {
     let mut base = init(root, "base", "base");
     let mut leaf = init(root, "leaf", "leaf");
+    let (base_extra, leaf_extra) = match mac {
+        true => (
+            format!("{base_extra}{}", authenticated(&leaf.dir)),
+            format!("{leaf_extra}{}", authenticated(&base.dir)),
+        ),
+        false => (base_extra.to_owned(), leaf_extra.to_owned()),
+    };
     let base_peer = serial_peer(
         "leaf",
         &leaf,
         "acoustic",
-        &serial(&line.paths[0], base_extra),
+        &serial(&line.paths[0], &base_extra),
     );
     let leaf_peer = serial_peer(
         "base",
         &base,
         "acoustic",
-        &serial(&line.paths[1], leaf_extra),
+        &serial(&line.paths[1], &leaf_extra),
     );
     configure(&base, "base", free_port(), &base_peer);
     configure(&leaf, "leaf", free_port(), &leaf_peer);
@@ -181,7 +208,7 @@ fn a_file_crosses_a_lossy_full_duplex_serial_line() {
     let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     let line = serial_line(&rt, impaired(), seed);
-    let (mut base, mut leaf) = base_and_leaf(root.path(), &line, "", "");
+    let (mut base, mut leaf) = base_and_leaf(root.path(), &line, "", "", false);
     send_and_verify(&rt, root.path(), &mut base, &mut leaf, 48 << 10, seed);
 
     // The line did lose and corrupt frames, and the engines repaired them.
@@ -190,6 +217,27 @@ fn a_file_crosses_a_lossy_full_duplex_serial_line() {
     assert!(ab.bytes_in > 48 << 10, "{ab:?}");
     // Full duplex: every frame on the line is an engine frame, no turns.
     assert!(ba.frames <= leaf_frames, "{ba:?}, {status}");
+}
+
+/// The same lossy line with every frame authenticated by the key the two
+/// nodes derive from their node keys: the file crosses, and the frames the
+/// line corrupted were dropped by the MAC check.
+#[test]
+fn a_file_crosses_an_authenticated_serial_line() {
+    let seed = seed();
+    let rt = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let line = serial_line(&rt, impaired(), seed);
+    let (mut base, mut leaf) = base_and_leaf(root.path(), &line, "", "", true);
+    send_and_verify(&rt, root.path(), &mut base, &mut leaf, 32 << 10, seed);
+    let (ab, _, _, _) = line_counts(&rt, &line, &mut leaf);
+    assert!(ab.frames_dropped + ab.frames_corrupted > 0, "{ab:?}");
+    let log = leaf.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("serial link up") && l.contains("Mac(LinkKey(..))")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -203,6 +251,7 @@ fn a_file_crosses_a_half_duplex_serial_line() {
         &line,
         "half_duplex = true\ninitiator = true\n",
         "half_duplex = true\ninitiator = false\n",
+        false,
     );
     send_and_verify(&rt, root.path(), &mut base, &mut leaf, 24 << 10, seed);
     let (ab, ba, leaf_frames, status) = line_counts(&rt, &line, &mut leaf);

@@ -10,7 +10,13 @@
 //! it is an unambiguous delimiter: a receiver that joins mid-stream, or loses
 //! bytes, resynchronises at the next `0x00`. The CRC covers the flags and the
 //! payload; it is CRC-32 (ISO-HDLC, the usual "CRC-32") by default, or
-//! CRC-16/IBM-SDLC (X.25) where every byte counts. A frame that fails any check
+//! CRC-16/IBM-SDLC (X.25) where every byte counts. On a channel others can
+//! transmit on, [`CrcKind::Mac`] replaces the CRC with an 8-byte keyed
+//! BLAKE3 tag under a key the two ends share ([`LinkKey`], derived from
+//! their node keys): it catches bit errors as a CRC does, and a frame
+//! injected without the key is dropped the same way. It does not stop a
+//! recorded frame being replayed; the engine treats a replayed frame as the
+//! duplicate it is. A frame that fails any check
 //! is dropped and counted, never repaired: the engine repairs lost frames
 //! itself, and this layer never retransmits.
 //!
@@ -29,12 +35,12 @@
 //! [`SerialConfig::max_payload`] is the largest payload with
 //! `r + ceil(r / 254) + 1 <= modem_mtu`:
 //!
-//! | `modem_mtu` | link                 | CRC-16 | CRC-32 |
-//! |------------:|----------------------|-------:|-------:|
-//! |          32 | smallest modem frame |     27 |     25 |
-//! |         256 | acoustic modem       |    251 |    249 |
-//! |         340 | Iridium SBD          |    334 |    332 |
-//! |        2048 | largest accepted     |   2035 |   2033 |
+//! | `modem_mtu` | link                 | CRC-16 | CRC-32 | MAC |
+//! |------------:|----------------------|-------:|-------:|----:|
+//! |          32 | smallest modem frame |     27 |     25 |  21 |
+//! |         256 | acoustic modem       |    251 |    249 | 245 |
+//! |         340 | Iridium SBD          |    334 |    332 | 328 |
+//! |        2048 | largest accepted     |   2035 |   2033 |2029 |
 
 use crc::{CRC_16_IBM_SDLC, CRC_32_ISO_HDLC, Crc};
 
@@ -46,6 +52,17 @@ const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
 /// The frame delimiter; COBS guarantees it appears nowhere else.
 pub const DELIMITER: u8 = 0x00;
 
+/// The key both ends of a serial link authenticate frames with
+/// ([`CrcKind::Mac`]). `Debug` does not show it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkKey(pub [u8; 32]);
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(..)")
+    }
+}
+
 /// The check value appended to every frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CrcKind {
@@ -54,6 +71,9 @@ pub enum CrcKind {
     /// CRC-32/ISO-HDLC: 4 bytes.
     #[default]
     Crc32,
+    /// The first 8 bytes of BLAKE3 keyed with the link's key: authenticates
+    /// each frame as well as catching bit errors.
+    Mac(LinkKey),
 }
 
 impl CrcKind {
@@ -62,16 +82,22 @@ impl CrcKind {
         match self {
             CrcKind::Crc16 => 2,
             CrcKind::Crc32 => 4,
+            CrcKind::Mac(_) => 8,
         }
     }
 
-    /// The check value of `data`, little-endian, in the first [`size`](Self::size) bytes.
-    fn checksum(self, data: &[u8]) -> [u8; 4] {
+    /// The check value of `data` in the first [`size`](Self::size) bytes
+    /// (CRCs little-endian).
+    fn checksum(self, data: &[u8]) -> [u8; 8] {
+        let mut out = [0; 8];
         match self {
-            CrcKind::Crc16 => u32::from(CRC16.checksum(data)),
-            CrcKind::Crc32 => CRC32.checksum(data),
+            CrcKind::Crc16 => out[..2].copy_from_slice(&CRC16.checksum(data).to_le_bytes()),
+            CrcKind::Crc32 => out[..4].copy_from_slice(&CRC32.checksum(data).to_le_bytes()),
+            CrcKind::Mac(key) => {
+                out.copy_from_slice(&blake3::keyed_hash(&key.0, data).as_bytes()[..8]);
+            }
         }
-        .to_le_bytes()
+        out
     }
 
     /// Verifies the check value at the end of `frame` and returns what it covers.

@@ -25,7 +25,8 @@ pub mod pty;
 pub mod turns;
 
 pub use codec::{
-    CrcKind, DecodedFrame, Decoder, DecoderStats, DropReason, EncodeError, Encoder, SerialConfig,
+    CrcKind, DecodedFrame, Decoder, DecoderStats, DropReason, EncodeError, Encoder, LinkKey,
+    SerialConfig,
 };
 pub use pacing::{Pacer, Slot};
 pub use turns::{

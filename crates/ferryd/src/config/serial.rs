@@ -10,7 +10,7 @@ use ferry_core::LinkProperties;
 use ferry_core::mtu::MIN_MTU;
 use ferry_link::profile::LinkProfile;
 use ferry_link::serial::port::{BITS_PER_BYTE, HalfDuplex, SerialLinkConfig};
-use ferry_link::serial::{CrcKind, SerialConfig, TurnConfig};
+use ferry_link::serial::{CrcKind, LinkKey, SerialConfig, TurnConfig};
 use serde::Deserialize;
 
 use crate::units::parse_rate;
@@ -24,6 +24,7 @@ pub(super) struct SerialSection {
     line_rate: Option<String>,
     modem_mtu: Option<usize>,
     crc: Option<String>,
+    peer_key: Option<String>,
     #[serde(default)]
     half_duplex: bool,
     initiator: Option<bool>,
@@ -40,6 +41,10 @@ pub struct SerialPeer {
     /// Upper bound of the line's one-way delay (modem latency and
     /// propagation), from `propagation` or half the profile's round trip.
     pub propagation: Duration,
+    /// With `crc = "mac"`: the peer's Ed25519 node public key. The daemon
+    /// derives the link key from it and its own node key at start (until
+    /// then `link.framing.crc` holds a placeholder key).
+    pub peer_key: Option<[u8; 32]>,
 }
 
 impl SerialPeer {
@@ -94,9 +99,27 @@ impl SerialSection {
         let crc = match self.crc.as_deref() {
             None | Some("crc32") => CrcKind::Crc32,
             Some("crc16") => CrcKind::Crc16,
+            Some("mac") => CrcKind::Mac(LinkKey([0; 32])),
             Some(other) => {
-                return Err(("crc", format!("{other:?} is not one of crc32, crc16")));
+                return Err(("crc", format!("{other:?} is not one of crc32, crc16, mac")));
             }
+        };
+        let peer_key = match (&self.peer_key, crc) {
+            (Some(text), CrcKind::Mac(_)) => {
+                let key: ferry_trust::PublicKey =
+                    text.parse().map_err(|e: String| ("peer_key", e))?;
+                Some(key.0)
+            }
+            (None, CrcKind::Mac(_)) => {
+                return Err((
+                    "peer_key",
+                    "crc = \"mac\" needs the peer's node public key (ed25519:…, as its ferryd logs it at start)".into(),
+                ));
+            }
+            (Some(_), _) => {
+                return Err(("peer_key", "is used only with crc = \"mac\"".into()));
+            }
+            (None, _) => None,
         };
         let framing = SerialConfig {
             crc,
@@ -171,7 +194,11 @@ impl SerialSection {
         // Everything it checks was checked above, with the field named.
         link.validate()
             .map_err(|e| ("device", format!("cannot be driven as configured: {e}")))?;
-        Ok(SerialPeer { link, propagation })
+        Ok(SerialPeer {
+            link,
+            propagation,
+            peer_key,
+        })
     }
 
     /// Turn timing for frames of `airtime` over a line of `propagation`.
@@ -221,6 +248,7 @@ fn crc_name(crc: CrcKind) -> &'static str {
     match crc {
         CrcKind::Crc16 => "crc16",
         CrcKind::Crc32 => "crc32",
+        CrcKind::Mac(_) => "mac",
     }
 }
 
@@ -356,6 +384,28 @@ mod tests {
                 "peer[0].serial.initiator: is required when half_duplex = true",
             ),
             (
+                format!("{dev}baud = 9600\ncrc = \"mac\"\n"),
+                "peer[0].serial.peer_key: crc = \"mac\" needs the peer's node public key",
+            ),
+            (
+                format!(
+                    "{dev}baud = 9600\npeer_key = \"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n"
+                ),
+                "peer[0].serial.peer_key: is used only with crc = \"mac\"",
+            ),
+            (
+                format!(
+                    "{dev}baud = 9600\ncrc = \"mac\"\npeer_key = \"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n"
+                ),
+                "peer[0].serial.peer_key: is not the key of node_id",
+            ),
+            (
+                format!(
+                    "{dev}baud = 9600\nmodem_mtu = 42\ncrc = \"mac\"\npeer_key = \"ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n"
+                ),
+                "after mac framing; the engine needs 32 (use 43 or more)",
+            ),
+            (
                 format!("{dev}baud = 9600\ninitiator = true\n"),
                 "peer[0].serial.initiator: only applies when half_duplex",
             ),
@@ -373,7 +423,7 @@ mod tests {
             ),
             (
                 format!("{dev}baud = 9600\ncrc = \"md5\"\n"),
-                "peer[0].serial.crc: \"md5\" is not one of crc32, crc16",
+                "peer[0].serial.crc: \"md5\" is not one of crc32, crc16, mac",
             ),
             (
                 format!("{dev}baud = 9600\nline_rate = \"9600 bit/s\"\n"),
