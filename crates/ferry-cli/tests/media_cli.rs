@@ -41,6 +41,22 @@ fn configure(root: &Path, name: &str, extra: &str) -> (PathBuf, String) {
     (dir, id.to_hex())
 }
 
+/// A runtime for the nodes: worker threads, so they run while the test
+/// thread waits on the `ferry` binary.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts the node configured in `dir` on `rt`.
+fn start(rt: &tokio::runtime::Runtime, dir: &Path) -> Node {
+    rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
+        .unwrap()
+}
+
 fn files(dir: &Path, seed: u64) -> Vec<(String, Vec<u8>)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
@@ -63,11 +79,7 @@ fn files(dir: &Path, seed: u64) -> Vec<(String, Vec<u8>)> {
 fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
     let seed = 9;
     println!("seed {seed}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     let watched = root.path().join("mnt");
     std::fs::create_dir_all(&watched).unwrap();
@@ -81,10 +93,7 @@ fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
         "base",
         &format!("[[peer]]\nname = \"site\"\nnode_id = \"{site_id}\"\n"),
     );
-    let start = |dir: &Path| {
-        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
-            .unwrap()
-    };
+    let start = |dir: &Path| start(&rt, dir);
     let base = start(&base_dir);
     let site = start(&site_dir);
     let base_sock = base.config.admin.to_str().unwrap().to_string();
@@ -336,11 +345,7 @@ fn a_release_crosses_an_air_gap_on_a_file_and_receipts_release_custody() {
 /// and the site's signed receipts release the base's custody.
 #[test]
 fn a_site_requiring_signed_media_refuses_tampered_unsigned_and_foreign_volumes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     let (site_dir, site_id) = configure(root.path(), "site", "");
     let (base_dir, base_id) = configure(
@@ -354,10 +359,7 @@ fn a_site_requiring_signed_media_refuses_tampered_unsigned_and_foreign_volumes()
         "[media]\nrequire_signed = true\n[[peer]]\nname = \"base\"\nnode_id = \"{base_id}\"\n"
     ));
     std::fs::write(&site_toml, text).unwrap();
-    let start = |dir: &Path| {
-        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
-            .unwrap()
-    };
+    let start = |dir: &Path| start(&rt, dir);
     let base = start(&base_dir);
     let site = start(&site_dir);
     let base_sock = base.config.admin.to_str().unwrap().to_string();
@@ -604,11 +606,7 @@ fn wait_for_confirmed(base_dir: &Path, sequence: u64) {
 fn a_git_repository_crosses_an_air_gap_and_the_next_release_is_thin() {
     let seed = 13;
     println!("fixture seed {seed}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
     let (site_dir, site_id) = configure(
@@ -621,10 +619,7 @@ fn a_git_repository_crosses_an_air_gap_and_the_next_release_is_thin() {
         "base",
         &format!("[[peer]]\nname = \"site\"\nnode_id = \"{site_id}\"\n"),
     );
-    let start = |dir: &Path| {
-        rt.block_on(Node::start(Config::load(&dir.join("ferryd.toml")).unwrap()))
-            .unwrap()
-    };
+    let start = |dir: &Path| start(&rt, dir);
     let base = start(&base_dir);
     let site = start(&site_dir);
     let base_sock = base.config.admin.to_str().unwrap().to_string();

@@ -42,9 +42,9 @@ pub fn generate() -> Result<SigningKey, KeyFileError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Reads a PEM or DER PKCS#8 key. Warns on stderr (but loads) if the file is
+/// The bytes of a secret key file; warns (but reads) if the file is
 /// readable by group or others.
-pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
+fn read_secret(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     let bytes = fs::read(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => KeyFileError::Missing {
             path: path.to_owned(),
@@ -55,6 +55,13 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
         },
     })?;
     warn_if_exposed(path);
+    Ok(bytes)
+}
+
+/// Reads a PEM or DER PKCS#8 key. Warns on stderr (but loads) if the file is
+/// readable by group or others.
+pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let bytes = read_secret(path)?;
     let malformed = |reason: String| KeyFileError::Malformed {
         path: path.to_owned(),
         reason,
@@ -87,16 +94,7 @@ const GROUP_KEY_TAG: &str = "ferry-group-key-v1";
 
 /// Reads a group key: one line, `ferry-group-key-v1 <64 hex digits>`.
 pub fn load_group_key(path: &Path) -> Result<GroupKey, KeyFileError> {
-    let bytes = fs::read(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => KeyFileError::Missing {
-            path: path.to_owned(),
-        },
-        _ => KeyFileError::Read {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
-    warn_if_exposed(path);
+    let bytes = read_secret(path)?;
     let malformed = || KeyFileError::Malformed {
         path: path.to_owned(),
         reason: format!("a group key file is one line: {GROUP_KEY_TAG} <64 hex digits>"),

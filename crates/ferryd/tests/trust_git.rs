@@ -185,16 +185,7 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
         },
         0,
     );
-    let statement = base.dir.join("rotation.stmt");
-    std::fs::write(&statement, rotation.encode()).unwrap();
-    base.ask(
-        &rt,
-        &Request::KeyPublish {
-            statement,
-            to: "leaf".into(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    base.publish_statement(&rt, "rotation.stmt", &rotation, "leaf");
     leaf.wait_for_log("the rotation taken", &["key statement accepted", "Rotated"]);
     base.kill9();
     configure_base(&base, base_port, &leaf, leaf_port, Some("successor.pem"));
@@ -224,16 +215,7 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
         },
         0,
     );
-    let statement = base.dir.join("revocation.stmt");
-    std::fs::write(&statement, revocation.encode()).unwrap();
-    base.ask(
-        &rt,
-        &Request::KeyPublish {
-            statement,
-            to: "leaf".into(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    base.publish_statement(&rt, "revocation.stmt", &revocation, "leaf");
     leaf.wait_for_log(
         "the revocation taken",
         &["key statement accepted", "Revoked"],

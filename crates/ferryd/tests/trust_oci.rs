@@ -105,16 +105,7 @@ fn the_leaf_serves_only_images_its_policy_trusts() {
         },
         0,
     );
-    let statement = base.dir.join("revocation.stmt");
-    std::fs::write(&statement, revocation.encode()).unwrap();
-    base.ask(
-        &rt,
-        &Request::KeyPublish {
-            statement,
-            to: "leaf".into(),
-        },
-    )
-    .unwrap_or_else(|e| panic!("key publish failed: {e}{}", base.logs()));
+    base.publish_statement(&rt, "revocation.stmt", &revocation, "leaf");
     leaf.wait_for_log(
         "the revocation taken",
         &["key statement accepted", "Revoked"],

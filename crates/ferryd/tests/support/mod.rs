@@ -209,6 +209,28 @@ impl Node {
             .clone()
     }
 
+    /// Sends the signed key statement `statement` to `to` through this
+    /// node's admin API (as `ferry key publish` does), written to `name`
+    /// in the node's directory first.
+    pub fn publish_statement(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        name: &str,
+        statement: &ferry_trust::Signed,
+        to: &str,
+    ) {
+        let path = self.dir.join(name);
+        std::fs::write(&path, statement.encode()).unwrap();
+        self.ask(
+            rt,
+            &Request::KeyPublish {
+                statement: path,
+                to: to.into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("key publish failed: {e}{}", self.logs()));
+    }
+
     /// Asks for status until `done` holds for it, or panics with the logs.
     pub fn wait_for(
         &mut self,
