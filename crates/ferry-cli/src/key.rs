@@ -1,5 +1,7 @@
-//! `ferry key new|show|rotate|revoke`: publisher keys and the signed key
-//! statements that rotate or revoke them.
+//! `ferry key new|show|rotate|revoke|publish`: publisher keys and the
+//! signed key statements that rotate or revoke them; `ferry key
+//! anchor|admit`: a trust anchor for QUIC admission, and the certificates it
+//! issues to nodes.
 //!
 //! A publisher key signs releases; it is separate from every node key, and
 //! belongs on the machine that publishes, not on relays or leaves. Nodes
@@ -11,6 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use ferry_trust::{PublicKey, PublisherKey, Signed, Statement};
 use ferryd::admin::Request;
+
+use ferry_link::identity::NodeKey;
+use ferry_link::quic::anchor;
 
 use crate::daemon::{Common, ask};
 
@@ -68,6 +73,35 @@ pub enum KeyCommand {
         statement: PathBuf,
         #[arg(long)]
         to: String,
+    },
+    /// Write a trust anchor's CA certificate (DER) for the anchor key KEY
+    /// (made first if it does not exist): peers list it in `[trust]
+    /// anchors` to admit the nodes it certifies.
+    Anchor {
+        /// The anchor's private key (PKCS#8 PEM, mode 0600).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the certificate.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a node a certificate (DER) from the anchor key: the node sets
+    /// it as `[node] certificate` and is admitted where the anchor is.
+    Admit {
+        /// The anchor's private key.
+        #[arg(long)]
+        anchor: PathBuf,
+        /// The node's public key (`ed25519:<hex>`, logged by its ferryd at
+        /// start as node_key).
+        #[arg(long)]
+        node: PublicKey,
+        /// Where to write the certificate.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
 }
 
@@ -151,6 +185,39 @@ pub fn run(command: KeyCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("{}", statement.display()))?;
             let answer = ask(&common, Request::KeyPublish { statement, to })?;
             println!("{}", answer["bundle"].as_str().unwrap_or_default());
+        }
+        KeyCommand::Anchor { key, out, days } => {
+            let anchor = match key.exists() {
+                true => NodeKey::load(&key)?,
+                false => {
+                    let made = NodeKey::generate()?;
+                    made.save(&key)?;
+                    eprintln!("made anchor key {}", key.display());
+                    made
+                }
+            };
+            let cert = anchor::anchor_certificate(&anchor, days)?;
+            std::fs::write(&out, cert.as_ref()).with_context(|| format!("{}", out.display()))?;
+            println!(
+                "anchor {} (valid {days} days): list {} in [trust] anchors",
+                PublicKey(anchor.public_key()),
+                out.display()
+            );
+        }
+        KeyCommand::Admit {
+            anchor: key,
+            node,
+            out,
+            days,
+        } => {
+            let anchor = NodeKey::load(&key)?;
+            let cert = anchor::admit(&anchor, &node.0, days)?;
+            std::fs::write(&out, cert.as_ref()).with_context(|| format!("{}", out.display()))?;
+            println!(
+                "certified {node} (node {}) for {days} days: set [node] certificate = {:?}",
+                ferry_link::identity::node_id_from_public_key(&node.0),
+                out.display().to_string()
+            );
         }
     }
     Ok(())

@@ -72,3 +72,62 @@ fn keys_are_made_rotated_and_revoked() {
         }
     );
 }
+
+/// `ferry key anchor` makes an anchor key and its CA certificate; `ferry
+/// key admit` issues a node a certificate from it, which that node's key
+/// (and no other) can present.
+#[test]
+fn an_anchor_is_made_and_certifies_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let made = ok(&ferry(&[
+        "key",
+        "anchor",
+        "--key",
+        &path("anchor.pem"),
+        "--out",
+        &path("anchor.crt"),
+    ]));
+    assert!(
+        made.contains("list") && made.contains("anchor.crt"),
+        "{made}"
+    );
+    let der = std::fs::read(path("anchor.crt")).unwrap();
+    ferry_link::quic::anchor::check_anchor(&der).unwrap();
+
+    let node = ferry_link::identity::NodeKey::from_seed([5; 32]);
+    let public = PublicKey(node.public_key()).to_string();
+    let issued = ok(&ferry(&[
+        "key",
+        "admit",
+        "--anchor",
+        &path("anchor.pem"),
+        "--node",
+        &public,
+        "--out",
+        &path("node.crt"),
+        "--days",
+        "30",
+    ]));
+    assert!(issued.contains(&node.node_id().to_string()), "{issued}");
+    let cert = std::fs::read(path("node.crt")).unwrap();
+    assert!(node.clone().with_certificate(cert.clone()).is_ok());
+    assert!(
+        ferry_link::identity::NodeKey::from_seed([6; 32])
+            .with_certificate(cert)
+            .is_err()
+    );
+    // A missing anchor key is a clear error.
+    let bad = ferry(&[
+        "key",
+        "admit",
+        "--anchor",
+        &path("missing.pem"),
+        "--node",
+        &public,
+        "--out",
+        &path("x.crt"),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.pem"));
+}

@@ -82,6 +82,9 @@ pub enum IdentityError {
 #[derive(Clone)]
 pub struct NodeKey {
     signing: SigningKey,
+    /// A certificate for this key issued by a trust anchor, presented
+    /// instead of the self-signed one ([`NodeKey::with_certificate`]).
+    certificate: Option<Vec<u8>>,
 }
 
 impl NodeKey {
@@ -89,6 +92,7 @@ impl NodeKey {
     pub fn generate() -> Result<NodeKey, IdentityError> {
         Ok(NodeKey {
             signing: keyfile::generate()?,
+            certificate: None,
         })
     }
 
@@ -96,6 +100,7 @@ impl NodeKey {
     pub fn from_seed(seed: [u8; 32]) -> NodeKey {
         NodeKey {
             signing: SigningKey::from_bytes(&seed),
+            certificate: None,
         }
     }
 
@@ -105,6 +110,7 @@ impl NodeKey {
     pub fn load(path: impl AsRef<Path>) -> Result<NodeKey, IdentityError> {
         Ok(NodeKey {
             signing: keyfile::load(path.as_ref())?,
+            certificate: None,
         })
     }
 
@@ -174,6 +180,32 @@ impl NodeKey {
         Ok(cert.der().clone())
     }
 
+    /// This key presenting `der`, a certificate a trust anchor issued for
+    /// it ([`crate::quic::anchor::admit`]), instead of a self-signed one.
+    /// Refused if the certificate is for another key.
+    pub fn with_certificate(mut self, der: Vec<u8>) -> Result<NodeKey, IdentityError> {
+        let node = self.node_id();
+        let named = crate::quic::node_id_of_certificate(&CertificateDer::from(der.as_slice()))
+            .map_err(|reason| IdentityError::Certificate { node, reason })?;
+        if named != node {
+            return Err(IdentityError::Certificate {
+                node,
+                reason: format!("the certificate is for node {named}, not this node's key"),
+            });
+        }
+        self.certificate = Some(der);
+        Ok(self)
+    }
+
+    /// The certificate this node presents: the one an anchor issued, if
+    /// it has one, else a self-signed one.
+    pub fn certificate(&self) -> Result<CertificateDer<'static>, IdentityError> {
+        match &self.certificate {
+            Some(der) => Ok(CertificateDer::from(der.clone())),
+            None => self.self_signed_cert(),
+        }
+    }
+
     /// The private key as rustls wants it (PKCS#8 DER).
     pub(crate) fn private_key_der(&self) -> Result<PrivateKeyDer<'static>, IdentityError> {
         Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
@@ -183,7 +215,7 @@ impl NodeKey {
 
     /// PKCS#8 v1 DER (no public key field): the form ring, rustls, rcgen and
     /// OpenSSL all read.
-    fn pkcs8_der(&self) -> Result<Vec<u8>, IdentityError> {
+    pub(crate) fn pkcs8_der(&self) -> Result<Vec<u8>, IdentityError> {
         let doc = KeypairBytes {
             secret_key: self.signing.to_bytes(),
             public_key: None,

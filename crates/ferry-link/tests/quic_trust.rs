@@ -73,3 +73,65 @@ async fn a_node_pinned_while_the_endpoint_runs_is_admitted_without_a_restart() {
         .unwrap();
     assert_eq!(got.as_deref(), Some(&b"still here"[..]));
 }
+
+/// Admission by a trust anchor: a node whose certificate the anchor issued
+/// is admitted without a pin, both ways (the server certified, the client
+/// certified); a self-signed node and one certified by another anchor are
+/// refused at the handshake with the reason; a certificate for another key
+/// is refused before it is ever presented.
+#[tokio::test]
+async fn a_node_certified_by_a_trust_anchor_is_admitted_without_a_pin() {
+    use ferry_link::quic::anchor;
+    let (authority, rogue) = (NodeKey::from_seed([10; 32]), NodeKey::from_seed([11; 32]));
+    let anchor_cert = anchor::anchor_certificate(&authority, 3650).unwrap();
+    let certified = |seed: u8, by: &NodeKey| {
+        let key = NodeKey::from_seed([seed; 32]);
+        let cert = anchor::admit(by, &key.public_key(), 365).unwrap();
+        key.with_certificate(cert.to_vec()).unwrap()
+    };
+    let anchored = TrustPolicy {
+        anchors: vec![anchor_cert.to_vec()],
+        ..TrustPolicy::default()
+    };
+    let base = certified(12, &authority);
+    let server = bind(&base, anchored.clone());
+    let at = server.local_addr().unwrap();
+
+    // A leaf certified by the anchor, which trusts the anchor too: admitted
+    // both ways, with no node id pinned anywhere.
+    let leaf = certified(13, &authority);
+    let client = bind(&leaf, anchored.clone());
+    let (connected, accepted) = tokio::time::timeout(GUARD, async {
+        tokio::join!(client.connect(at, base.node_id()), server.accept())
+    })
+    .await
+    .expect("hung");
+    connected.expect("a certified leaf reaches a certified base");
+    let link = accepted.expect("endpoint open").expect("admitted");
+    assert_eq!(link.peer(), leaf.node_id());
+
+    // Self-signed, and certified by another anchor: refused with the reason.
+    for (key, why) in [
+        (NodeKey::from_seed([14; 32]), "certificate does not chain"),
+        (certified(15, &rogue), "certificate does not chain"),
+    ] {
+        let client = bind(&key, TrustPolicy::pinned([base.node_id()]));
+        let (connected, accepted) = tokio::time::timeout(GUARD, async {
+            tokio::join!(client.connect(at, base.node_id()), server.accept())
+        })
+        .await
+        .expect("hung");
+        let err = connected.expect_err("refused");
+        assert!(err.to_string().contains("not pinned"), "{err}");
+        let refused = accepted.expect("endpoint open").expect_err("refused");
+        assert!(refused.to_string().contains(why), "{refused}");
+    }
+
+    // An anchor's certificate names one key; another key cannot wear it.
+    let cert = anchor::admit(&authority, &NodeKey::from_seed([16; 32]).public_key(), 1).unwrap();
+    assert!(
+        NodeKey::from_seed([17; 32])
+            .with_certificate(cert.to_vec())
+            .is_err()
+    );
+}

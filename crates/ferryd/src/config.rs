@@ -95,6 +95,7 @@ pub struct Media {
 #[serde(deny_unknown_fields)]
 struct NodeSection {
     key: PathBuf,
+    certificate: Option<PathBuf>,
     #[serde(default = "default_role")]
     role: String,
     #[serde(default)]
@@ -184,6 +185,9 @@ pub struct Peer {
 pub struct Config {
     pub path: PathBuf,
     pub key: PathBuf,
+    /// A certificate a trust anchor issued for the node key (DER), presented
+    /// instead of a self-signed one.
+    pub certificate: Option<PathBuf>,
     pub role: Role,
     pub store: PathBuf,
     pub quota: Option<u64>,
@@ -399,9 +403,16 @@ impl Config {
             .trust
             .build(relative)
             .map_err(|(key, reason)| invalid(&format!("trust.{key}"), reason))?;
+        if discovery.enrol == Enrol::Anchored && trust.anchors.is_empty() {
+            return Err(invalid(
+                "discovery.enrol",
+                "\"anchored\" needs [trust] anchors: the certificates of the anchors whose nodes may enrol".into(),
+            ));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             key: relative(&file.node.key),
+            certificate: file.node.certificate.as_deref().map(relative),
             role,
             store: relative(&file.store.path),
             quota,
@@ -514,8 +525,9 @@ admin = "ferryd.sock"
 # hint; the TLS handshake proves the identity), enrols and receives its
 # routes. Not also a [[peer]].
 # anchor = "<node id of the base>"
-# On a base: who may enrol without a [[peer]] entry: a list of node ids, or
-# "any" — any node on the local network that holds a key (staging only).
+# On a base: who may enrol without a [[peer]] entry: a list of node ids,
+# "anchored" — nodes a [trust] anchor certified — or "any" — any node on the
+# local network that holds a key (staging only).
 # Enrolled leaves are kept in learned.json beside this file; removing an id
 # here stops new enrolments, not those already made.
 # enrol = ["<node id of a new leaf>"]
@@ -550,6 +562,11 @@ admin = "ferryd.sock"
 # [[trust.publisher]], releases are applied unsigned.
 # [trust]
 # publisher_key = "publisher.pem"
+# Admit QUIC peers a trust anchor certified (`ferry key anchor`, `ferry key
+# admit`) besides the pinned ones; with [discovery] enrol = "anchored" they
+# enrol here. A node presents the certificate an anchor issued it with
+# [node] certificate = "node.crt".
+# anchors = ["anchor.crt"]
 # [[trust.publisher]]
 # key = "ed25519:..."        # `ferry key show publisher.pem`
 # git = ["fleet", "apps/*"]  # repository names it may publish
@@ -612,6 +629,9 @@ pub enum Enrol {
     Only(BTreeSet<NodeId>),
     /// Any node that proves it holds its key (staging only).
     Any,
+    /// Any node the handshake admits: pinned, or certified by one of
+    /// `[trust] anchors`.
+    Anchored,
 }
 
 impl Enrol {
@@ -619,7 +639,7 @@ impl Enrol {
         match self {
             Enrol::Nobody => false,
             Enrol::Only(ids) => ids.contains(node),
-            Enrol::Any => true,
+            Enrol::Any | Enrol::Anchored => true,
         }
     }
 }
@@ -692,10 +712,11 @@ fn parse_discovery(
     let enrol = match &section.enrol {
         None => Enrol::Nobody,
         Some(EnrolSection::Word(word)) if word == "any" => Enrol::Any,
+        Some(EnrolSection::Word(word)) if word == "anchored" => Enrol::Anchored,
         Some(EnrolSection::Word(word)) => {
             return Err(err(
                 "enrol",
-                format!("{word:?} is neither \"any\" nor a list of node ids"),
+                format!("{word:?} is neither \"any\", \"anchored\" nor a list of node ids"),
             ));
         }
         Some(EnrolSection::List(ids)) => Enrol::Only(

@@ -84,10 +84,22 @@ impl Node {
     /// Opens the key and the store, restores the engine and starts links and
     /// the admin API. Must be called inside a tokio runtime.
     pub async fn start(config: Config) -> Result<Node, DaemonError> {
-        let key = NodeKey::load(&config.key).map_err(|source| DaemonError::Key {
+        let mut key = NodeKey::load(&config.key).map_err(|source| DaemonError::Key {
             path: config.key.clone(),
             source,
         })?;
+        if let Some(path) = &config.certificate {
+            let der = std::fs::read(path).map_err(|e| {
+                DaemonError::Trust(format!("node certificate {}: {e}", path.display()))
+            })?;
+            key = key
+                .with_certificate(der)
+                .map_err(|source| DaemonError::Key {
+                    path: path.clone(),
+                    source,
+                })?;
+            tracing::info!(certificate = %path.display(), "presenting a certificate issued by a trust anchor");
+        }
         let me = key.node_id();
         let store = RocksStore::open(
             &config.store,

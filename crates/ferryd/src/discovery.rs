@@ -244,8 +244,9 @@ pub fn trust_policy(config: &Config, learned: &[Peer]) -> TrustPolicy {
     // A peer on a serial line is not admitted over QUIC.
     let quic_peers = config.peers.iter().filter(|p| p.serial.is_none());
     let mut policy = TrustPolicy::pinned(quic_peers.chain(learned).map(|p| p.node));
+    policy.anchors = config.trust.anchors.clone();
     match &config.discovery.enrol {
-        Enrol::Nobody => {}
+        Enrol::Nobody | Enrol::Anchored => {}
         Enrol::Only(ids) => policy.pinned.extend(ids.iter().copied()),
         Enrol::Any => policy.allow_any = true,
     }
@@ -287,6 +288,10 @@ pub fn start(
         ),
         Enrol::Any => tracing::warn!(
             "enrolment open to any node that holds a key (discovery.enrol = \"any\"): for staging only"
+        ),
+        Enrol::Anchored => tracing::info!(
+            anchors = config.trust.anchors.len(),
+            "enrolment open to the nodes a trust anchor certified"
         ),
     }
     if config.discovery.enrol != Enrol::Nobody {

@@ -151,6 +151,7 @@ impl TrustGate {
             publisher_key,
             policy,
             seal,
+            ..
         } = &config.trust;
         let seals = seal
             .iter()

@@ -57,7 +57,7 @@ impl QuicEndpoint {
         profile: TransportProfile,
     ) -> Result<QuicEndpoint, LinkError> {
         let tls = Tls {
-            cert: key.self_signed_cert()?,
+            cert: key.certificate()?,
             key: key.private_key_der()?,
             policy: policy.into(),
             provider: Arc::new(rustls::crypto::ring::default_provider()),

@@ -8,9 +8,10 @@
 //!
 //! # Authentication
 //! Mutual TLS 1.3 with self-signed certificates that only carry each node's
-//! Ed25519 key ([`crate::identity`]). Each side derives the peer's node id
+//! Ed25519 key ([`crate::identity`]), or certificates a trust anchor issued
+//! for that key ([`anchor`]). Each side derives the peer's node id
 //! from its certificate's public key and refuses it unless the trust policy
-//! admits it; a connecting side also refuses any node but the one it asked
+//! admits it — pinned, or certified by a configured anchor; a connecting side also refuses any node but the one it asked
 //! for. The handshake signature is checked with ring (Ed25519 only), which
 //! proves the peer holds the key. Every refusal is logged at `warn` with the
 //! node id and remote address, and the error names the node id.
@@ -43,6 +44,7 @@
 //! [`QuicLink::recv`] in a queue bounded in bytes; while it is full the link
 //! stops reading and QUIC flow control pushes back on the peer.
 
+pub mod anchor;
 mod endpoint;
 mod error;
 mod framing;

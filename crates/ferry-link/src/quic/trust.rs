@@ -30,7 +30,8 @@ use crate::identity::node_id_from_public_key;
 
 /// Which peers a node talks to.
 ///
-/// A peer is admitted if its node id is pinned, or if `allow_any` is set.
+/// A peer is admitted if its node id is pinned, if its certificate chains
+/// to one of `anchors` ([`super::anchor`]), or if `allow_any` is set.
 /// `allow_any` exists for tests and bootstrapping only; it is off by default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustPolicy {
@@ -38,6 +39,9 @@ pub struct TrustPolicy {
     pub pinned: BTreeSet<NodeId>,
     /// Admit every node that proves it holds its key (tests and bootstrap only).
     pub allow_any: bool,
+    /// Trust anchors' CA certificates (DER): a node whose certificate one
+    /// of them issued (and which is valid now) is admitted.
+    pub anchors: Vec<Vec<u8>>,
 }
 
 impl TrustPolicy {
@@ -46,6 +50,7 @@ impl TrustPolicy {
         TrustPolicy {
             pinned: ids.into_iter().collect(),
             allow_any: false,
+            anchors: Vec::new(),
         }
     }
 
@@ -54,6 +59,7 @@ impl TrustPolicy {
         TrustPolicy {
             pinned: BTreeSet::new(),
             allow_any: true,
+            anchors: Vec::new(),
         }
     }
 
@@ -135,6 +141,8 @@ pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, Strin
 enum Refusal {
     #[error("peer {0}: node id not pinned")]
     NotPinned(NodeId),
+    #[error("peer {node}: node id not pinned, and {reason}")]
+    NotAnchored { node: NodeId, reason: String },
     #[error("peer {got}: expected node {expected}")]
     NotExpected { got: NodeId, expected: NodeId },
     #[error("{0}")]
@@ -167,7 +175,14 @@ impl PeerVerifier {
     }
 
     /// Admits the certificate's node or returns (and logs) the refusal.
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<NodeId, rustls::Error> {
+    /// `server`: the certificate is the server's (this side connected).
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        server: bool,
+    ) -> Result<NodeId, rustls::Error> {
         let remote = RemoteDisplay(self.remote);
         let refusal = match node_id_of_certificate(end_entity) {
             Err(reason) => {
@@ -175,10 +190,24 @@ impl PeerVerifier {
                 Refusal::BadCertificate(reason)
             }
             Ok(got) => {
+                let policy = self.policy.snapshot();
                 let refusal = match self.expected {
                     Some(expected) if got != expected => Refusal::NotExpected { got, expected },
-                    _ if !self.policy.admits(&got) => Refusal::NotPinned(got),
-                    _ => return Ok(got),
+                    _ if policy.admits(&got) => return Ok(got),
+                    _ if policy.anchors.is_empty() => Refusal::NotPinned(got),
+                    _ => match super::anchor::chains_to(
+                        &policy.anchors,
+                        end_entity,
+                        intermediates,
+                        now,
+                        server,
+                    ) {
+                        Ok(()) => {
+                            tracing::info!(peer = %got, %remote, "QUIC peer admitted by a trust anchor");
+                            return Ok(got);
+                        }
+                        Err(reason) => Refusal::NotAnchored { node: got, reason },
+                    },
                 };
                 tracing::warn!(peer = %got, %remote, "refused QUIC peer: {refusal}");
                 refusal
@@ -223,12 +252,12 @@ impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity)
+        self.check(end_entity, intermediates, now, true)
             .map(|_| ServerCertVerified::assertion())
     }
 
@@ -273,10 +302,10 @@ impl ClientCertVerifier for PeerVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity)
+        self.check(end_entity, intermediates, now, false)
             .map(|_| ClientCertVerified::assertion())
     }
 
@@ -346,7 +375,10 @@ mod tests {
             None,
             provider.clone(),
         );
-        let err = v.check(&cert).unwrap_err().to_string();
+        let err = v
+            .check(&cert, &[], UnixTime::now(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("peer {}: node id not pinned", a.node_id())),
             "{err}"
@@ -358,7 +390,10 @@ mod tests {
             None,
             provider.clone(),
         );
-        let err = v.check(&cert).unwrap_err().to_string();
+        let err = v
+            .check(&cert, &[], UnixTime::now(), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&a.node_id().to_string()), "{err}");
         assert!(err.contains(&b.node_id().to_string()), "{err}");
 
@@ -368,7 +403,7 @@ mod tests {
             None,
             provider,
         );
-        assert!(v.check(&cert).is_ok());
+        assert!(v.check(&cert, &[], UnixTime::now(), false).is_ok());
     }
 
     #[test]
@@ -378,12 +413,15 @@ mod tests {
         let cert = a.self_signed_cert().unwrap();
         let trust = SharedTrust::new(TrustPolicy::default());
         let v = PeerVerifier::new(trust.clone(), None, None, provider);
-        assert!(v.check(&cert).is_err());
+        assert!(v.check(&cert, &[], UnixTime::now(), false).is_err());
         assert!(trust.pin(a.node_id()));
         assert!(!trust.pin(a.node_id()));
-        assert_eq!(v.check(&cert).unwrap(), a.node_id());
+        assert_eq!(
+            v.check(&cert, &[], UnixTime::now(), false).unwrap(),
+            a.node_id()
+        );
         assert!(trust.unpin(&a.node_id()));
-        assert!(v.check(&cert).is_err());
+        assert!(v.check(&cert, &[], UnixTime::now(), false).is_err());
         assert!(trust.snapshot().pinned.is_empty());
     }
 

@@ -11,6 +11,8 @@
 //! oci = ["team/*"]
 //! to = ["group:bush-*"]             # default: any destination
 //!
+//! anchors = ["anchor.crt"]          # admit QUIC peers these certified
+//!
 //! [[trust.seal]]                    # seal what this node sends to a group
 //! group = "bush-east"
 //! key = "groups/bush-east.key"      # default groups/<group>.key; made if absent
@@ -40,6 +42,8 @@ pub(super) struct TrustSection {
     publisher: Vec<ferry_trust::PublisherRule>,
     #[serde(default)]
     seal: Vec<SealSection>,
+    #[serde(default)]
+    anchors: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +70,9 @@ pub struct TrustConfig {
     pub publisher_key: Option<PathBuf>,
     pub policy: ferry_trust::Policy,
     pub seal: Vec<SealConfig>,
+    /// Trust anchors' CA certificates (DER, read at load): QUIC peers whose
+    /// certificate one of them issued are admitted like pinned ones.
+    pub anchors: Vec<Vec<u8>>,
 }
 
 impl TrustConfig {
@@ -140,10 +147,24 @@ impl TrustSection {
                 members,
             });
         }
+        let anchors = self
+            .anchors
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let path = relative(path);
+                let der = std::fs::read(&path)
+                    .map_err(|e| (format!("anchors[{i}]"), format!("{}: {e}", path.display())))?;
+                ferry_link::quic::anchor::check_anchor(&der)
+                    .map_err(|e| (format!("anchors[{i}]"), format!("{}: {e}", path.display())))?;
+                Ok(der)
+            })
+            .collect::<Result<_, (String, String)>>()?;
         Ok(TrustConfig {
             publisher_key: self.publisher_key.as_deref().map(relative),
             policy,
             seal,
+            anchors,
         })
     }
 }

@@ -90,8 +90,13 @@ pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
 
 /// [`configure`] for a node that is a member of `groups`.
 pub fn configure_member(node: &Node, role: &str, groups: &[&str], port: u16, rest: &str) {
+    configure_node(node, role, &format!("member_of = {groups:?}\n"), port, rest);
+}
+
+/// [`configure`] with `node_extra` in the `[node]` table.
+pub fn configure_node(node: &Node, role: &str, node_extra: &str, port: u16, rest: &str) {
     let text = format!(
-        "[node]\nkey = \"node.key\"\nrole = \"{role}\"\nmember_of = {groups:?}\n\
+        "[node]\nkey = \"node.key\"\nrole = \"{role}\"\n{node_extra}\
          [store]\npath = \"store\"\n\
          [listen]\nquic = \"127.0.0.1:{port}\"\nadmin = \"ferryd.sock\"\n{rest}"
     );
