@@ -28,7 +28,7 @@ use ferry_core::{
 use ferry_link::identity::NodeKey;
 use ferry_store::{RocksStore, SharedStore};
 use ferry_trust::envelope::{self, Opened};
-use ferry_trust::seal::{GroupKey, MemberSecret};
+use ferry_trust::seal::GroupKey;
 use ferry_trust::volume::VolumeSignature;
 use ferry_trust::{
     Accepted, Arrived, Kind, PublisherKey, Refusal, ReleaseClaim, Signed, Statement, Trust,
@@ -123,10 +123,8 @@ pub struct TrustGate {
     signer: Option<PublisherKey>,
     /// The groups this node seals for, with their keys.
     seals: Vec<(SealConfig, GroupKey)>,
-    /// This node's id and the secret that opens what is sealed for it.
-    me: [u8; 32],
-    secret: MemberSecret,
-    /// This node's key, which signs the media files it writes.
+    /// This node's key: it opens what is sealed for this node and signs
+    /// the media files it writes.
     node: NodeKey,
     /// The nodes whose signed media files this node imports: its peers.
     admitted: std::collections::BTreeSet<ferry_core::NodeId>,
@@ -179,8 +177,6 @@ impl TrustGate {
         Ok(TrustGate {
             signer,
             seals,
-            me: node.node_id().0,
-            secret: node.member_secret(),
             node: node.clone(),
             admitted: config.peers.iter().map(|p| p.node).collect(),
             require_signed_media: config.media.require_signed,
@@ -222,7 +218,7 @@ impl TrustGate {
 
     /// What to submit for a release this node publishes: signed (see
     /// [`TrustGate::sign`]), then sealed if `destination` is a group in
-    /// `[[trust.seal]]`. Sealing reads and writes the store, so it runs on a
+    /// `[[trust.seal]]` or a member of one. Sealing reads and writes the store, so it runs on a
     /// blocking thread.
     pub async fn prepare(
         &self,
@@ -234,9 +230,14 @@ impl TrustGate {
         manifest: ManifestId,
     ) -> Result<Prepared, String> {
         let signature = self.sign(kind, name, destination, version, &release, manifest);
+        // A node that is a member of a sealed group gets what is sent to it
+        // alone sealed too (an OCI refetch answer, say), under that key.
         let seal = match destination {
             Endpoint::Group(group) => self.seals.iter().find(|(s, _)| &s.group == group),
-            Endpoint::Node(_) => None,
+            Endpoint::Node(node) => self
+                .seals
+                .iter()
+                .find(|(s, _)| s.members.iter().any(|m| m.node == node.0)),
         };
         let Some((config, key)) = seal else {
             return Ok(Prepared {
@@ -283,8 +284,8 @@ impl TrustGate {
         }
         let opened = envelope::open(
             &SharedStore(self.store.clone()),
-            &self.me,
-            &self.secret,
+            &self.node.node_id().0,
+            &self.node.member_secret(),
             &header.release,
             header.manifest,
         )

@@ -23,7 +23,8 @@
 //! warns at start); with any, every release needs a signature the policy
 //! admits.
 //!
-//! A release sent to a group with a `[[trust.seal]]` travels sealed:
+//! A release sent to a group with a `[[trust.seal]]` (or to one of its
+//! members alone) travels sealed:
 //! relays and media carry ciphertext, and only the listed members (by their
 //! node public key, as `ferryd` logs it at start) can open it. Members need
 //! no configuration for it: their node key opens their copy of the group
