@@ -88,7 +88,7 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
 
     // Publishes `tag` to `group` as `repository`; returns the frame bytes
     // the leaf received until skopeo could pull it, with upstream's digest.
-    let bump = |group: &str, repository: &str, tag: &str, expected: &str| -> u64 {
+    let bump = |to: &str, repository: &str, tag: &str, expected: &str| -> u64 {
         let before = bytes_in(&leaf, &rt);
         base.ask(
             &rt,
@@ -97,7 +97,7 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
                 credentials: None,
                 repository: Some(repository.into()),
                 tags: Vec::new(),
-                to: format!("group:{group}"),
+                to: to.into(),
                 lifetime_s: None,
             },
         )
@@ -133,10 +133,12 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
     };
 
     let (v1, v2) = (images.v1.digest.to_string(), images.v2.digest.to_string());
-    let plain_first = bump("plain", "team/plain", "v1", &v1);
-    let sealed_first = bump("sealed", "team/sealed", "v1", &v1);
-    let plain_bump = bump("plain", "team/plain", "v2", &v2);
-    let sealed_bump = bump("sealed", "team/sealed", "v2", &v2);
+    let plain_first = bump("group:plain", "team/plain", "v1", &v1);
+    let sealed_first = bump("group:sealed", "team/sealed", "v1", &v1);
+    let plain_bump = bump("group:plain", "team/plain", "v2", &v2);
+    let sealed_bump = bump("group:sealed", "team/sealed", "v2", &v2);
+    // To a member of the sealed group alone: sealed as well.
+    bump(&leaf.id, "team/direct", "v2", &v2);
     let ratio = sealed_bump as f64 / plain_bump as f64;
     println!(
         "{{\"test\":\"sealed_bump\",\"plain_first\":{plain_first},\"sealed_first\":{sealed_first},\
@@ -157,7 +159,7 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
     let store =
         ferry_store::RocksStore::open(leaf.dir.join("store"), ferry_store::StoreConfig::default())
             .unwrap();
-    let (mut sealed, mut plain) = (0, 0);
+    let (mut sealed, mut plain, mut direct) = (0, 0, 0);
     for (_, bytes) in store.scan_prefix(Cf::Bundles, b"").unwrap() {
         let Some(record) = BundleRecord::decode(&bytes) else {
             continue;
@@ -173,8 +175,13 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
                 assert!(names(b"team/plain"));
                 plain += 1;
             }
+            node if node == &leaf.id[..16] => {
+                assert!(is_sealed(&record.header.release));
+                assert!(!names(b"team/direct"));
+                direct += 1;
+            }
             _ => {}
         }
     }
-    assert_eq!((sealed, plain), (2, 2));
+    assert_eq!((sealed, plain, direct), (2, 2, 1));
 }
