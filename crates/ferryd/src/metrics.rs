@@ -228,6 +228,14 @@ mod tests {
         assert!(text.contains("ferry_link_bytes_total{peer=\"leaf\",direction=\"out\"} 4000\n"));
         assert!(text.contains("ferry_link_up{peer=\"leaf\"} 1\n"));
         assert!(text.contains("ferry_store_quota_bytes 5000\n"));
+        for family in [
+            "ferry_releases_refused_total{reason=\"sealed\"}",
+            "ferry_serve_refused_total",
+            "ferry_handshakes_refused_total",
+            "ferry_media_refused_total",
+        ] {
+            assert!(text.contains(family), "{family}: {text}");
+        }
         // Every sample line belongs to a family announced before it.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();

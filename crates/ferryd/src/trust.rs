@@ -54,6 +54,7 @@ const CLASSES: [&str; 10] = [
 ];
 static REFUSED: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
 static SERVE_REFUSED: AtomicU64 = AtomicU64::new(0);
+static MEDIA_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 fn class(refusal: &Refusal) -> usize {
     match refusal {
@@ -91,6 +92,23 @@ pub fn render_metrics(out: &mut String) {
         "ferry_serve_refused_total {}",
         SERVE_REFUSED.load(Ordering::Relaxed)
     );
+    for (name, help, count) in [
+        (
+            "ferry_handshakes_refused_total",
+            "QUIC peers refused at the handshake (not pinned, not certified by an anchor).",
+            ferry_link::quic::handshakes_refused(),
+        ),
+        (
+            "ferry_media_refused_total",
+            "Volumes and receipts refused whole for their signature.",
+            MEDIA_REFUSED.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {count}"
+        );
+    }
 }
 
 /// Key statements delivered here before this start, to take again in case
@@ -373,6 +391,15 @@ impl TrustGate {
     /// [`MediaSignature::check`] then refuses a file its signature does not
     /// match.
     pub fn media_signature(&self, path: &Path) -> Result<MediaSignature, String> {
+        let checked = self.check_media_signature(path);
+        if let Err(reason) = &checked {
+            MEDIA_REFUSED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %path.display(), %reason, "media file refused");
+        }
+        checked
+    }
+
+    fn check_media_signature(&self, path: &Path) -> Result<MediaSignature, String> {
         let sig = signature_path(path);
         let signature = match std::fs::read_to_string(&sig) {
             Ok(text) => {
@@ -622,6 +649,20 @@ impl MediaSignature {
     /// header names against the signature. Unsigned passes (the gate
     /// already refused it if signatures are required).
     pub fn check(
+        &self,
+        digest: &[u8; 32],
+        len: u64,
+        writer: ferry_core::NodeId,
+    ) -> Result<(), String> {
+        let checked = self.check_read(digest, len, writer);
+        if let Err(reason) = &checked {
+            MEDIA_REFUSED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%reason, "media file refused");
+        }
+        checked
+    }
+
+    fn check_read(
         &self,
         digest: &[u8; 32],
         len: u64,

@@ -56,7 +56,7 @@ pub use endpoint::{Accepting, QuicEndpoint};
 pub use error::LinkError;
 pub use link::QuicLink;
 pub use profile::{Congestion, TransportProfile};
-pub use trust::{SharedTrust, TrustPolicy, node_id_of_certificate};
+pub use trust::{SharedTrust, TrustPolicy, handshakes_refused, node_id_of_certificate};
 
 /// The largest frame a link carries by default: 16 MiB.
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;

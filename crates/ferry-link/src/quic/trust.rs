@@ -136,6 +136,14 @@ pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, Strin
     Ok(node_id_from_public_key(&key.0))
 }
 
+/// Handshakes refused in this process, for metrics.
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many QUIC handshakes this process has refused (every endpoint).
+pub fn handshakes_refused() -> u64 {
+    REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why a peer was refused; the text a refused peer and our logs see.
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
@@ -213,6 +221,7 @@ impl PeerVerifier {
                 refusal
             }
         };
+        REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // `Error::Other` because its text is the refusal's own (a
         // `CertificateError::Other` would print as a debug dump).
         Err(rustls::Error::Other(OtherError(Arc::new(refusal))))
