@@ -499,7 +499,9 @@ admin = "ferryd.sock"
 # baud = 19200               # the port's rate, 8N1
 # line_rate = "80 bit/s"     # pace slower than the port (the modem's air rate)
 # modem_mtu = 64             # bytes per modem frame, all framing included (39..=2048)
-# crc = "crc32"              # or "crc16" (2 bytes a frame fewer)
+# crc = "crc32"              # or "crc16" (2 bytes a frame fewer), or "mac" (frames
+#                            # authenticated by both node keys; also set peer_key =
+#                            # "ed25519:...", the node_key the peer's ferryd logs)
 # half_duplex = true         # the modem cannot talk and listen at once
 # initiator = true           # with half_duplex: true at exactly one end
 # propagation = "1s"         # one-way delay bound; default half the profile's RTT
