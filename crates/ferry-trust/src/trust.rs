@@ -145,6 +145,12 @@ impl Trust {
         if let Some(&successor) = self.state.retired.get(&key) {
             return Err(Refusal::Retired { key, successor });
         }
+        self.chain_rule(key)
+    }
+
+    /// The policy rule `key` publishes under, walking back its rotation
+    /// chain, unless it or a key before it in the chain is revoked.
+    fn chain_rule(&self, key: PublicKey) -> Result<&PublisherRule, Refusal> {
         let mut current = key;
         // A chain longer than the number of rotations is a loop.
         for _ in 0..=self.state.rotated_from.len() {
@@ -251,24 +257,8 @@ impl Trust {
                 "no signed release of {kind} {name:?} was applied here"
             )));
         };
-        let mut current = served.key;
-        let mut rule = None;
-        for _ in 0..=self.state.rotated_from.len() {
-            if let Some(reason) = self.state.revoked.get(&current) {
-                return Err(Refusal::Revoked {
-                    key: current,
-                    reason: reason.clone(),
-                });
-            }
-            if rule.is_none() {
-                rule = self.policy.rule(&current);
-            }
-            match self.state.rotated_from.get(&current) {
-                Some(&from) => current = from,
-                None => break,
-            }
-        }
-        let rule = rule.ok_or(Refusal::UnknownKey(served.key))?;
+        // A retired key keeps what it signed: no retirement check here.
+        let rule = self.chain_rule(served.key)?;
         if !rule.allows(kind, name, &served.destination) {
             return Err(Refusal::OutOfPolicy {
                 key: served.key,

@@ -297,7 +297,7 @@ impl Config {
                             invalid(&key(&format!("serial.{field}")), reason)
                         })?;
                     if let Some(public) = serial.peer_key
-                        && NodeId(*blake3::hash(&public).as_bytes()) != node
+                        && ferry_link::identity::node_id_from_public_key(&public) != node
                     {
                         return Err(invalid(
                             &key("serial.peer_key"),
