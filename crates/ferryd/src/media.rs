@@ -18,16 +18,18 @@ use ferry_store::{RocksStore, SharedStore};
 use serde::Serialize;
 
 use crate::driver::EngineHandle;
-use crate::trust::TrustGate;
+use crate::trust::{TrustGate, media_refused};
 
-/// A reader that hashes (BLAKE3) and counts what passes through it.
+/// A reader or writer that hashes (BLAKE3) and counts what passes through
+/// it: a volume is hashed as it is written (to sign it) and as it is read
+/// (to check it), never read a second time.
 pub struct Hashing<R> {
     inner: R,
     hasher: blake3::Hasher,
     len: u64,
 }
 
-impl<R: std::io::Read> Hashing<R> {
+impl<R> Hashing<R> {
     pub fn new(inner: R) -> Self {
         Hashing {
             inner,
@@ -36,9 +38,22 @@ impl<R: std::io::Read> Hashing<R> {
         }
     }
 
-    /// The BLAKE3 and length of everything read.
+    /// The BLAKE3 and length of everything read or written.
     pub fn finish(self) -> ([u8; 32], u64) {
         (*self.hasher.finalize().as_bytes(), self.len)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -174,14 +189,16 @@ pub async fn export(
         progress(0, total);
         for index in 0..count {
             let path = volume_path(&out, index, count);
-            write_atomic(&path, |file| {
-                plan.write_volume(index, &store, file, |bytes| {
+            let (digest, len) = write_atomic(&path, |file| {
+                let mut out = Hashing::new(file);
+                plan.write_volume(index, &store, &mut out, |bytes| {
                     done += bytes;
                     progress(done, total);
                 })
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(out.finish())
             })?;
-            gate.sign_media(&path)?;
+            gate.sign_media(&path, &digest, len)?;
             tracing::info!(file = %path.display(), volume = index + 1, of = count, "volume written and signed");
             files.push(path.display().to_string());
         }
@@ -219,7 +236,7 @@ pub async fn import(
 ) -> Result<serde_json::Value, String> {
     let signature = gate
         .media_signature(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| media_refused(&path, e))?;
     let file =
         std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let (read, digest, len) = tokio::task::spawn_blocking(move || {
@@ -236,7 +253,7 @@ pub async fn import(
     .map_err(|e| format!("{}: {e}", path.display()))?;
     signature
         .check(&digest, len, read.info().source)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| media_refused(&path, e))?;
     let report = engine
         .with_engine(move |engine, now| engine.accept_volume(now, read))
         .await?
@@ -263,7 +280,7 @@ pub async fn export_receipts(
             w.write_all(&bytes)
                 .map_err(|e| format!("cannot write {}: {e}", file.display()))
         })?;
-        gate.sign_media(&file)
+        gate.sign_media(&file, blake3::hash(&bytes).as_bytes(), bytes.len() as u64)
     })
     .await
     .map_err(|e| e.to_string())??;

@@ -372,11 +372,11 @@ impl TrustGate {
         }))
     }
 
-    /// Writes `FILE.sig` beside the media file at `path`: this node's
-    /// signature of its BLAKE3 and length. Blocking.
-    pub fn sign_media(&self, path: &Path) -> Result<(), String> {
-        let (digest, len) = hash_file(path)?;
-        let text = self.node.sign_volume(&digest, len).to_text();
+    /// Writes `FILE.sig` beside the media file at `path`, whose BLAKE3 is
+    /// `digest` and length `len` (hashed as it was written): this node's
+    /// signature of them. Blocking.
+    pub fn sign_media(&self, path: &Path, digest: &[u8; 32], len: u64) -> Result<(), String> {
+        let text = self.node.sign_volume(digest, len).to_text();
         let sig = signature_path(path);
         crate::media::write_atomic(&sig, |out| {
             std::io::Write::write_all(out, text.as_bytes())
@@ -391,15 +391,6 @@ impl TrustGate {
     /// [`MediaSignature::check`] then refuses a file its signature does not
     /// match.
     pub fn media_signature(&self, path: &Path) -> Result<MediaSignature, String> {
-        let checked = self.check_media_signature(path);
-        if let Err(reason) = &checked {
-            MEDIA_REFUSED.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(file = %path.display(), %reason, "media file refused");
-        }
-        checked
-    }
-
-    fn check_media_signature(&self, path: &Path) -> Result<MediaSignature, String> {
         let sig = signature_path(path);
         let signature = match std::fs::read_to_string(&sig) {
             Ok(text) => {
@@ -654,20 +645,6 @@ impl MediaSignature {
         len: u64,
         writer: ferry_core::NodeId,
     ) -> Result<(), String> {
-        let checked = self.check_read(digest, len, writer);
-        if let Err(reason) = &checked {
-            MEDIA_REFUSED.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%reason, "media file refused");
-        }
-        checked
-    }
-
-    fn check_read(
-        &self,
-        digest: &[u8; 32],
-        len: u64,
-        writer: ferry_core::NodeId,
-    ) -> Result<(), String> {
         let Some(signature) = &self.0 else {
             return Ok(());
         };
@@ -686,19 +663,17 @@ impl MediaSignature {
     }
 }
 
+/// Logs and counts a media file refused for its signature; the error to
+/// return, naming the file.
+pub fn media_refused(path: &Path, reason: String) -> String {
+    MEDIA_REFUSED.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(file = %path.display(), %reason, "media file refused");
+    format!("{}: {reason}", path.display())
+}
+
 /// `FILE.sig` for the media file `FILE`.
 pub fn signature_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".sig");
     PathBuf::from(name)
-}
-
-/// BLAKE3 and length of the file at `path`.
-fn hash_file(path: &Path) -> Result<([u8; 32], u64), String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut hashing = crate::media::Hashing::new(file);
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(hashing.finish())
 }
