@@ -2269,11 +2269,22 @@ mod tests {
     /// Two engines joined by one reliable link, frames moved until quiet;
     /// the events of `b`.
     fn exchange(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, now: Instant) -> Vec<Event> {
+        exchange_altering(a, b, now, |frame| frame)
+    }
+
+    /// [`exchange`], with every frame from `a` to `b` passed through `alter`
+    /// on the way (a hostile relay).
+    fn exchange_altering(
+        a: &mut Engine<MemStore>,
+        b: &mut Engine<MemStore>,
+        now: Instant,
+        mut alter: impl FnMut(Vec<u8>) -> Vec<u8>,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..1000 {
             let mut moved = false;
             while let Some(t) = a.poll_transmit(now) {
-                b.handle_frame(now, LinkId(0), &t.frame);
+                b.handle_frame(now, LinkId(0), &alter(t.frame));
                 moved = true;
             }
             while let Some(t) = b.poll_transmit(now) {
@@ -2317,6 +2328,17 @@ mod tests {
 
     /// A and B joined by a link with `props`, their sessions up, and A
     /// routing to B directly.
+    /// A reliable 1400-byte-MTU link with a 10 ms round trip.
+    fn small_mtu() -> LinkProperties {
+        LinkProperties {
+            mtu: 1400,
+            rtt: Duration::from_millis(10),
+            reliable: true,
+            rate_bps: 0,
+            pipeline: false,
+        }
+    }
+
     fn a_routed_to_b(props: LinkProperties) -> (Engine<MemStore>, Engine<MemStore>, Instant) {
         let (mut a, mut b) = (engine(A), engine(B));
         let now = Instant(2_000_000);
@@ -2421,13 +2443,7 @@ mod tests {
     /// forever: that stalled every transfer behind it on the link.
     #[test]
     fn a_manifest_misstating_a_held_chunk_does_not_stall_the_link() {
-        let props = LinkProperties {
-            mtu: 1400,
-            rtt: Duration::from_millis(10),
-            reliable: true,
-            rate_bps: 0,
-            pipeline: false,
-        };
+        let props = small_mtu();
         let (mut a, mut b, now) = a_routed_to_b(props);
         let held = vec![5u8; 200];
         let id = ferry_chunk::ChunkId::of(&held);
@@ -2469,45 +2485,23 @@ mod tests {
     /// stored, it is asked for again, and what is delivered is the original.
     #[test]
     fn a_chunk_altered_in_flight_is_discarded_and_fetched_again() {
-        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
-            mtu: 1400,
-            rtt: Duration::from_millis(10),
-            reliable: true,
-            rate_bps: 0,
-            pipeline: false,
-        });
+        let (mut a, mut b, now) = a_routed_to_b(small_mtu());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
         let id = submit(&mut a, Endpoint::Node(B), &data);
         let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
-        let (mut tampered, mut events) = (0, Vec::new());
-        for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(t) = a.poll_transmit(now) {
-                let mut bytes = t.frame;
-                if tampered == 0
-                    && let Ok(mut frame) = codec.decode_exact(&bytes)
-                    && let Some(Body::Chunk(piece)) = &mut frame.body
-                    && !piece.data.is_empty()
-                {
-                    piece.data[0] ^= 0xff;
-                    bytes = codec.encode(&frame).unwrap();
-                    tampered += 1;
-                }
-                b.handle_frame(now, LinkId(0), &bytes);
-                moved = true;
+        let mut tampered = 0;
+        let events = exchange_altering(&mut a, &mut b, now, |bytes| {
+            if tampered == 0
+                && let Ok(mut frame) = codec.decode_exact(&bytes)
+                && let Some(Body::Chunk(piece)) = &mut frame.body
+                && !piece.data.is_empty()
+            {
+                piece.data[0] ^= 0xff;
+                tampered += 1;
+                return codec.encode(&frame).unwrap();
             }
-            while let Some(t) = b.poll_transmit(now) {
-                a.handle_frame(now, LinkId(0), &t.frame);
-                moved = true;
-            }
-            let later = now + Duration::from_secs(1);
-            a.handle_timeout(later);
-            b.handle_timeout(later);
-            events.extend(std::iter::from_fn(|| b.poll_event()));
-            if !moved {
-                break;
-            }
-        }
+            bytes
+        });
         assert_eq!(tampered, 1);
         let manifest = events
             .iter()
@@ -2532,13 +2526,7 @@ mod tests {
     /// take custody of it (the sender keeps it).
     #[test]
     fn a_manifest_misstating_a_chunk_the_receiver_holds_is_refused() {
-        let props = LinkProperties {
-            mtu: 1400,
-            rtt: Duration::from_millis(10),
-            reliable: true,
-            rate_bps: 0,
-            pipeline: false,
-        };
+        let props = small_mtu();
         let (mut a, mut b, now) = a_routed_to_b(props);
         let held = vec![5u8; 200];
         let id = ferry_chunk::ChunkId::of(&held);
