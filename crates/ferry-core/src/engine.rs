@@ -2443,8 +2443,7 @@ mod tests {
     /// forever: that stalled every transfer behind it on the link.
     #[test]
     fn a_manifest_misstating_a_held_chunk_does_not_stall_the_link() {
-        let props = small_mtu();
-        let (mut a, mut b, now) = a_routed_to_b(props);
+        let (mut a, mut b, now) = a_routed_to_b(small_mtu());
         let held = vec![5u8; 200];
         let id = ferry_chunk::ChunkId::of(&held);
         let store = a.store_mut();
@@ -2526,8 +2525,7 @@ mod tests {
     /// take custody of it (the sender keeps it).
     #[test]
     fn a_manifest_misstating_a_chunk_the_receiver_holds_is_refused() {
-        let props = small_mtu();
-        let (mut a, mut b, now) = a_routed_to_b(props);
+        let (mut a, mut b, now) = a_routed_to_b(small_mtu());
         let held = vec![5u8; 200];
         let id = ferry_chunk::ChunkId::of(&held);
         for store in [a.store_mut(), b.store_mut()] {
