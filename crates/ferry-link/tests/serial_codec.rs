@@ -349,8 +349,12 @@ proptest! {
         let out = decoder.decode_all(&wire);
         prop_assert_eq!(out.first(), Some(&Ok(frame.clone())));
         prop_assert_eq!(out.last(), Some(&Ok(frame)));
-        prop_assert_eq!(decoder.stats().frames_ok, 2, "garbage decoded as a frame: {:?}", out);
-        prop_assert_eq!(decoder.stats().bytes_discarded, garbage.len() as u64 + 1);
+        // A 16-bit check passes random bytes once in 65,536: only 32 bits
+        // and more make "garbage never decodes" a property.
+        if crc.size() >= 4 {
+            prop_assert_eq!(decoder.stats().frames_ok, 2, "garbage decoded as a frame: {:?}", out);
+            prop_assert_eq!(decoder.stats().bytes_discarded, garbage.len() as u64 + 1);
+        }
     }
 
     /// Arbitrary input never panics, and never yields more than fits.
