@@ -46,6 +46,33 @@ struct Tls {
     transport: Arc<TransportConfig>,
 }
 
+/// The UDP socket buffers asked for, each way. A datagram that arrives while
+/// the receive buffer is full is dropped by the kernel, and QUIC takes the
+/// loss for congestion: at loopback or LAN rates the default buffer (about
+/// 200 KiB) overflows in well under a millisecond whenever the receiving
+/// task is late. The kernel grants at most `net.core.rmem_max` /
+/// `net.core.wmem_max` (see docs/OPERATIONS.md).
+const SOCKET_BUFFER: usize = 16 << 20;
+
+/// Binds a UDP socket at `addr` with [`SOCKET_BUFFER`]-sized buffers (or
+/// as much of them as the kernel allows).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Larger than allowed is capped, not refused; a failure here leaves the
+    // default size, which works, only slower.
+    for (what, set) in [
+        ("receive", Socket::set_recv_buffer_size as fn(&Socket, usize) -> _),
+        ("send", Socket::set_send_buffer_size),
+    ] {
+        if let Err(e) = set(&socket, SOCKET_BUFFER) {
+            tracing::debug!(%addr, "UDP {what} buffer left at its default: {e}");
+        }
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 impl QuicEndpoint {
     /// Binds `addr` (port 0 picks a free port) for node `key`, admitting the
     /// peers `policy` admits, with QUIC tuned by `profile`. A [`SharedTrust`]
@@ -65,8 +92,17 @@ impl QuicEndpoint {
         };
         // Incoming connections are accepted with per-handshake configurations
         // (`accept_with`); quinn needs a default one to accept at all.
-        let endpoint = quinn::Endpoint::server(tls.server_config(None)?, addr)
-            .map_err(|source| LinkError::Bind { addr, source })?;
+        let socket = bind_udp(addr).map_err(|source| LinkError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            LinkError::Config("a QUIC endpoint needs a tokio runtime".into())
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(tls.server_config(None)?),
+            socket,
+            runtime,
+        )
+        .map_err(|source| LinkError::Bind { addr, source })?;
         let node = key.node_id();
         tracing::debug!(node = %node, %addr, "QUIC endpoint bound");
         Ok(QuicEndpoint {
