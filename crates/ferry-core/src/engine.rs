@@ -150,9 +150,14 @@ struct Outbound {
     /// Serial of the newest want-list acted on: an older or duplicated one
     /// would ask again for what was sent since.
     want_serial: u32,
-    /// The chunk whose pieces are being sent, read (and verified) once
-    /// rather than once per piece.
+    /// The chunk whose pieces are being sent, read once rather than once
+    /// per piece.
     sending: Option<(u32, Vec<u8>)>,
+    /// Chunks read for this handle before (a bit per index). The first read
+    /// skips the hash check, since the receiver checks every chunk; a chunk
+    /// asked for again (lost, altered in flight, or corrupt here) is read
+    /// verified, which finds and drops a corrupt copy in this store.
+    read_before: Vec<u64>,
     /// Pieces sent within the last in-flight window: (when, index, start,
     /// end, serial of the checkpoint that ends their round). A want-list
     /// naming them may predate their arrival, so it does not make them go
@@ -1418,6 +1423,7 @@ impl<S: Store> Engine<S> {
                     speculative: 0,
                     want_serial: 0,
                     sending: None,
+                    read_before: Vec::new(),
                     recent: VecDeque::new(),
                     checkpoints: 0,
                 };
@@ -1888,7 +1894,11 @@ impl<S: Store> Engine<S> {
                     manifest.encode()
                 } else {
                     let id = manifest.entries()[index as usize].id;
-                    match self.store.get_chunk(id) {
+                    let read = match first_time(&mut out.read_before, index) {
+                        true => self.store.get_chunk_unverified(id),
+                        false => self.store.get_chunk(id),
+                    };
+                    match read {
                         // A manifest from a peer may give a chunk we hold (by
                         // id) a length it does not have: such a bundle cannot be
                         // served. Dropped like a lost chunk, rather than asked
@@ -2069,6 +2079,17 @@ fn forget_arrived(
     {
         recent.pop_front();
     }
+}
+
+/// Sets bit `index` of `bits`; true if it was clear.
+fn first_time(bits: &mut Vec<u64>, index: u32) -> bool {
+    let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    let first = bits[word] & bit == 0;
+    bits[word] |= bit;
+    first
 }
 
 fn timer_key(id: BundleId, hop: NodeId) -> Vec<u8> {
@@ -2518,6 +2539,49 @@ mod tests {
         )
         .unwrap();
         assert!(out == data, "what was delivered differs from what was sent");
+    }
+
+    /// A chunk corrupt in the sender's store goes out once unchecked (the
+    /// receiver checks every chunk, so the sender's first read skips the
+    /// hash); the receiver refuses it and asks again, and that second read,
+    /// verified, finds the corruption: the sender reports it, sends it no
+    /// more, and the receiver never stores the bad bytes.
+    #[test]
+    fn a_chunk_corrupt_at_the_sender_goes_once_and_is_found_when_asked_again() {
+        let (mut a, mut b, now) = a_routed_to_b(small_mtu());
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let id = submit(&mut a, Endpoint::Node(B), &data);
+        let manifest = a.bundle(&id).unwrap().header.manifest;
+        let manifest = a.store().get_manifest(manifest).unwrap().unwrap();
+        assert!(manifest.entries().len() > 1);
+        let bad = manifest.entries()[1].id;
+        assert!(a.store_mut().corrupt_chunk(bad));
+        let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+        let mut sent = 0;
+        let events = exchange_altering(&mut a, &mut b, now, |bytes| {
+            if let Ok(frame) = codec.decode_exact(&bytes)
+                && let Some(Body::Chunk(piece)) = &frame.body
+                && piece.chunk_index == 1
+                && piece.offset == 0
+            {
+                sent += 1;
+            }
+            bytes
+        });
+        assert_eq!(sent, 1, "the corrupt chunk's first piece went {sent} times");
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::Delivered { .. })),
+            "{events:?}"
+        );
+        assert!(!b.store().has_chunk(bad).unwrap());
+        let a_events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+        let reported = format!("chunk {bad} unreadable");
+        assert!(
+            a_events
+                .iter()
+                .any(|e| matches!(e, Event::StoreFailed { detail } if *detail == reported)),
+            "{a_events:?}"
+        );
     }
 
     /// A receiver that holds a chunk refuses a manifest giving it another

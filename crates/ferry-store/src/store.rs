@@ -185,6 +185,19 @@ impl RocksStore {
         Err(StoreError::CorruptChunk { id, detail })
     }
 
+    /// Reads a chunk without verifying its hash: for sending it to a peer,
+    /// which verifies it itself. A missing or short pack is still an error.
+    pub fn get_chunk_unverified(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(location) = self.location(id)? else {
+            return Ok(None);
+        };
+        match self.packs.read(location) {
+            Ok(bytes) => Ok(Some(bytes)),
+            // Verified reading reports (and discards) what is unreadable.
+            Err(_) => self.get_chunk(id),
+        }
+    }
+
     fn discard_corrupt(&self, id: ChunkId, detail: String) -> Result<(), StoreError> {
         tracing::warn!(chunk = %id, %detail, "corrupt chunk removed from the store");
         self.db
@@ -398,6 +411,10 @@ macro_rules! impl_store {
             fn get_chunk(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
                 let $s = self;
                 RocksStore::get_chunk($inner, id)
+            }
+            fn get_chunk_unverified(&self, id: ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+                let $s = self;
+                RocksStore::get_chunk_unverified($inner, id)
             }
             fn put_chunk(&mut self, id: ChunkId, data: &[u8]) -> Result<PutOutcome, StoreError> {
                 let $s = &*self;

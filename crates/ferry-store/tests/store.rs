@@ -114,6 +114,12 @@ fn chunk_corrupted_on_disk_is_reported_not_returned() {
     }
     assert_eq!(flipped, 1, "the chunk body should be in exactly one file");
     let store = open(dir.path());
+    // Read for sending, unverified: the bytes as they are (the peer checks
+    // them); nothing is discarded yet.
+    let sent = store.get_chunk_unverified(id).unwrap().unwrap();
+    assert_eq!(sent.len(), data.len());
+    assert_ne!(sent, data);
+    assert!(store.has_chunk(id).unwrap());
     let err = store.get_chunk(id).unwrap_err();
     assert!(
         matches!(err, StoreError::CorruptChunk { id: bad, .. } if bad == id),
