@@ -11,6 +11,9 @@ fn main() {
         panic!("proto/ferry.proto does not compile: {e}");
     });
     prost_build::Config::new()
+        // Chunk data decoded from a shared buffer points into it, uncopied
+        // (`FrameCodec::decode_exact_shared`).
+        .bytes([".ferry.v1.ChunkData.data"])
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("prost code generation failed: {e}"));
 }

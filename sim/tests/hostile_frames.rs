@@ -34,7 +34,7 @@ fn hostile_body() -> impl Strategy<Value = Body> {
                     chunk_id: Vec::new(),
                     chunk_length,
                     offset,
-                    data,
+                    data: data.into(),
                     checkpoint,
                     checkpoint_serial: u32::from(checkpoint),
                 })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferry_chunk::{Manifest, ManifestId};
 use ferry_proto::v1::{self, frame::Body};
 use ferry_proto::{
-    FrameCodec, FrameError, MANIFEST_INDEX, SUPPORTED_VERSIONS, Validate, negotiate,
+    Bytes, FrameCodec, FrameError, MANIFEST_INDEX, SUPPORTED_VERSIONS, Validate, negotiate,
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -628,13 +628,23 @@ impl<S: Store> Engine<S> {
     /// A frame arrived on `link`. A malformed frame or a protocol violation
     /// closes that session with a logged reason and changes nothing stored.
     pub fn handle_frame(&mut self, now: Instant, link: LinkId, bytes: &[u8]) {
-        let Some(state) = self.links.get(&link) else {
-            return;
-        };
-        if !state.up {
-            return;
+        if self.links.get(&link).is_some_and(|state| state.up) {
+            let frame = FrameCodec::new(ferry_proto::HARD_MAX_FRAME).decode_exact(bytes);
+            self.handle_decoded(now, link, frame);
         }
-        let frame = match FrameCodec::new(ferry_proto::HARD_MAX_FRAME).decode_exact(bytes) {
+    }
+
+    /// [`handle_frame`](Self::handle_frame) for a frame in a shared buffer:
+    /// a whole chunk in it is checked and stored without being copied out.
+    pub fn handle_shared_frame(&mut self, now: Instant, link: LinkId, bytes: &Bytes) {
+        if self.links.get(&link).is_some_and(|state| state.up) {
+            let frame = FrameCodec::new(ferry_proto::HARD_MAX_FRAME).decode_exact_shared(bytes);
+            self.handle_decoded(now, link, frame);
+        }
+    }
+
+    fn handle_decoded(&mut self, now: Instant, link: LinkId, frame: Result<v1::Frame, FrameError>) {
+        let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 return self.close(now, link, v1::CloseReason::MalformedFrame, &malformed(&e));
@@ -1189,11 +1199,8 @@ impl<S: Store> Engine<S> {
                     }
                     inbound.received += buf.received() - before;
                     buf.is_complete().then(|| {
-                        inbound
-                            .partial
-                            .remove(&chunk.chunk_index)
-                            .expect("present")
-                            .into_bytes()
+                        let buf = inbound.partial.remove(&chunk.chunk_index);
+                        Bytes::from(buf.expect("present").into_bytes())
                     })
                 };
                 if let Some(bytes) = complete {
@@ -1935,7 +1942,7 @@ impl<S: Store> Engine<S> {
                 chunk_id: Vec::new(),
                 chunk_length,
                 offset: start,
-                data: Vec::new(),
+                data: Bytes::new(),
                 checkpoint: false,
                 checkpoint_serial: 0,
             };
@@ -1953,9 +1960,9 @@ impl<S: Store> Engine<S> {
             let whole = start == 0 && take as usize == bytes.len() && ranges.len() == 1;
             piece.data = if whole {
                 // The whole chunk in one piece: hand over the buffer read for it.
-                out.sending.take().expect("filled above").1
+                Bytes::from(out.sending.take().expect("filled above").1)
             } else {
-                bytes.get(start as usize..(start + take) as usize)?.to_vec()
+                Bytes::copy_from_slice(bytes.get(start as usize..(start + take) as usize)?)
             };
             if out.pipelined {
                 out.speculative += u64::from(take);
@@ -2516,7 +2523,9 @@ mod tests {
                 && let Some(Body::Chunk(piece)) = &mut frame.body
                 && !piece.data.is_empty()
             {
-                piece.data[0] ^= 0xff;
+                let mut data = piece.data.to_vec();
+                data[0] ^= 0xff;
+                piece.data = data.into();
                 tampered += 1;
                 return codec.encode(&frame).unwrap();
             }

@@ -191,7 +191,7 @@ mod tests {
                 chunk_index: 1_000,
                 chunk_length: 60_000,
                 offset: 50_000,
-                data: vec![7; data],
+                data: vec![7; data].into(),
                 ..Default::default()
             })),
         }

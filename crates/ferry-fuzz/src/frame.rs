@@ -34,6 +34,9 @@ pub fn frame(data: &[u8]) {
 fn check_one(codec: &FrameCodec, data: &[u8]) {
     let decoded = codec.decode(data);
     let exact = codec.decode_exact(data);
+    // From a shared buffer (as the daemon decodes), the same answer.
+    let shared = codec.decode_exact_shared(&ferry_proto::Bytes::copy_from_slice(data));
+    assert_eq!(shared, exact);
     match &decoded {
         Ok(d) => {
             assert!(d.consumed <= data.len() && d.consumed <= codec.max_frame());

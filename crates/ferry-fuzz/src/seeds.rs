@@ -156,7 +156,7 @@ fn frames() -> Vec<(&'static str, v1::Frame)> {
                 chunk_index: 0,
                 chunk_length: 10,
                 offset: 2,
-                data: vec![0; 8],
+                data: vec![0; 8].into(),
                 chunk_id: ChunkId::of(&[0; 10]).as_bytes().to_vec(),
                 checkpoint: true,
                 checkpoint_serial: 1,

@@ -2,6 +2,7 @@
 //!
 //! Owns the byte layout of a frame and the size limit; never panics on input.
 
+use bytes::Bytes;
 use prost::Message as _;
 
 use crate::v1::Frame;
@@ -106,14 +107,19 @@ impl FrameCodec {
 
     /// Decodes the frame at the front of `buf` (a stream may hold more after it).
     pub fn decode(&self, buf: &[u8]) -> Result<Decoded, FrameError> {
-        let total = self.frame_len(buf)?;
-        let header = total - self.payload_len(buf)?;
+        let (header, total) = self.bounds(buf)?;
         let frame = Frame::decode(&buf[header..total])?;
         frame.validate()?;
         Ok(Decoded {
             frame,
             consumed: total,
         })
+    }
+
+    /// Where the frame at the front of `buf` starts (past its header) and ends.
+    fn bounds(&self, buf: &[u8]) -> Result<(usize, usize), FrameError> {
+        let total = self.frame_len(buf)?;
+        Ok((total - self.payload_len(buf)?, total))
     }
 
     /// Length of the whole frame at the front of `buf`, header included,
@@ -155,6 +161,18 @@ impl FrameCodec {
         let decoded = self.decode(buf)?;
         match buf.len() - decoded.consumed {
             0 => Ok(decoded.frame),
+            extra => Err(FrameError::TrailingBytes { extra }),
+        }
+    }
+
+    /// [`decode_exact`](Self::decode_exact) from a shared buffer: chunk data
+    /// in the frame points into `buf` instead of being copied out of it.
+    pub fn decode_exact_shared(&self, buf: &Bytes) -> Result<Frame, FrameError> {
+        let (header, total) = self.bounds(buf)?;
+        let frame = Frame::decode(buf.slice(header..total))?;
+        frame.validate()?;
+        match buf.len() - total {
+            0 => Ok(frame),
             extra => Err(FrameError::TrailingBytes { extra }),
         }
     }

@@ -18,6 +18,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/ferry.v1.rs"));
 }
 
+pub use bytes::Bytes;
 pub use frame::{DEFAULT_MAX_FRAME, Decoded, FrameCodec, FrameError, HARD_MAX_FRAME, WIRE_VERSION};
 pub use validate::{
     ID_LEN, MANIFEST_INDEX, MAX_FRAGMENTED_FRAME, MAX_GROUP_NAME_LEN, MAX_RELEASE_LEN,

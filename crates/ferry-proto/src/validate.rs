@@ -399,7 +399,7 @@ mod tests {
         let piece = ChunkData {
             chunk_length: 4,
             offset: 2,
-            data: vec![0; 3],
+            data: vec![0; 3].into(),
             ..Default::default()
         };
         assert_eq!(piece.validate().unwrap_err().field, "chunk.data");

@@ -18,7 +18,7 @@ fn arb_frame() -> impl Strategy<Value = v1::Frame> {
                 chunk_id: Vec::new(),
                 chunk_length: data.len() as u32 + 5,
                 offset: 5,
-                data,
+                data: data.into(),
                 checkpoint: handle % 2 == 0,
                 checkpoint_serial: 0,
             })
@@ -64,6 +64,15 @@ proptest! {
         let _ = codec.decode_exact(&bytes);
     }
 
+    /// Decoding from a shared buffer agrees with decoding from a slice,
+    /// frame for frame and error for error.
+    #[test]
+    fn shared_decoding_agrees(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let codec = FrameCodec::new(1024);
+        let shared = codec.decode_exact_shared(&ferry_proto::Bytes::from(bytes.clone()));
+        prop_assert_eq!(format!("{:?}", shared), format!("{:?}", codec.decode_exact(&bytes)));
+    }
+
     #[test]
     fn random_payload_behind_valid_header_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut bytes = vec![ferry_proto::WIRE_VERSION];
@@ -78,7 +87,15 @@ proptest! {
     fn valid_frames_round_trip(frame in arb_frame()) {
         let codec = FrameCodec::default();
         let bytes = codec.encode(&frame).unwrap();
-        prop_assert_eq!(codec.decode_exact(&bytes).unwrap(), frame);
+        prop_assert_eq!(codec.decode_exact(&bytes).unwrap(), frame.clone());
+        // From a shared buffer, chunk data points into that buffer.
+        let shared = ferry_proto::Bytes::from(bytes);
+        let decoded = codec.decode_exact_shared(&shared).unwrap();
+        if let Some(Body::Chunk(piece)) = &decoded.body && !piece.data.is_empty() {
+            let within = shared.as_ptr_range();
+            prop_assert!(within.contains(&piece.data.as_ptr()), "chunk data was copied");
+        }
+        prop_assert_eq!(decoded, frame);
     }
 
     #[test]

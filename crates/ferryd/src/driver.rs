@@ -19,7 +19,7 @@ use ferry_core::{
     BundleId, Contact, Engine, Event, LinkId, LinkProperties, NodeId, PayloadKind, Routes,
     Submission, Transmit,
 };
-use ferry_proto::FrameCodec;
+use ferry_proto::{Bytes, FrameCodec};
 use ferry_store::SharedStore;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -313,14 +313,14 @@ impl Driver {
             Input::Frame { link, bytes } => {
                 let traffic = self.traffic.entry(link).or_default();
                 traffic.bytes_in += bytes.len() as u64;
-                let mut rest = &bytes[..];
+                // Shared, so that chunks go from it to the store uncopied.
+                let mut rest = Bytes::from(bytes);
                 while !rest.is_empty() {
                     // A frame with a broken header goes to the engine whole
                     // (with what follows it), which closes the session over it.
-                    let len = self.codec.frame_len(rest).unwrap_or(rest.len());
+                    let len = self.codec.frame_len(&rest).unwrap_or(rest.len());
                     traffic.frames_in += 1;
-                    self.engine.handle_frame(now, link, &rest[..len]);
-                    rest = &rest[len..];
+                    self.engine.handle_shared_frame(now, link, &rest.split_to(len));
                 }
             }
             Input::Ready { link } => {

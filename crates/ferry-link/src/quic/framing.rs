@@ -82,14 +82,14 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         return Err(FrameError::TooLarge { len, max });
     }
     // `len` ≤ `max` ≤ u32::MAX fits usize on every platform ferry runs on.
-    let mut frame = vec![0u8; len as usize];
-    stream
-        .read_exact(&mut frame)
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => FrameError::TruncatedFrame { len },
-            _ => FrameError::Io(e),
-        })?;
+    // Read into spare capacity, which is never zeroed first.
+    let mut frame = Vec::with_capacity(len as usize);
+    let mut body = stream.take(u64::from(len));
+    while frame.len() < len as usize {
+        if body.read_buf(&mut frame).await.map_err(FrameError::Io)? == 0 {
+            return Err(FrameError::TruncatedFrame { len });
+        }
+    }
     Ok(Some(frame))
 }
 
