@@ -320,7 +320,8 @@ impl Driver {
                     // (with what follows it), which closes the session over it.
                     let len = self.codec.frame_len(&rest).unwrap_or(rest.len());
                     traffic.frames_in += 1;
-                    self.engine.handle_shared_frame(now, link, &rest.split_to(len));
+                    self.engine
+                        .handle_shared_frame(now, link, &rest.split_to(len));
                 }
             }
             Input::Ready { link } => {

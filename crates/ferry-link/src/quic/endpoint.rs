@@ -62,7 +62,10 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     // Larger than allowed is capped, not refused; a failure here leaves the
     // default size, which works, only slower.
     for (what, set) in [
-        ("receive", Socket::set_recv_buffer_size as fn(&Socket, usize) -> _),
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> _,
+        ),
         ("send", Socket::set_send_buffer_size),
     ] {
         if let Err(e) = set(&socket, SOCKET_BUFFER) {
@@ -93,9 +96,8 @@ impl QuicEndpoint {
         // Incoming connections are accepted with per-handshake configurations
         // (`accept_with`); quinn needs a default one to accept at all.
         let socket = bind_udp(addr).map_err(|source| LinkError::Bind { addr, source })?;
-        let runtime = quinn::default_runtime().ok_or_else(|| {
-            LinkError::Config("a QUIC endpoint needs a tokio runtime".into())
-        })?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| LinkError::Config("a QUIC endpoint needs a tokio runtime".into()))?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(tls.server_config(None)?),
