@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_core::{LinkId, LinkProperties, NodeId};
-use ferry_link::quic::{QuicEndpoint, QuicLink};
+use ferry_link::quic::{PathStats, QuicEndpoint, QuicLink};
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::Peer;
@@ -94,6 +94,24 @@ impl Registry {
             .expect("not poisoned")
             .values()
             .cloned()
+            .collect()
+    }
+
+    /// The QUIC path of each peer connected now, by peer name.
+    pub fn path_stats(&self) -> Vec<(String, PathStats)> {
+        let names: BTreeMap<NodeId, String> = self
+            .peers()
+            .into_iter()
+            .map(|(_, peer)| (peer.node, peer.name))
+            .collect();
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(node, live)| {
+                let name = names.get(node).cloned().unwrap_or_else(|| node.to_string());
+                (name, live.link.path_stats())
+            })
             .collect()
     }
 

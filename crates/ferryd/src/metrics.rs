@@ -1,6 +1,7 @@
 //! Prometheus metrics at `GET /metrics` (text exposition format 0.0.4):
 //! bundles by state, custody events and retransmissions, traffic per peer,
-//! store use. Each scrape asks the engine thread for a fresh snapshot.
+//! each QUIC connection's round trip, window and losses, store use. Each
+//! scrape asks the engine thread for a fresh snapshot.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,6 +13,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+
+use ferry_link::quic::PathStats;
 
 use crate::driver::{EngineHandle, Status};
 use crate::links::Registry;
@@ -48,7 +51,7 @@ async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
         Ok(status) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            render(&status, &peers),
+            render(&status, &peers, &metrics.registry.path_stats()),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -58,8 +61,13 @@ async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
     }
 }
 
-/// The snapshot in Prometheus' text format.
-pub fn render(status: &Status, peers: &BTreeMap<u32, String>) -> String {
+/// The snapshot, and the QUIC path of each connected peer (by name), in
+/// Prometheus' text format.
+pub fn render(
+    status: &Status,
+    peers: &BTreeMap<u32, String>,
+    paths: &[(String, PathStats)],
+) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -173,6 +181,36 @@ pub fn render(status: &Status, peers: &BTreeMap<u32, String>) -> String {
         "Frames exchanged with a peer.",
         &frames,
     );
+    let per_path = |value: fn(&PathStats) -> u64| -> Vec<(String, u64)> {
+        paths
+            .iter()
+            .map(|(name, stats)| (format!("{{peer=\"{name}\"}}"), value(stats)))
+            .collect()
+    };
+    family(
+        "ferry_quic_packets_sent_total",
+        "counter",
+        "QUIC packets sent to a peer on its current connection.",
+        &per_path(|s| s.sent_packets),
+    );
+    family(
+        "ferry_quic_packets_lost_total",
+        "counter",
+        "QUIC packets to a peer declared lost (and resent) on its current connection.",
+        &per_path(|s| s.lost_packets),
+    );
+    family(
+        "ferry_quic_congestion_events_total",
+        "counter",
+        "Times QUIC cut its congestion window on a peer's current connection.",
+        &per_path(|s| s.congestion_events),
+    );
+    family(
+        "ferry_quic_congestion_window_bytes",
+        "gauge",
+        "QUIC's congestion window towards a peer.",
+        &per_path(|s| s.cwnd),
+    );
     family(
         "ferry_store_bytes",
         "gauge",
@@ -186,6 +224,15 @@ pub fn render(status: &Status, peers: &BTreeMap<u32, String>) -> String {
             "The store's quota.",
             &[(String::new(), quota)],
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ferry_quic_rtt_seconds QUIC's round-trip estimate to a peer.\n\
+         # TYPE ferry_quic_rtt_seconds gauge"
+    );
+    for (name, stats) in paths {
+        let rtt = stats.rtt.as_secs_f64();
+        let _ = writeln!(out, "ferry_quic_rtt_seconds{{peer=\"{name}\"}} {rtt}");
     }
     crate::trust::render_metrics(&mut out);
     out
@@ -220,7 +267,18 @@ mod tests {
             store_quota: Some(5000),
             ..Status::default()
         };
-        let text = render(&status, &[(0, "leaf".to_string())].into());
+        let path = PathStats {
+            rtt: std::time::Duration::from_millis(650),
+            cwnd: 64_000,
+            sent_packets: 900,
+            lost_packets: 7,
+            congestion_events: 2,
+        };
+        let text = render(
+            &status,
+            &[(0, "leaf".to_string())].into(),
+            &[("leaf".to_string(), path)],
+        );
         assert!(
             text.contains("ferry_bundles{state=\"forwarding\"} 1\n"),
             "{text}"
@@ -228,6 +286,9 @@ mod tests {
         assert!(text.contains("ferry_link_bytes_total{peer=\"leaf\",direction=\"out\"} 4000\n"));
         assert!(text.contains("ferry_link_up{peer=\"leaf\"} 1\n"));
         assert!(text.contains("ferry_store_quota_bytes 5000\n"));
+        assert!(text.contains("ferry_quic_packets_lost_total{peer=\"leaf\"} 7\n"));
+        assert!(text.contains("ferry_quic_congestion_window_bytes{peer=\"leaf\"} 64000\n"));
+        assert!(text.contains("ferry_quic_rtt_seconds{peer=\"leaf\"} 0.65\n"));
         for family in [
             "ferry_releases_refused_total{reason=\"sealed\"}",
             "ferry_serve_refused_total",

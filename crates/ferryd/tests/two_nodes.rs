@@ -104,6 +104,18 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
         .parse()
         .unwrap();
     assert!(sent_bytes > 3 << 20, "{metrics}");
+    // The connection to the leaf, as QUIC sees it.
+    let packets: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_quic_packets_sent_total{peer=\"leaf\"} "))
+        .unwrap_or_else(|| panic!("no QUIC path metric:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(packets > 0, "{metrics}");
+    assert!(
+        metrics.contains("ferry_quic_rtt_seconds{peer=\"leaf\"} "),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("ferry_bundles{state=\"released\"} 3\n"),
         "{metrics}"

@@ -47,6 +47,20 @@ pub struct QuicLink {
     inbox: Mutex<mpsc::UnboundedReceiver<Inbound>>,
 }
 
+/// How the connection's network path is doing, since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// QUIC's current round-trip estimate.
+    pub rtt: Duration,
+    /// Congestion window, in bytes.
+    pub cwnd: u64,
+    /// Packets sent, and of them those declared lost (and resent).
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+    /// Times the congestion controller cut its window.
+    pub congestion_events: u64,
+}
+
 /// What the link's tasks share.
 struct Ctx {
     conn: Connection,
@@ -136,6 +150,18 @@ impl QuicLink {
     /// QUIC's current estimate of the round-trip time.
     pub fn rtt(&self) -> Duration {
         self.ctx.conn.rtt()
+    }
+
+    /// Round trip, congestion window and losses of the connection's path.
+    pub fn path_stats(&self) -> PathStats {
+        let path = self.ctx.conn.stats().path;
+        PathStats {
+            rtt: path.rtt,
+            cwnd: path.cwnd,
+            sent_packets: path.sent_packets,
+            lost_packets: path.lost_packets,
+            congestion_events: path.congestion_events,
+        }
     }
 
     /// Sends a frame on the control stream. Returns once the frame is in

@@ -54,7 +54,7 @@ mod trust;
 
 pub use endpoint::{Accepting, QuicEndpoint};
 pub use error::LinkError;
-pub use link::QuicLink;
+pub use link::{PathStats, QuicLink};
 pub use profile::{Congestion, TransportProfile};
 pub use trust::{SharedTrust, TrustPolicy, handshakes_refused, node_id_of_certificate};
 
