@@ -68,6 +68,28 @@ fn synced_chunks_and_records_survive_reopen() {
     assert_eq!(rebuilt, data);
 }
 
+/// Writes never synced are not promised to survive a crash, but a store
+/// closed in good order keeps them (its WAL buffer is written at close).
+#[test]
+fn unsynced_writes_survive_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(4, 5000);
+    let id = ChunkId::of(&data);
+    {
+        let store = open(dir.path());
+        store.put_chunk(id, &data).unwrap();
+        let mut batch = Batch::new();
+        batch.put(Cf::Bundles, b"unsynced".to_vec(), b"kept".to_vec());
+        store.write(&batch).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.get(Cf::Bundles, b"unsynced").unwrap().unwrap(),
+        b"kept"
+    );
+    assert_eq!(store.get_chunk(id).unwrap().unwrap(), data);
+}
+
 #[test]
 fn checked_put_refuses_bytes_that_do_not_match_their_id() {
     let dir = tempfile::tempdir().unwrap();

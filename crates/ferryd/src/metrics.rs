@@ -61,6 +61,14 @@ async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
     }
 }
 
+/// A metric family over each peer's QUIC path: name, type, help, value.
+type PathFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PathStats) -> u64,
+);
+
 /// The snapshot, and the QUIC path of each connected peer (by name), in
 /// Prometheus' text format.
 pub fn render(
@@ -181,36 +189,39 @@ pub fn render(
         "Frames exchanged with a peer.",
         &frames,
     );
-    let per_path = |value: fn(&PathStats) -> u64| -> Vec<(String, u64)> {
-        paths
+    let quic: [PathFamily; 4] = [
+        (
+            "ferry_quic_packets_sent_total",
+            "counter",
+            "QUIC packets sent to a peer on its current connection.",
+            |s| s.sent_packets,
+        ),
+        (
+            "ferry_quic_packets_lost_total",
+            "counter",
+            "QUIC packets to a peer declared lost (and resent) on its current connection.",
+            |s| s.lost_packets,
+        ),
+        (
+            "ferry_quic_congestion_events_total",
+            "counter",
+            "Times QUIC cut its congestion window on a peer's current connection.",
+            |s| s.congestion_events,
+        ),
+        (
+            "ferry_quic_congestion_window_bytes",
+            "gauge",
+            "QUIC's congestion window towards a peer.",
+            |s| s.cwnd,
+        ),
+    ];
+    for (name, kind, help, value) in quic {
+        let samples: Vec<(String, u64)> = paths
             .iter()
-            .map(|(name, stats)| (format!("{{peer=\"{name}\"}}"), value(stats)))
-            .collect()
-    };
-    family(
-        "ferry_quic_packets_sent_total",
-        "counter",
-        "QUIC packets sent to a peer on its current connection.",
-        &per_path(|s| s.sent_packets),
-    );
-    family(
-        "ferry_quic_packets_lost_total",
-        "counter",
-        "QUIC packets to a peer declared lost (and resent) on its current connection.",
-        &per_path(|s| s.lost_packets),
-    );
-    family(
-        "ferry_quic_congestion_events_total",
-        "counter",
-        "Times QUIC cut its congestion window on a peer's current connection.",
-        &per_path(|s| s.congestion_events),
-    );
-    family(
-        "ferry_quic_congestion_window_bytes",
-        "gauge",
-        "QUIC's congestion window towards a peer.",
-        &per_path(|s| s.cwnd),
-    );
+            .map(|(peer, stats)| (format!("{{peer=\"{peer}\"}}"), value(stats)))
+            .collect();
+        family(name, kind, help, &samples);
+    }
     family(
         "ferry_store_bytes",
         "gauge",

@@ -97,21 +97,21 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     });
     // Prometheus sees the traffic to the leaf and the released bundles.
     let metrics = scrape(metrics_port);
-    let sent_bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ferry_link_bytes_total{peer=\"leaf\",direction=\"out\"} "))
-        .unwrap_or_else(|| panic!("no traffic metric:\n{metrics}"))
-        .parse()
-        .unwrap();
+    let sample = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series}:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let sent_bytes = sample("ferry_link_bytes_total{peer=\"leaf\",direction=\"out\"}");
     assert!(sent_bytes > 3 << 20, "{metrics}");
     // The connection to the leaf, as QUIC sees it.
-    let packets: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ferry_quic_packets_sent_total{peer=\"leaf\"} "))
-        .unwrap_or_else(|| panic!("no QUIC path metric:\n{metrics}"))
-        .parse()
-        .unwrap();
-    assert!(packets > 0, "{metrics}");
+    assert!(
+        sample("ferry_quic_packets_sent_total{peer=\"leaf\"}") > 0,
+        "{metrics}"
+    );
     assert!(
         metrics.contains("ferry_quic_rtt_seconds{peer=\"leaf\"} "),
         "{metrics}"
