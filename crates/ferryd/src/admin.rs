@@ -549,6 +549,24 @@ fn ingest(
     if entries.is_empty() {
         return Err(format!("{} holds no files", path.display()));
     }
+    // A bundle carries at least one byte. Refuse before anything is stored
+    // or submitted, so a directory is never sent in part.
+    let empty: Vec<String> = entries
+        .iter()
+        .filter(|source| source.len == 0)
+        .map(|source| source.path.display().to_string())
+        .collect();
+    if !empty.is_empty() {
+        return Err(format!(
+            "nothing sent: an empty file cannot travel as a bundle, and {} is empty: {}",
+            if empty.len() == 1 {
+                "this one"
+            } else {
+                "these"
+            },
+            empty.join(", ")
+        ));
+    }
     for ferry_store::Source { path: file, .. } in entries {
         let name = file
             .strip_prefix(path)
@@ -647,4 +665,31 @@ pub async fn stream(
         return Err("ferryd closed the connection without answering".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_with_an_empty_file_is_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path().join("store"), Default::default()).unwrap();
+        let send = dir.path().join("send");
+        std::fs::create_dir_all(send.join("sub")).unwrap();
+        std::fs::write(send.join("a.txt"), b"first").unwrap();
+        std::fs::write(send.join("sub/.keep"), b"").unwrap();
+        let refused = ingest(&store, &send).unwrap_err();
+        assert!(refused.starts_with("nothing sent"), "{refused}");
+        assert!(refused.contains(".keep"), "{refused}");
+        assert!(!refused.contains("a.txt"), "{refused}");
+        let first = ferry_chunk::ChunkId::of(b"first");
+        assert!(!store.has_chunk(first).unwrap(), "nothing was stored");
+        // Without it, the directory goes.
+        std::fs::remove_file(send.join("sub/.keep")).unwrap();
+        let files = ingest(&store, &send).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "a.txt");
+        assert!(store.has_chunk(first).unwrap());
+    }
 }
