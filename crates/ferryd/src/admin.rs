@@ -558,11 +558,11 @@ fn ingest(
         .collect();
     if !empty.is_empty() {
         return Err(format!(
-            "nothing sent: an empty file cannot travel as a bundle, and {} is empty: {}",
+            "nothing sent: an empty file cannot travel as a bundle, and {}: {}",
             if empty.len() == 1 {
-                "this one"
+                "this one is empty"
             } else {
-                "these"
+                "these are empty"
             },
             empty.join(", ")
         ));
