@@ -558,12 +558,7 @@ fn ingest(
         .collect();
     if !empty.is_empty() {
         return Err(format!(
-            "nothing sent: an empty file cannot travel as a bundle, and {}: {}",
-            if empty.len() == 1 {
-                "this one is empty"
-            } else {
-                "these are empty"
-            },
+            "nothing sent: an empty file cannot travel as a bundle; empty: {}",
             empty.join(", ")
         ));
     }
