@@ -61,8 +61,13 @@ impl RocksStore {
             source,
         })?;
         let cache = Cache::new_lru_cache(config.block_cache);
-        let families =
-            Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), config.cf_options(cf, &cache)));
+        let families = Cf::ALL
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), config.cf_options(cf, &cache)))
+            .into_iter()
+            .chain([ColumnFamilyDescriptor::new(
+                rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+                config.unused_cf_options(),
+            )]);
         let db =
             DB::open_cf_descriptors(&config.db_options(), &path, families).map_err(|source| {
                 OpenError::Open {
