@@ -542,9 +542,6 @@ fn ingest(
     store: &RocksStore,
     path: &Path,
 ) -> Result<Vec<(String, ferry_chunk::ManifestId, u64, u64)>, String> {
-    let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
-    let mut ingest = Ingest::new(store, chunker);
-    let mut files = Vec::new();
     let entries = ferry_store::sources(path)?;
     if entries.is_empty() {
         return Err(format!("{} holds no files", path.display()));
@@ -562,6 +559,9 @@ fn ingest(
             empty.join(", ")
         ));
     }
+    let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
+    let mut ingest = Ingest::new(store, chunker);
+    let mut files = Vec::new();
     for ferry_store::Source { path: file, .. } in entries {
         let name = file
             .strip_prefix(path)
