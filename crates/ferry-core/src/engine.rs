@@ -330,6 +330,68 @@ impl<S: Store> Engine<S> {
         now: Instant,
         submission: Submission,
     ) -> Result<BundleId, SubmitError> {
+        let ids = self.submit_all(now, [submission])?;
+        Ok(ids[0])
+    }
+
+    /// Hands several bundles to the engine at once, all or nothing: every
+    /// submission is checked first, then custody of all of them is recorded
+    /// in one synced write. On a refusal nothing is recorded and the first
+    /// reason is returned. Ids come in the submissions' order.
+    pub fn submit_all(
+        &mut self,
+        now: Instant,
+        submissions: impl IntoIterator<Item = Submission>,
+    ) -> Result<Vec<BundleId>, SubmitError> {
+        let mut sequence = self.sequence;
+        let mut records = Vec::new();
+        for submission in submissions {
+            sequence += 1;
+            records.push(self.custody_record(now, submission, sequence)?);
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = Batch::new();
+        for record in &records {
+            batch.put(
+                Cf::Bundles,
+                record.header.id.to_key().to_vec(),
+                record.encode(),
+            );
+        }
+        batch.put(Cf::Meta, SEQUENCE_KEY, sequence.to_be_bytes().to_vec());
+        self.store.write_synced(&batch)?;
+        self.sequence = sequence;
+        let mut ids = Vec::with_capacity(records.len());
+        for record in records {
+            let id = record.header.id;
+            self.events.push_back(Event::CustodyAccepted {
+                bundle: id,
+                from: None,
+            });
+            if record.delivered {
+                self.events.push_back(Event::Delivered {
+                    bundle: id,
+                    manifest: record.header.manifest,
+                });
+            }
+            self.index(record);
+            self.offer_to_all(now, id);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// The record this node would keep for `submission` as bundle number
+    /// `sequence`, once its manifest and every chunk are found in the store
+    /// and its header would pass a peer's validation. Nothing is written.
+    fn custody_record(
+        &self,
+        now: Instant,
+        submission: Submission,
+        sequence: u64,
+    ) -> Result<BundleRecord, SubmitError> {
         let manifest = self
             .store
             .get_manifest(submission.manifest)?
@@ -349,7 +411,6 @@ impl<S: Store> Engine<S> {
                 });
             }
         }
-        let sequence = self.sequence + 1;
         let header = BundleHeader {
             id: BundleId {
                 source: self.config.node,
@@ -370,41 +431,18 @@ impl<S: Store> Engine<S> {
         };
         // What a peer would refuse, this node does not take custody of.
         header.to_proto().validate().map_err(SubmitError::Invalid)?;
-        let (hops, local) = self.config.plan(
+        let (pending_hops, delivered) = self.config.plan(
             &header.destination,
             now,
             header.payload_len,
             header.expires_at(),
         );
-        let record = BundleRecord {
+        Ok(BundleRecord {
             header,
             custody_from: None,
-            pending_hops: hops,
-            delivered: local,
-        };
-        let mut batch = Batch::new();
-        batch.put(
-            Cf::Bundles,
-            record.header.id.to_key().to_vec(),
-            record.encode(),
-        );
-        batch.put(Cf::Meta, SEQUENCE_KEY, sequence.to_be_bytes().to_vec());
-        self.store.write_synced(&batch)?;
-        self.sequence = sequence;
-        let id = record.header.id;
-        self.events.push_back(Event::CustodyAccepted {
-            bundle: id,
-            from: None,
-        });
-        if local {
-            self.events.push_back(Event::Delivered {
-                bundle: id,
-                manifest: submission.manifest,
-            });
-        }
-        self.index(record);
-        self.offer_to_all(now, id);
-        Ok(id)
+            pending_hops,
+            delivered,
+        })
     }
 
     /// A new link, known to the engine but down until its contact begins.
@@ -2240,6 +2278,14 @@ mod tests {
 
     /// Puts `data` in the engine's store and submits it for `destination`.
     fn submit(engine: &mut Engine<MemStore>, destination: Endpoint, data: &[u8]) -> BundleId {
+        let manifest = store_payload(engine, data);
+        engine
+            .submit(Instant(1_000_000), submission(destination, manifest))
+            .unwrap()
+    }
+
+    /// Puts `data`'s chunks and manifest in the engine's store, synced.
+    fn store_payload(engine: &mut Engine<MemStore>, data: &[u8]) -> ManifestId {
         let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
         let store = engine.store_mut();
         let mut builder = ManifestBuilder::new();
@@ -2250,20 +2296,65 @@ mod tests {
         }
         let manifest = store.put_manifest(&builder.finish()).unwrap();
         store.sync().unwrap();
-        engine
-            .submit(
-                Instant(1_000_000),
-                Submission {
-                    destination,
-                    lifetime: Duration::from_secs(3600),
-                    priority: Priority::Normal,
-                    kind: PayloadKind::Blob,
-                    manifest,
-                    release: Vec::new(),
-                    signature: Vec::new(),
-                },
-            )
-            .unwrap()
+        manifest
+    }
+
+    /// A blob bundle of `manifest` for `destination`, valid for an hour.
+    fn submission(destination: Endpoint, manifest: ManifestId) -> Submission {
+        Submission {
+            destination,
+            lifetime: Duration::from_secs(3600),
+            priority: Priority::Normal,
+            kind: PayloadKind::Blob,
+            manifest,
+            release: Vec::new(),
+            signature: Vec::new(),
+        }
+    }
+
+    /// Several submissions are taken all or none: one whose payload is
+    /// incomplete leaves no record of the others, in memory or in the
+    /// store, and uses up no sequence number.
+    #[test]
+    fn submissions_taken_together_are_taken_all_or_none() {
+        let mut a = engine(A);
+        let first = store_payload(&mut a, &[1; 100_000]);
+        let second = store_payload(&mut a, &[2; 50_000]);
+        // A manifest whose chunk never reached the store.
+        let mut builder = ManifestBuilder::new();
+        let lost = [3u8; 1000];
+        let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
+        for span in chunker.chunk_slice(&lost) {
+            builder.push(span, &lost[..]).unwrap();
+        }
+        let incomplete = a.store_mut().put_manifest(&builder.finish()).unwrap();
+        let now = Instant(1_000_000);
+        let to_b = || Endpoint::Node(B);
+
+        let refused = a.submit_all(
+            now,
+            [first, incomplete, second].map(|m| submission(to_b(), m)),
+        );
+        assert!(
+            matches!(refused, Err(SubmitError::MissingChunk { manifest, index: 0 }) if manifest == incomplete),
+            "{refused:?}"
+        );
+        assert_eq!(a.bundles().count(), 0);
+        assert!(a.poll_event().is_none());
+        let mut a = Engine::new(EngineConfig::new(A, 7), a.into_store()).unwrap();
+        assert_eq!(a.bundles().count(), 0, "nothing recorded in the store");
+
+        let ids = a
+            .submit_all(now, [first, second].map(|m| submission(to_b(), m)))
+            .unwrap();
+        assert_eq!(
+            ids.iter().map(|id| id.sequence).collect::<Vec<_>>(),
+            [1, 2],
+            "sequence numbers follow on from before the refusal"
+        );
+        assert_eq!(a.bundle(&ids[1]).unwrap().header.manifest, second);
+        let a = Engine::new(EngineConfig::new(A, 7), a.into_store()).unwrap();
+        assert_eq!(a.bundles().count(), 2, "both recorded in the store");
     }
 
     /// An empty payload (its manifest encodes to nothing) is refused at
@@ -2275,18 +2366,7 @@ mod tests {
             .store_mut()
             .put_manifest(&ManifestBuilder::new().finish())
             .unwrap();
-        let refused = a.submit(
-            Instant(1_000_000),
-            Submission {
-                destination: Endpoint::Node(B),
-                lifetime: Duration::from_secs(3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
-                manifest,
-                release: Vec::new(),
-                signature: Vec::new(),
-            },
-        );
+        let refused = a.submit(Instant(1_000_000), submission(Endpoint::Node(B), manifest));
         assert!(
             matches!(refused, Err(SubmitError::ManifestSize { len: 0, .. })),
             "{refused:?}"
@@ -2479,17 +2559,8 @@ mod tests {
         let lying = Manifest::new(vec![ferry_chunk::ManifestEntry { id, len: 600 }]).unwrap();
         let lying = store.put_manifest(&lying).unwrap();
         store.sync().unwrap();
-        let submission = |manifest| Submission {
-            destination: Endpoint::Node(B),
-            lifetime: Duration::from_secs(3600),
-            priority: Priority::Normal,
-            kind: PayloadKind::Blob,
-            manifest,
-            release: Vec::new(),
-            signature: Vec::new(),
-        };
         // Submitted first: its handle is served first.
-        a.submit(now, submission(lying)).unwrap();
+        a.submit(now, submission(Endpoint::Node(B), lying)).unwrap();
         let good = submit(&mut a, Endpoint::Node(B), &[7; 3000]);
         let events = exchange(&mut a, &mut b, now);
         assert!(
@@ -2608,20 +2679,7 @@ mod tests {
         let lying = Manifest::new(vec![ferry_chunk::ManifestEntry { id, len: 600 }]).unwrap();
         let lying = a.store_mut().put_manifest(&lying).unwrap();
         a.store_mut().sync().unwrap();
-        let bundle = a
-            .submit(
-                now,
-                Submission {
-                    destination: Endpoint::Node(B),
-                    lifetime: Duration::from_secs(3600),
-                    priority: Priority::Normal,
-                    kind: PayloadKind::Blob,
-                    manifest: lying,
-                    release: Vec::new(),
-                    signature: Vec::new(),
-                },
-            )
-            .unwrap();
+        let bundle = a.submit(now, submission(Endpoint::Node(B), lying)).unwrap();
         // The sender offers it again after each closed session, so the
         // two never go quiet: a few rounds show what happens.
         let mut events = Vec::new();

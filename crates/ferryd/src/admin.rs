@@ -345,28 +345,36 @@ impl Admin {
                 let files = tokio::task::spawn_blocking(move || ingest(&store, &path))
                     .await
                     .map_err(|e| e.to_string())??;
-                let mut sent = Vec::new();
-                for (name, manifest, bytes, new_bytes) in files {
-                    let bundle = self
-                        .engine
-                        .submit(Submission {
-                            destination: destination.clone(),
-                            lifetime,
-                            priority,
-                            kind: PayloadKind::Blob,
-                            manifest,
-                            release: name.clone().into_bytes(),
-                            signature: Vec::new(),
-                        })
-                        .await?;
-                    sent.push(Sent {
-                        path: name,
+                // One bundle per file, taken into custody together: a
+                // directory is sent whole or not at all.
+                let submissions = files
+                    .iter()
+                    .map(|(name, manifest, ..)| Submission {
+                        destination: destination.clone(),
+                        lifetime,
+                        priority,
+                        kind: PayloadKind::Blob,
+                        manifest: *manifest,
+                        release: name.clone().into_bytes(),
+                        signature: Vec::new(),
+                    })
+                    .collect();
+                let bundles = self
+                    .engine
+                    .submit_all(submissions)
+                    .await
+                    .map_err(|e| format!("nothing sent: {e}"))?;
+                let sent: Vec<Sent> = files
+                    .into_iter()
+                    .zip(bundles)
+                    .map(|((path, manifest, bytes, new_bytes), bundle)| Sent {
+                        path,
                         bundle: bundle.to_string(),
                         manifest: manifest.to_string(),
                         bytes,
                         new_bytes,
-                    });
-                }
+                    })
+                    .collect();
                 Ok(serde_json::json!({ "sent": sent }))
             }
             Request::OciPublish {

@@ -62,9 +62,10 @@ pub enum Input {
     Ready {
         link: LinkId,
     },
+    /// Bundles to take custody of, all or none ([`Engine::submit_all`]).
     Submit {
-        submission: Submission,
-        reply: oneshot::Sender<Result<BundleId, String>>,
+        submissions: Vec<Submission>,
+        reply: oneshot::Sender<Result<Vec<BundleId>, String>>,
     },
     Status {
         reply: oneshot::Sender<Status>,
@@ -190,8 +191,17 @@ impl EngineHandle {
     }
 
     pub async fn submit(&self, submission: Submission) -> Result<BundleId, String> {
+        let ids = self.submit_all(vec![submission]).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| "the engine took no bundle".to_string())
+    }
+
+    /// Hands several bundles to the engine, which takes custody of all of
+    /// them in one synced write or, on a refusal, of none.
+    pub async fn submit_all(&self, submissions: Vec<Submission>) -> Result<Vec<BundleId>, String> {
         let (reply, answer) = oneshot::channel();
-        self.send(Input::Submit { submission, reply });
+        self.send(Input::Submit { submissions, reply });
         answer.await.map_err(|_| "the engine stopped".to_string())?
     }
 
@@ -328,10 +338,10 @@ impl Driver {
                 self.blocked.remove(&link);
             }
             Input::WithEngine(work) => work(&mut self.engine, now),
-            Input::Submit { submission, reply } => {
+            Input::Submit { submissions, reply } => {
                 let result = self
                     .engine
-                    .submit(now, submission)
+                    .submit_all(now, submissions)
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
