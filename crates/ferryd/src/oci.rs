@@ -635,14 +635,14 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
                 }
                 Err(_) => continue,
             };
-        if now == last {
+        let Some(changed) = tags_to_publish(&last, &now) else {
+            if now != last {
+                // Only tags gone from the source: nothing to send.
+                last = now;
+                save_watch_state(&state, &last);
+            }
             continue;
-        }
-        let changed: Vec<String> = now
-            .iter()
-            .filter(|(tag, digest)| last.get(*tag) != Some(digest))
-            .map(|(tag, _)| tag.clone())
-            .collect();
+        };
         match publisher
             .publish(
                 &spec,
@@ -657,14 +657,35 @@ async fn run_watch(watch: OciWatch, publisher: Publisher) {
             Ok((bundle, _)) => {
                 tracing::info!(source = %watch.source, repository = %watch.repository, tags = ?changed, %bundle, "oci.watch published");
                 last = now;
-                let _ = std::fs::create_dir_all(state.parent().unwrap_or(Path::new(".")));
-                let tmp = state.with_extension("tmp");
-                if std::fs::write(&tmp, serde_json::to_vec(&last).unwrap_or_default()).is_ok() {
-                    let _ = std::fs::rename(&tmp, &state);
-                }
+                save_watch_state(&state, &last);
             }
             Err(e) => tracing::warn!(source = %watch.source, "oci.watch: not published: {e}"),
         }
+    }
+}
+
+/// The watched tags whose digest differs from what was last published
+/// (new ones included), or `None` when there are none. Never an empty
+/// list: publishing no tags in particular publishes all of them.
+fn tags_to_publish(
+    last: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    let changed: Vec<String> = now
+        .iter()
+        .filter(|(tag, digest)| last.get(*tag) != Some(digest))
+        .map(|(tag, _)| tag.clone())
+        .collect();
+    (!changed.is_empty()).then_some(changed)
+}
+
+/// Records what a watch last published (written aside, then renamed into
+/// place). Best effort: if it is lost, a restart publishes once more.
+fn save_watch_state(state: &Path, last: &BTreeMap<String, String>) {
+    let _ = std::fs::create_dir_all(state.parent().unwrap_or(Path::new(".")));
+    let tmp = state.with_extension("tmp");
+    if std::fs::write(&tmp, serde_json::to_vec(last).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, state);
     }
 }
 
@@ -793,6 +814,33 @@ mod tests {
             assert_eq!(spec.to_text(), text);
             assert_eq!(SourceSpec::parse(&spec.to_text()).unwrap().0, spec);
         }
+    }
+
+    /// A watch publishes the tags that changed or appeared; a tag gone
+    /// from the source is no reason to publish, and above all not to
+    /// publish every tag (which an empty list would mean).
+    #[test]
+    fn a_watch_publishes_changed_tags_only() {
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(t, d)| (t.to_string(), d.to_string()))
+                .collect()
+        };
+        let last = tags(&[("v1", "sha256:a"), ("v2", "sha256:b")]);
+        assert_eq!(tags_to_publish(&last, &last), None);
+        assert_eq!(tags_to_publish(&last, &tags(&[("v1", "sha256:a")])), None);
+        assert_eq!(
+            tags_to_publish(
+                &last,
+                &tags(&[("v1", "sha256:a"), ("v2", "sha256:c"), ("v3", "sha256:d")])
+            ),
+            Some(vec!["v2".to_string(), "v3".to_string()])
+        );
+        assert_eq!(
+            tags_to_publish(&BTreeMap::new(), &last),
+            Some(vec!["v1".to_string(), "v2".to_string()])
+        );
     }
 
     #[test]
