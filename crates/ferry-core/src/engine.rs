@@ -1514,8 +1514,22 @@ impl<S: Store> Engine<S> {
             header: Some(header),
             manifest: Vec::new(),
         };
-        if let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest) {
-            offered.manifest = manifest.encode();
+        // A manifest travels inline when the offer still fits in one frame;
+        // one that cannot is not read for it (a re-offer on a small-MTU link
+        // would decode a large manifest each time only to leave it out).
+        let may_fit = (record.header.manifest_len as usize) < state.props.mtu as usize;
+        let inline = match state.out.get(&handle).and_then(|o| o.manifest.as_ref()) {
+            Some(manifest) if may_fit => Some(manifest.encode()),
+            None if may_fit => self
+                .store
+                .get_manifest(record.header.manifest)
+                .ok()
+                .flatten()
+                .map(|manifest| manifest.encode()),
+            _ => None,
+        };
+        if let Some(encoded) = inline {
+            offered.manifest = encoded;
             let with = frame(Body::Offer(v1::Offer {
                 bundles: vec![offered.clone()],
             }));
@@ -2355,6 +2369,72 @@ mod tests {
         assert_eq!(a.bundle(&ids[1]).unwrap().header.manifest, second);
         let a = Engine::new(EngineConfig::new(A, 7), a.into_store()).unwrap();
         assert_eq!(a.bundles().count(), 2, "both recorded in the store");
+    }
+
+    /// Bytes that chunk like real data (about 16 KiB a chunk).
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// An offer carries the manifest inline only when it fits in one frame,
+    /// and reads it only then: re-offering a big bundle on a small-MTU link
+    /// (a serial modem) decodes no manifest, and a first offer on a
+    /// pipelined link reads it once, for both uses.
+    #[test]
+    fn offers_read_the_manifest_only_when_it_can_travel_inline() {
+        let (mut a, _b, now) = a_routed_to_b(small_mtu());
+        let manifest = store_payload(&mut a, &noise(4 << 20, 1));
+        let len = a
+            .store()
+            .get_manifest(manifest)
+            .unwrap()
+            .unwrap()
+            .encoded_len();
+        assert!(
+            len > 1400,
+            "the manifest ({len} bytes) must not fit the MTU"
+        );
+        let reads = a.store().manifest_reads();
+        a.submit(now, submission(Endpoint::Node(B), manifest))
+            .unwrap();
+        assert_eq!(
+            a.store().manifest_reads() - reads,
+            1,
+            "read once, at submit"
+        );
+        // B never answers: A offers again and again.
+        let mut t = now;
+        for _ in 0..4 {
+            while a.poll_transmit(t).is_some() {}
+            t = t + Duration::from_secs(600);
+            a.handle_timeout(t);
+        }
+        assert!(a.stats().reoffers >= 3, "{:?}", a.stats());
+        assert_eq!(a.store().manifest_reads() - reads, 1, "no read per offer");
+
+        let pipelined = LinkProperties {
+            mtu: 1 << 20,
+            pipeline: true,
+            ..small_mtu()
+        };
+        let (mut a, _b, now) = a_routed_to_b(pipelined);
+        let manifest = store_payload(&mut a, &noise(4 << 20, 2));
+        let reads = a.store().manifest_reads();
+        a.submit(now, submission(Endpoint::Node(B), manifest))
+            .unwrap();
+        assert_eq!(
+            a.store().manifest_reads() - reads,
+            2,
+            "read at submit, then once for the pipelined offer"
+        );
     }
 
     /// An empty payload (its manifest encodes to nothing) is refused at

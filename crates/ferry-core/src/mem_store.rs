@@ -10,6 +10,7 @@
 //! subset of chunks. The engine must be correct under both.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ferry_chunk::{ChunkId, Manifest, ManifestId};
@@ -109,6 +110,16 @@ impl ChunkPool {
     }
 }
 
+/// A count kept behind `&self` (a clone starts from the same number).
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl Clone for Counter {
+    fn clone(&self) -> Self {
+        Counter(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
 /// In-memory store; see the module docs for its crash semantics.
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
@@ -117,6 +128,8 @@ pub struct MemStore {
     pending: Vec<Pending>,
     quota: Option<u64>,
     syncs: u64,
+    /// Manifests read and decoded, for tests of what the engine reads.
+    manifest_reads: Counter,
     pool: Option<ChunkPool>,
 }
 
@@ -168,6 +181,11 @@ impl MemStore {
     /// Writes that a crash would lose right now.
     pub fn unsynced_writes(&self) -> usize {
         self.pending.len()
+    }
+
+    /// How many times a manifest was read (and decoded) from this store.
+    pub fn manifest_reads(&self) -> u64 {
+        self.manifest_reads.0.load(Ordering::Relaxed)
     }
 
     /// How many syncs reached the "disk" (each is an fsync in a real store).
@@ -272,6 +290,7 @@ impl Store for MemStore {
     }
 
     fn get_manifest(&self, id: ManifestId) -> Result<Option<Manifest>, StoreError> {
+        self.manifest_reads.0.fetch_add(1, Ordering::Relaxed);
         let Some(bytes) = self.live.manifests.get(&id) else {
             return Ok(None);
         };
