@@ -7,6 +7,13 @@
 //! bounded queue per link; when a queue is full the link is skipped until
 //! its writer says it has room ([`Input::Ready`]), so the engine never makes
 //! frames faster than a link drains them.
+//!
+//! The other way, frames from links wait for room in a shared byte budget
+//! ([`FRAME_BUDGET`], [`EngineHandle::send_frame`]) that the engine thread
+//! gives back as it handles them: when the engine falls behind a fast link
+//! (a slow disk, a slow CPU), the link readers stop reading and the
+//! transport's flow control holds the sender back, instead of the backlog
+//! growing in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +29,7 @@ use ferry_core::{
 use ferry_proto::{Bytes, FrameCodec};
 use ferry_store::SharedStore;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::config::now;
 
@@ -53,10 +60,12 @@ pub enum Input {
         generation: u64,
     },
     /// One or more whole frames from `link`, back to back (engine frames
-    /// are self-delimiting; a link may batch them).
+    /// are self-delimiting; a link may batch them). Made by
+    /// [`EngineHandle::send_frame`].
     Frame {
         link: LinkId,
         bytes: Vec<u8>,
+        budget: FrameBudget,
     },
     /// The link's queue has room again.
     Ready {
@@ -177,10 +186,22 @@ pub struct Counters {
     pub asked_bytes: u64,
 }
 
+/// Bytes of received frames that may wait for the engine thread, all links
+/// together, before link readers wait too. A frame larger than this takes
+/// the whole budget.
+pub const FRAME_BUDGET: u32 = 16 << 20;
+
+/// A received frame's share of [`FRAME_BUDGET`], given back when the engine
+/// thread has handled the frame.
+pub struct FrameBudget {
+    _permit: OwnedSemaphorePermit,
+}
+
 /// Handle for sending inputs to the engine thread.
 #[derive(Clone)]
 pub struct EngineHandle {
     pub inputs: Sender<Input>,
+    frames: Arc<Semaphore>,
 }
 
 impl EngineHandle {
@@ -188,6 +209,28 @@ impl EngineHandle {
         // The engine thread outlives every task; if it is gone, the daemon
         // is shutting down and the input does not matter.
         let _ = self.inputs.send(input);
+    }
+
+    /// Hands frames received on `link` to the engine, once they fit in
+    /// [`FRAME_BUDGET`]: waits while the engine is that far behind.
+    pub async fn send_frame(&self, link: LinkId, bytes: Vec<u8>) {
+        let cost = u32::try_from(bytes.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, FRAME_BUDGET);
+        // The semaphore is never closed.
+        let Ok(permit) = self.frames.clone().acquire_many_owned(cost).await else {
+            return;
+        };
+        self.send(Input::Frame {
+            link,
+            bytes,
+            budget: FrameBudget { _permit: permit },
+        });
+    }
+
+    /// Bytes of received frames waiting for the engine thread now.
+    pub fn queued_frame_bytes(&self) -> u64 {
+        u64::from(FRAME_BUDGET) - self.frames.available_permits() as u64
     }
 
     pub async fn submit(&self, submission: Submission) -> Result<BundleId, String> {
@@ -264,7 +307,11 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         .name("ferry-engine".into())
         .spawn(move || driver.run(rx))
         .expect("spawning a thread");
-    (EngineHandle { inputs }, thread)
+    let handle = EngineHandle {
+        inputs,
+        frames: Arc::new(Semaphore::new(FRAME_BUDGET as usize)),
+    };
+    (handle, thread)
 }
 
 impl Driver {
@@ -320,7 +367,12 @@ impl Driver {
                     self.engine.handle_contact(now, link, Contact::Down);
                 }
             }
-            Input::Frame { link, bytes } => {
+            // The frame's budget is given back when this arm ends.
+            Input::Frame {
+                link,
+                bytes,
+                budget: _budget,
+            } => {
                 let traffic = self.traffic.entry(link).or_default();
                 traffic.bytes_in += bytes.len() as u64;
                 // Shared, so that chunks go from it to the store uncopied.

@@ -238,10 +238,9 @@ impl Registry {
             loop {
                 match link.recv().await {
                     // A batch of frames: the engine thread splits it.
-                    Ok(Some(bytes)) => engine.send(Input::Frame {
-                        link: link_id,
-                        bytes,
-                    }),
+                    // (While the engine is far behind, this waits, and
+                    // QUIC's flow control holds the peer back.)
+                    Ok(Some(bytes)) => engine.send_frame(link_id, bytes).await,
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!(peer = %peer.name, error = %e, "link failed");

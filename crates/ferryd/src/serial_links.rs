@@ -234,10 +234,7 @@ impl Pump<'_> {
     async fn read(&self) -> String {
         loop {
             match self.port.recv().await {
-                Ok(Some(bytes)) => self.engine.send(Input::Frame {
-                    link: self.link,
-                    bytes,
-                }),
+                Ok(Some(bytes)) => self.engine.send_frame(self.link, bytes).await,
                 Ok(None) => return "the device reached end of file".into(),
                 Err(e) => return e.to_string(),
             }
