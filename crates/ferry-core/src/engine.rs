@@ -1518,15 +1518,15 @@ impl<S: Store> Engine<S> {
         // one that cannot is not read for it (a re-offer on a small-MTU link
         // would decode a large manifest each time only to leave it out).
         let may_fit = (record.header.manifest_len as usize) < state.props.mtu as usize;
-        let inline = match state.out.get(&handle).and_then(|o| o.manifest.as_ref()) {
-            Some(manifest) if may_fit => Some(manifest.encode()),
-            None if may_fit => self
+        let inline = match &out.manifest {
+            _ if !may_fit => None,
+            Some(manifest) => Some(manifest.encode()),
+            None => self
                 .store
                 .get_manifest(record.header.manifest)
                 .ok()
                 .flatten()
                 .map(|manifest| manifest.encode()),
-            _ => None,
         };
         if let Some(encoded) = inline {
             offered.manifest = encoded;
@@ -2335,13 +2335,14 @@ mod tests {
         let first = store_payload(&mut a, &[1; 100_000]);
         let second = store_payload(&mut a, &[2; 50_000]);
         // A manifest whose chunk never reached the store.
-        let mut builder = ManifestBuilder::new();
-        let lost = [3u8; 1000];
-        let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
-        for span in chunker.chunk_slice(&lost) {
-            builder.push(span, &lost[..]).unwrap();
-        }
-        let incomplete = a.store_mut().put_manifest(&builder.finish()).unwrap();
+        let lost = ferry_chunk::ManifestEntry {
+            id: ferry_chunk::ChunkId::of(&[3; 1000]),
+            len: 1000,
+        };
+        let incomplete = a
+            .store_mut()
+            .put_manifest(&Manifest::new(vec![lost]).unwrap())
+            .unwrap();
         let now = Instant(1_000_000);
         let to_b = || Endpoint::Node(B);
 
@@ -2371,19 +2372,6 @@ mod tests {
         assert_eq!(a.bundles().count(), 2, "both recorded in the store");
     }
 
-    /// Bytes that chunk like real data (about 16 KiB a chunk).
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
     /// An offer carries the manifest inline only when it fits in one frame,
     /// and reads it only then: re-offering a big bundle on a small-MTU link
     /// (a serial modem) decodes no manifest, and a first offer on a
@@ -2391,7 +2379,7 @@ mod tests {
     #[test]
     fn offers_read_the_manifest_only_when_it_can_travel_inline() {
         let (mut a, _b, now) = a_routed_to_b(small_mtu());
-        let manifest = store_payload(&mut a, &noise(4 << 20, 1));
+        let manifest = store_payload(&mut a, &vec![1; 4 << 20]);
         let len = a
             .store()
             .get_manifest(manifest)
@@ -2426,7 +2414,7 @@ mod tests {
             ..small_mtu()
         };
         let (mut a, _b, now) = a_routed_to_b(pipelined);
-        let manifest = store_payload(&mut a, &noise(4 << 20, 2));
+        let manifest = store_payload(&mut a, &vec![2; 4 << 20]);
         let reads = a.store().manifest_reads();
         a.submit(now, submission(Endpoint::Node(B), manifest))
             .unwrap();
