@@ -524,7 +524,7 @@ pub fn resolve_destination(registry: &Registry, to: &str) -> Result<Endpoint, St
 
 /// Chunks `bytes` (a pack, a welcome, a statement) into `store` and syncs
 /// them, off the async threads: the manifest to submit.
-pub(crate) async fn store_bytes(
+pub async fn store_bytes(
     store: &Arc<RocksStore>,
     name: &'static str,
     bytes: Vec<u8>,

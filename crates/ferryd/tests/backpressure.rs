@@ -10,9 +10,8 @@ mod support;
 use std::future::Future;
 use std::time::Duration;
 
-use ferry_chunk::{Chunker, ChunkerConfig};
 use ferry_core::{Endpoint, PayloadKind, Priority, Submission};
-use ferry_store::Ingest;
+use ferryd::admin::store_bytes;
 use ferryd::config::Config;
 use ferryd::daemon::Node;
 use ferryd::driver::{FRAME_BUDGET, Input};
@@ -51,16 +50,9 @@ fn a_leaf_engine_that_falls_behind_holds_the_sender_back() {
         let base = Node::start(config(&base_dir)).await.unwrap();
         let mut data = vec![0u8; PAYLOAD];
         rand_chacha::ChaCha8Rng::seed_from_u64(9).fill_bytes(&mut data);
-        let store = base.store.clone();
-        let payload = data.clone();
-        let manifest = tokio::task::spawn_blocking(move || {
-            let mut ingest = Ingest::new(&store, Chunker::new(ChunkerConfig::default()).unwrap());
-            let id = ingest.add("payload", &payload[..], |_| {}).unwrap();
-            ingest.finish().unwrap();
-            id
-        })
-        .await
-        .unwrap();
+        let manifest = store_bytes(&base.store, "payload", data.clone())
+            .await
+            .unwrap();
         until("the link is up", || async {
             !base.engine.status().await.unwrap().links_up.is_empty()
         })
