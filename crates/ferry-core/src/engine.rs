@@ -33,11 +33,11 @@ const TIMER_PREFIX: &[u8] = b"reoffer/";
 /// Largest encoded manifest a peer may offer (about 1.8 M chunks).
 pub const MAX_MANIFEST_LEN: u32 = 64 << 20;
 
-/// Whether a bundle's manifest of `len` encoded bytes may travel: it lists
-/// at least one chunk (an empty payload encodes to nothing) and is at most
-/// [`MAX_MANIFEST_LEN`].
+/// Whether a bundle's manifest of `len` encoded bytes may travel: at most
+/// [`MAX_MANIFEST_LEN`]. An empty payload's manifest encodes to nothing (0
+/// bytes); such a bundle travels as its offer alone.
 pub(crate) fn manifest_len_ok(len: u64) -> bool {
-    len != 0 && len <= u64::from(MAX_MANIFEST_LEN)
+    len <= u64::from(MAX_MANIFEST_LEN)
 }
 /// Largest chunk a peer's manifest may name. Reassembly buffers are sized from
 /// peer-supplied lengths, so both limits bound what a peer can make us allocate.
@@ -113,7 +113,7 @@ pub enum SubmitError {
     #[error("the bundle could not travel: {0}")]
     Invalid(ferry_proto::ValidationError),
     #[error(
-        "manifest {manifest} encodes to {len} bytes; a bundle needs 1 to {MAX_MANIFEST_LEN} (an empty payload cannot travel)"
+        "manifest {manifest} encodes to {len} bytes; a bundle's manifest may have at most {MAX_MANIFEST_LEN} bytes"
     )]
     ManifestSize { manifest: ManifestId, len: u64 },
     #[error(transparent)]
@@ -835,6 +835,11 @@ impl<S: Store> Engine<S> {
                 header.manifest_len
             ));
         }
+        // The one manifest that encodes to nothing is an empty payload's.
+        let empty = header.manifest_len == 0;
+        if empty && header.manifest != ManifestId::of_encoding(&[]) {
+            return Err("offer with a 0-byte manifest of another id".into());
+        }
         let id = header.id;
         let refuse = |engine: &mut Self, reason: Reason, wire: v1::RefusalReason| {
             let want = v1::WantList {
@@ -908,8 +913,9 @@ impl<S: Store> Engine<S> {
                 }
             };
             let manifest = known.or_else(|| {
-                (ManifestId::of_encoding(&offered.manifest) == header.manifest)
-                    .then(|| Manifest::decode(&offered.manifest).ok())
+                let inline: &[u8] = if empty { &[] } else { &offered.manifest };
+                (ManifestId::of_encoding(inline) == header.manifest)
+                    .then(|| Manifest::decode(inline).ok())
                     .flatten()
             });
             if let Some(manifest) = manifest
@@ -926,7 +932,9 @@ impl<S: Store> Engine<S> {
     /// Records the manifest of an inbound bundle and works out its missing chunks.
     fn set_manifest(&mut self, id: BundleId, manifest: Manifest) -> Result<(), String> {
         let inbound = self.inbound.get_mut(&id).expect("inbound exists");
-        if manifest.total_length() != inbound.header.payload_len {
+        if manifest.total_length() != inbound.header.payload_len
+            || manifest.encoded_len() as u64 != u64::from(inbound.header.manifest_len)
+        {
             return Err("manifest length disagrees with the header".into());
         }
         if let Some(entry) = manifest.entries().iter().find(|e| e.len > MAX_CHUNK_LEN) {
@@ -1475,8 +1483,11 @@ impl<S: Store> Engine<S> {
                 if state.props.pipeline
                     && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
                 {
-                    out.wanted
-                        .insert(MANIFEST_INDEX, vec![(0, record.header.manifest_len)]);
+                    // An empty manifest travels in the offer, always.
+                    if record.header.manifest_len > 0 {
+                        out.wanted
+                            .insert(MANIFEST_INDEX, vec![(0, record.header.manifest_len)]);
+                    }
                     for (index, entry) in manifest.entries().iter().enumerate() {
                         out.wanted.insert(index as u32, vec![(0, entry.len)]);
                     }
@@ -1535,8 +1546,12 @@ impl<S: Store> Engine<S> {
             }));
             if FrameCodec::encoded_len(&with) > state.props.mtu as usize {
                 offered.manifest.clear();
-            } else if let Some(header) = offered.header.as_mut() {
-                // The inline manifest names itself: its hash is the id.
+            } else if let Some(header) = offered.header.as_mut()
+                && !offered.manifest.is_empty()
+            {
+                // The inline manifest names itself: its hash is the id. (An
+                // empty one cannot be told from none, so keeps its id, which
+                // tells the receiver it has the whole manifest already.)
                 header.manifest_id.clear();
             }
         }
@@ -2425,21 +2440,52 @@ mod tests {
         );
     }
 
-    /// An empty payload (its manifest encodes to nothing) is refused at
-    /// submit, as every peer would refuse its offer, and leaves no record.
+    /// An empty payload (an empty file: its manifest encodes to nothing)
+    /// travels as its offer alone, on a link that waits for want-lists and
+    /// on one that sends ahead of them, and is delivered as an empty object.
     #[test]
-    fn an_empty_payload_is_refused_at_submit() {
-        let mut a = engine(A);
-        let manifest = a
-            .store_mut()
-            .put_manifest(&ManifestBuilder::new().finish())
-            .unwrap();
-        let refused = a.submit(Instant(1_000_000), submission(Endpoint::Node(B), manifest));
-        assert!(
-            matches!(refused, Err(SubmitError::ManifestSize { len: 0, .. })),
-            "{refused:?}"
-        );
-        assert_eq!(a.bundles().count(), 0);
+    fn an_empty_payload_travels_as_its_offer_alone() {
+        let pipelined = LinkProperties {
+            rtt: Duration::from_millis(650),
+            rate_bps: 512_000,
+            pipeline: true,
+            ..small_mtu()
+        };
+        for props in [small_mtu(), pipelined] {
+            let (mut a, mut b, now) = a_routed_to_b(props.clone());
+            let empty = ManifestBuilder::new().finish();
+            assert_eq!(empty.encoded_len(), 0);
+            let manifest = a.store_mut().put_manifest(&empty).unwrap();
+            let id = a
+                .submit(now, submission(Endpoint::Node(B), manifest))
+                .unwrap();
+            let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+            let mut pieces = 0;
+            let events = exchange_altering(&mut a, &mut b, now, |bytes| {
+                if let Ok(v1::Frame {
+                    body: Some(Body::Chunk(_)),
+                    ..
+                }) = codec.decode_exact(&bytes)
+                {
+                    pieces += 1;
+                }
+                bytes
+            });
+            assert_eq!(pieces, 0, "{props:?}: no data for an empty payload");
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    Event::Delivered { bundle, manifest: m } if *bundle == id && *m == manifest
+                )),
+                "{props:?}: {events:?}"
+            );
+            let held = b.store().get_manifest(manifest).unwrap();
+            assert_eq!(held.map(|m| m.total_length()), Some(0), "{props:?}");
+            assert!(
+                a.bundles().all(|record| record.pending_hops.is_empty()),
+                "{props:?}: A still waits for B's custody"
+            );
+        }
     }
 
     /// Two engines joined by one reliable link, frames moved until quiet;
@@ -2772,6 +2818,48 @@ mod tests {
             events.iter().any(|e| matches!(
                 e,
                 Event::SessionClosed { reason, .. } if reason.contains("that chunk has 200")
+            )),
+            "{events:?}"
+        );
+        assert!(b.bundle(&bundle).is_none());
+        assert!(a.bundle(&bundle).is_some(), "the sender keeps custody");
+    }
+
+    /// The only manifest of 0 bytes is the empty payload's: an offer that
+    /// claims 0 bytes for another manifest closes the session, and nothing
+    /// is taken.
+    #[test]
+    fn an_offer_claiming_an_empty_manifest_for_another_is_refused() {
+        let (mut a, mut b, now) = a_routed_to_b(small_mtu());
+        let bundle = submit(&mut a, Endpoint::Node(B), &[7; 3000]);
+        let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            while let Some(t) = a.poll_transmit(now) {
+                let mut frame = codec.decode_exact(&t.frame).unwrap();
+                if let Some(Body::Offer(offer)) = &mut frame.body {
+                    for offered in &mut offer.bundles {
+                        let header = offered.header.as_mut().unwrap();
+                        if header.manifest_id.is_empty() {
+                            header.manifest_id = ManifestId::of_encoding(&offered.manifest)
+                                .as_bytes()
+                                .to_vec();
+                        }
+                        header.manifest_length = 0;
+                        offered.manifest.clear();
+                    }
+                }
+                b.handle_frame(now, LinkId(0), &codec.encode(&frame).unwrap());
+            }
+            while let Some(t) = b.poll_transmit(now) {
+                a.handle_frame(now, LinkId(0), &t.frame);
+            }
+            events.extend(std::iter::from_fn(|| b.poll_event()));
+        }
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::SessionClosed { reason, .. } if reason.contains("0-byte manifest of another id")
             )),
             "{events:?}"
         );

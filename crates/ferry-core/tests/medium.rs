@@ -150,6 +150,28 @@ fn a_release_exported_to_a_file_is_delivered_at_a_site_with_no_link() {
     assert_eq!(read_back(&site, manifest), payload);
 }
 
+/// An empty file's bundle (its manifest encodes to nothing) travels on a
+/// medium beside the rest and is delivered as an empty object.
+#[test]
+fn an_empty_payload_travels_on_a_medium() {
+    let mut base = engine(BASE);
+    let mut site = engine(SITE);
+    let payload = data(2, 50_000);
+    let (empty, empty_manifest) = submit(&mut base, Endpoint::Node(SITE), &[]);
+    let (full, full_manifest) = submit(&mut base, Endpoint::Node(SITE), &payload);
+    let (volumes, summary) = export(&mut base, Endpoint::Node(SITE), ExportOptions::default());
+    assert_eq!(summary.bundles, 2);
+
+    let report = site.import_volume(T0, &volumes[0][..]).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.delivered,
+        vec![(empty, empty_manifest), (full, full_manifest)]
+    );
+    assert_eq!(read_back(&site, empty_manifest), Vec::<u8>::new());
+    assert_eq!(read_back(&site, full_manifest), payload);
+}
+
 #[test]
 fn importing_the_same_volume_twice_changes_nothing() {
     let mut base = engine(BASE);

@@ -277,14 +277,8 @@ impl Publisher {
                 None
             },
         };
-        // ferry carries no empty payloads: a release without objects (a
-        // deletion, a tag on a commit the leaf holds) carries its own
-        // encoding, which the leaf ignores.
-        let payload = if objects == 0 {
-            release.encode()
-        } else {
-            payload
-        };
+        // A release without objects (a deletion, a tag on a commit the leaf
+        // holds) has an empty payload: its bundle travels as its offer alone.
         tracing::debug!(
             sequence,
             refs = release.refs.len(),

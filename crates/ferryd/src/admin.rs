@@ -554,19 +554,6 @@ fn ingest(
     if entries.is_empty() {
         return Err(format!("{} holds no files", path.display()));
     }
-    // A bundle carries at least one byte. Refuse before anything is stored
-    // or submitted, so a directory is never sent in part.
-    let empty: Vec<String> = entries
-        .iter()
-        .filter(|source| source.len == 0)
-        .map(|source| source.path.display().to_string())
-        .collect();
-    if !empty.is_empty() {
-        return Err(format!(
-            "nothing sent: an empty file cannot travel as a bundle; empty: {}",
-            empty.join(", ")
-        ));
-    }
     let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
     let mut ingest = Ingest::new(store, chunker);
     let mut files = Vec::new();
@@ -674,25 +661,22 @@ pub async fn stream(
 mod tests {
     use super::*;
 
+    /// An empty file (a `.gitkeep`) is chunked like any other: into an
+    /// empty manifest, which travels as its bundle's offer alone.
     #[test]
-    fn a_directory_with_an_empty_file_is_refused_whole() {
+    fn a_directory_with_an_empty_file_is_taken_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path().join("store"), Default::default()).unwrap();
         let send = dir.path().join("send");
         std::fs::create_dir_all(send.join("sub")).unwrap();
         std::fs::write(send.join("a.txt"), b"first").unwrap();
         std::fs::write(send.join("sub/.keep"), b"").unwrap();
-        let refused = ingest(&store, &send).unwrap_err();
-        assert!(refused.starts_with("nothing sent"), "{refused}");
-        assert!(refused.contains(".keep"), "{refused}");
-        assert!(!refused.contains("a.txt"), "{refused}");
-        let first = ferry_chunk::ChunkId::of(b"first");
-        assert!(!store.has_chunk(first).unwrap(), "nothing was stored");
-        // Without it, the directory goes.
-        std::fs::remove_file(send.join("sub/.keep")).unwrap();
         let files = ingest(&store, &send).unwrap();
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].0, "a.txt");
-        assert!(store.has_chunk(first).unwrap());
+        let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(names, ["a.txt", "sub/.keep"]);
+        assert!(store.has_chunk(ferry_chunk::ChunkId::of(b"first")).unwrap());
+        let empty = store.get_manifest(files[1].1).unwrap().expect("stored");
+        assert_eq!((empty.total_length(), empty.encoded_len()), (0, 0));
+        assert_eq!((files[1].2, files[1].3), (0, 0));
     }
 }

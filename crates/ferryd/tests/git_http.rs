@@ -305,5 +305,22 @@ fn a_watched_repository_is_published_whenever_its_refs_change() {
         "the change to be published",
         || format!("{}{}", base.logs(), leaf.logs()),
     );
+    // A tag on a commit the leaf holds, then its deletion: releases without
+    // objects, whose bundles have empty payloads.
+    let upstream = replay.git.dir().to_owned();
+    ok(&upstream, &["tag", "light", "refs/heads/main"]);
+    let mut tagged = last.refs.clone();
+    tagged.insert("refs/tags/light".into(), last.refs["refs/heads/main"]);
+    let tagged = fixture::Step {
+        refs: tagged,
+        what: "a tag on main".into(),
+    };
+    wait_for_refs(work, &url, &published(&tagged), "the new tag", || {
+        format!("{}{}", base.logs(), leaf.logs())
+    });
+    ok(&upstream, &["tag", "-d", "light"]);
+    wait_for_refs(work, &url, &published(last), "the tag's deletion", || {
+        format!("{}{}", base.logs(), leaf.logs())
+    });
     ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
 }

@@ -1,6 +1,7 @@
-//! Two real ferryd processes on loopback QUIC: a base sends a directory to
-//! a leaf through the admin API, the leaf delivers every file verified, and
-//! a node that is not pinned is refused at the handshake.
+//! Two real ferryd processes on loopback QUIC: a base sends a directory (an
+//! empty file in it) to a leaf through the admin API, the leaf delivers
+//! every file verified, and a node that is not pinned is refused at the
+//! handshake.
 
 mod support;
 
@@ -50,7 +51,9 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
     for (name, len) in [
         ("manifests/deploy.yaml", 3_000),
         ("image.tar", 3 << 20),
-        ("empty-ish", 1),
+        ("one-byte", 1),
+        // Empty files (placeholders in GitOps trees) travel too.
+        ("manifests/.gitkeep", 0),
     ] {
         let mut data = vec![0; len];
         rng.fill_bytes(&mut data);
@@ -117,7 +120,10 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("ferry_bundles{state=\"released\"} 3\n"),
+        metrics.contains(&format!(
+            "ferry_bundles{{state=\"released\"}} {}\n",
+            files.len()
+        )),
         "{metrics}"
     );
 
