@@ -102,6 +102,11 @@ pub enum Input {
     WatchReports {
         to: mpsc::UnboundedSender<Report>,
     },
+    /// Every bundle this node stops holding for next hops from now on (its
+    /// custody released, or its lifetime over) is also announced on `to`.
+    WatchCustodyEnds {
+        to: mpsc::UnboundedSender<BundleId>,
+    },
     /// Work on the engine itself, on its thread, with `now` (removable
     /// media: planning an export, importing a volume). Outputs it causes
     /// flow as after any other input.
@@ -285,6 +290,7 @@ struct Driver {
     counters: Counters,
     watches: Vec<(PayloadKind, mpsc::UnboundedSender<(BundleId, ManifestId)>)>,
     report_watches: Vec<mpsc::UnboundedSender<Report>>,
+    custody_watches: Vec<mpsc::UnboundedSender<BundleId>>,
 }
 
 /// Starts the engine thread; it runs until [`Input::Shutdown`] or until
@@ -302,6 +308,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         counters: Counters::default(),
         watches: Vec::new(),
         report_watches: Vec::new(),
+        custody_watches: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("ferry-engine".into())
@@ -409,6 +416,7 @@ impl Driver {
             }
             Input::Watch { kind, to } => self.watches.push((kind, to)),
             Input::WatchReports { to } => self.report_watches.push(to),
+            Input::WatchCustodyEnds { to } => self.custody_watches.push(to),
             Input::Shutdown => {}
         }
     }
@@ -487,6 +495,7 @@ impl Driver {
                 Event::CustodyReleased { bundle } => {
                     self.counters.custody_released += 1;
                     tracing::info!(%bundle, "custody released");
+                    self.custody_watches.retain(|to| to.send(*bundle).is_ok());
                 }
                 Event::CustodyRefused { bundle, reason } => {
                     self.counters.custody_refused += 1;
@@ -495,6 +504,7 @@ impl Driver {
                 Event::Expired { bundle } => {
                     self.counters.expired += 1;
                     tracing::warn!(%bundle, "expired");
+                    self.custody_watches.retain(|to| to.send(*bundle).is_ok());
                 }
                 Event::DeletionReported {
                     bundle,

@@ -265,7 +265,9 @@ impl GitService {
             .expect("git in-flight lock")
             .push((key, bundle, sequence));
         tracing::info!(%bundle, sequence, objects = publication.release.objects, bytes = publication.payload.len(), "git release sent");
-        tokio::spawn(self.clone().confirm_when_carried(bundle));
+        // Carried already (no next hop owes custody: the destination is
+        // not routed yet), or carried before it was noted in flight.
+        self.confirm_carried();
         Ok(Published {
             repository: name.to_owned(),
             bundle: Some(bundle.to_string()),
@@ -276,22 +278,26 @@ impl GitService {
         })
     }
 
-    /// Confirms the release `bundle` carries once this node no longer
-    /// holds it for forwarding (checked every 250 ms; a publish checks too).
-    async fn confirm_when_carried(self: Arc<Self>, bundle: BundleId) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            self.confirm_carried();
-            let waiting = self
-                .in_flight
-                .lock()
-                .expect("git in-flight lock")
-                .iter()
-                .any(|(_, b, _)| *b == bundle);
-            if !waiting {
-                break;
+    /// Confirms a release once its bundle is carried: whenever a bundle in
+    /// flight leaves this node's custody (every next hop took it, or its
+    /// lifetime ended), later packs leave out what it holds.
+    pub fn watch_carried(self: &Arc<Self>) {
+        let (to, mut ended) = mpsc::unbounded_channel();
+        self.engine.send(Input::WatchCustodyEnds { to });
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(bundle) = ended.recv().await {
+                let ours = me
+                    .in_flight
+                    .lock()
+                    .expect("git in-flight lock")
+                    .iter()
+                    .any(|(_, b, _)| *b == bundle);
+                if ours {
+                    me.confirm_carried();
+                }
             }
-        }
+        });
     }
 
     /// Confirms every in-flight release whose bundle every next hop took
