@@ -2504,15 +2504,7 @@ mod tests {
     ) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..1000 {
-            let mut moved = false;
-            while let Some(t) = a.poll_transmit(now) {
-                b.handle_frame(now, LinkId(0), &alter(t.frame));
-                moved = true;
-            }
-            while let Some(t) = b.poll_transmit(now) {
-                a.handle_frame(now, LinkId(0), &t.frame);
-                moved = true;
-            }
+            let moved = move_frames(a, b, now, &mut alter);
             // Custody signals wait a little to be batched.
             let later = now + Duration::from_secs(1);
             a.handle_timeout(later);
@@ -2523,6 +2515,61 @@ mod tests {
             }
         }
         panic!("the engines never went quiet");
+    }
+
+    /// Hands every frame `a` has ready to `b` (through `alter`), then every
+    /// one `b` has ready to `a`; whether any moved.
+    fn move_frames(
+        a: &mut Engine<MemStore>,
+        b: &mut Engine<MemStore>,
+        now: Instant,
+        alter: &mut impl FnMut(Vec<u8>) -> Vec<u8>,
+    ) -> bool {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit(now) {
+            b.handle_frame(now, LinkId(0), &alter(t.frame));
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit(now) {
+            a.handle_frame(now, LinkId(0), &t.frame);
+            moved = true;
+        }
+        moved
+    }
+
+    /// Twenty rounds of [`move_frames`], for engines that never go quiet (a
+    /// sender offering again after each closed session); the events of `b`.
+    fn exchange_rounds(
+        a: &mut Engine<MemStore>,
+        b: &mut Engine<MemStore>,
+        now: Instant,
+        mut alter: impl FnMut(Vec<u8>) -> Vec<u8>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..20 {
+            move_frames(a, b, now, &mut alter);
+            events.extend(std::iter::from_fn(|| b.poll_event()));
+        }
+        events
+    }
+
+    /// The receiver closed the session with a reason containing `reason`
+    /// and holds nothing of `bundle`; the sender keeps custody of it.
+    fn assert_closed_and_kept(
+        events: &[Event],
+        reason: &str,
+        (a, b): (&Engine<MemStore>, &Engine<MemStore>),
+        bundle: BundleId,
+    ) {
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::SessionClosed { reason: said, .. } if said.contains(reason)
+            )),
+            "{events:?}"
+        );
+        assert!(b.bundle(&bundle).is_none());
+        assert!(a.bundle(&bundle).is_some(), "the sender keeps custody");
     }
 
     fn connect(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, now: Instant) {
@@ -2796,16 +2843,7 @@ mod tests {
         let bundle = a.submit(now, submission(Endpoint::Node(B), lying)).unwrap();
         // The sender offers it again after each closed session, so the
         // two never go quiet: a few rounds show what happens.
-        let mut events = Vec::new();
-        for _ in 0..20 {
-            while let Some(t) = a.poll_transmit(now) {
-                b.handle_frame(now, LinkId(0), &t.frame);
-            }
-            while let Some(t) = b.poll_transmit(now) {
-                a.handle_frame(now, LinkId(0), &t.frame);
-            }
-            events.extend(std::iter::from_fn(|| b.poll_event()));
-        }
+        let events = exchange_rounds(&mut a, &mut b, now, |frame| frame);
         assert!(
             !events.iter().any(|e| matches!(
                 e,
@@ -2814,15 +2852,7 @@ mod tests {
             )),
             "{events:?}"
         );
-        assert!(
-            events.iter().any(|e| matches!(
-                e,
-                Event::SessionClosed { reason, .. } if reason.contains("that chunk has 200")
-            )),
-            "{events:?}"
-        );
-        assert!(b.bundle(&bundle).is_none());
-        assert!(a.bundle(&bundle).is_some(), "the sender keeps custody");
+        assert_closed_and_kept(&events, "that chunk has 200", (&a, &b), bundle);
     }
 
     /// The only manifest of 0 bytes is the empty payload's: an offer that
@@ -2833,38 +2863,24 @@ mod tests {
         let (mut a, mut b, now) = a_routed_to_b(small_mtu());
         let bundle = submit(&mut a, Endpoint::Node(B), &[7; 3000]);
         let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
-        let mut events = Vec::new();
-        for _ in 0..20 {
-            while let Some(t) = a.poll_transmit(now) {
-                let mut frame = codec.decode_exact(&t.frame).unwrap();
-                if let Some(Body::Offer(offer)) = &mut frame.body {
-                    for offered in &mut offer.bundles {
-                        let header = offered.header.as_mut().unwrap();
-                        if header.manifest_id.is_empty() {
-                            header.manifest_id = ManifestId::of_encoding(&offered.manifest)
-                                .as_bytes()
-                                .to_vec();
-                        }
-                        header.manifest_length = 0;
-                        offered.manifest.clear();
-                    }
+        let events = exchange_rounds(&mut a, &mut b, now, |bytes| {
+            let mut frame = codec.decode_exact(&bytes).unwrap();
+            let Some(Body::Offer(offer)) = &mut frame.body else {
+                return bytes;
+            };
+            for offered in &mut offer.bundles {
+                let header = offered.header.as_mut().unwrap();
+                if header.manifest_id.is_empty() {
+                    header.manifest_id = ManifestId::of_encoding(&offered.manifest)
+                        .as_bytes()
+                        .to_vec();
                 }
-                b.handle_frame(now, LinkId(0), &codec.encode(&frame).unwrap());
+                header.manifest_length = 0;
+                offered.manifest.clear();
             }
-            while let Some(t) = b.poll_transmit(now) {
-                a.handle_frame(now, LinkId(0), &t.frame);
-            }
-            events.extend(std::iter::from_fn(|| b.poll_event()));
-        }
-        assert!(
-            events.iter().any(|e| matches!(
-                e,
-                Event::SessionClosed { reason, .. } if reason.contains("0-byte manifest of another id")
-            )),
-            "{events:?}"
-        );
-        assert!(b.bundle(&bundle).is_none());
-        assert!(a.bundle(&bundle).is_some(), "the sender keeps custody");
+            codec.encode(&frame).unwrap()
+        });
+        assert_closed_and_kept(&events, "0-byte manifest of another id", (&a, &b), bundle);
     }
 
     #[test]
