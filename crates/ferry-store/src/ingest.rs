@@ -18,8 +18,10 @@ pub struct Source {
 }
 
 /// The regular files `path` names: itself if it is a file, every file below
-/// it (sorted, symlinks not followed) if it is a directory. Errors name the
-/// path that could not be read.
+/// it (sorted) if it is a directory. A directory holding anything else (a
+/// symlink, a socket, a device) is refused, naming those entries: ferry
+/// carries files, and leaving part of a tree out unseen would lose it.
+/// Errors name the path that could not be read.
 pub fn sources(path: &std::path::Path) -> Result<Vec<Source>, String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -36,9 +38,13 @@ pub fn sources(path: &std::path::Path) -> Result<Vec<Source>, String> {
         ));
     }
     let mut out = Vec::new();
+    let mut not_files = Vec::new();
     for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
         let entry = entry.map_err(|e| format!("cannot walk {}: {e}", path.display()))?;
-        if entry.file_type().is_file() {
+        let kind = entry.file_type();
+        if !kind.is_file() && !kind.is_dir() {
+            not_files.push(entry.path().display().to_string());
+        } else if kind.is_file() {
             let len = entry
                 .metadata()
                 .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?
@@ -48,6 +54,14 @@ pub fn sources(path: &std::path::Path) -> Result<Vec<Source>, String> {
                 len,
             });
         }
+    }
+    if !not_files.is_empty() {
+        return Err(format!(
+            "{} holds what is not a regular file (symlinks are not followed; \
+             copy what they point to, e.g. with cp -rL): {}",
+            path.display(),
+            not_files.join(", ")
+        ));
     }
     Ok(out)
 }
@@ -166,5 +180,33 @@ impl<'s> Ingest<'s> {
     pub fn finish(self) -> Result<IngestStats, StoreError> {
         self.store.sync()?;
         Ok(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_tree_with_a_symlink_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("a.yaml"), b"a").unwrap();
+        std::fs::write(tree.join("sub/b.yaml"), b"b").unwrap();
+        let found = sources(&tree).unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|s| s.path.strip_prefix(&tree).unwrap())
+            .collect();
+        assert_eq!(names, [Path::new("a.yaml"), Path::new("sub/b.yaml")]);
+
+        std::os::unix::fs::symlink("../a.yaml", tree.join("sub/link.yaml")).unwrap();
+        let refused = sources(&tree).unwrap_err();
+        assert!(refused.contains("not a regular file"), "{refused}");
+        assert!(refused.contains("sub/link.yaml"), "{refused}");
+        // A file named directly is read through its links, as ever.
+        assert_eq!(sources(&tree.join("sub/link.yaml")).unwrap().len(), 1);
     }
 }
