@@ -42,18 +42,21 @@ pub fn sources(path: &std::path::Path) -> Result<Vec<Source>, String> {
     for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
         let entry = entry.map_err(|e| format!("cannot walk {}: {e}", path.display()))?;
         let kind = entry.file_type();
-        if !kind.is_file() && !kind.is_dir() {
-            not_files.push(entry.path().display().to_string());
-        } else if kind.is_file() {
-            let len = entry
-                .metadata()
-                .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?
-                .len();
-            out.push(Source {
-                path: entry.into_path(),
-                len,
-            });
+        if kind.is_dir() {
+            continue;
         }
+        if !kind.is_file() {
+            not_files.push(entry.path().display().to_string());
+            continue;
+        }
+        let len = entry
+            .metadata()
+            .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?
+            .len();
+        out.push(Source {
+            path: entry.into_path(),
+            len,
+        });
     }
     if !not_files.is_empty() {
         return Err(format!(
