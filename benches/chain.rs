@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig};
-use ferry_core::{Endpoint, Event, Instant, NodeId, PayloadKind, Priority, Submission};
+use ferry_core::{Endpoint, Event, Instant, NodeId, PayloadKind, Submission};
 use ferry_sim::{Chain, LinkModel, Net, put_object};
 use rand::{RngCore, SeedableRng};
 
@@ -100,15 +100,12 @@ fn send(net: &mut Net, at: usize, data: &[u8], to: NodeId) {
     net.engine_mut(at)
         .submit(
             now,
-            Submission {
-                destination: Endpoint::Node(to),
-                lifetime: Duration::from_secs(7 * 24 * 3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
+            Submission::new(
+                Endpoint::Node(to),
+                PayloadKind::Blob,
                 manifest,
-                release: Vec::new(),
-                signature: Vec::new(),
-            },
+                Duration::from_secs(7 * 24 * 3600),
+            ),
         )
         .expect("submit");
 }

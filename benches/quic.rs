@@ -39,7 +39,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_chunk::{Chunker, ChunkerConfig};
-use ferry_core::{Endpoint, PayloadKind, Priority, Submission};
+use ferry_core::{Endpoint, PayloadKind, Submission};
 use ferry_link::identity::NodeKey;
 use ferry_link::profile::LinkProfile;
 use ferry_link::quic::{QuicEndpoint, TransportProfile, TrustPolicy};
@@ -248,15 +248,12 @@ async fn ferry(root: &Path, keys: &[NodeKey; 2], data: &[u8], chunking: ChunkerC
     let start = Instant::now();
     let cpu = cpu_time();
     base.engine
-        .submit(Submission {
-            destination: Endpoint::Node(leaf.id),
-            lifetime: Duration::from_secs(3600),
-            priority: Priority::Normal,
-            kind: PayloadKind::Blob,
+        .submit(Submission::new(
+            Endpoint::Node(leaf.id),
+            PayloadKind::Blob,
             manifest,
-            release: Vec::new(),
-            signature: Vec::new(),
-        })
+            Duration::from_secs(3600),
+        ))
         .await
         .unwrap();
     delivered.recv().await.expect("the leaf's engine runs");

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{
-    Contact, Endpoint, Engine, EngineConfig, Event, LinkId, MemStore, NodeId, PayloadKind,
-    Priority, Routes, Store, Submission,
+    Contact, Endpoint, Engine, EngineConfig, Event, LinkId, MemStore, NodeId, PayloadKind, Routes,
+    Store, Submission,
 };
 use ferry_link::serial::port::{BITS_PER_BYTE, SerialLink, SerialLinkConfig};
 use ferry_link::serial::pty::{Direction, Impairment, LineRelay, PtyPair};
@@ -106,15 +106,12 @@ async fn run(seed: u64, data: &[u8]) -> serde_json::Value {
     sender
         .submit(
             started,
-            Submission {
-                destination: Endpoint::Node(node(2)),
-                lifetime: Duration::from_secs(24 * 3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
+            Submission::new(
+                Endpoint::Node(node(2)),
+                PayloadKind::Blob,
                 manifest,
-                release: Vec::new(),
-                signature: Vec::new(),
-            },
+                Duration::from_secs(24 * 3600),
+            ),
         )
         .expect("submit");
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_chunk::{Chunker, ChunkerConfig, Reassembler};
 use ferry_core::{
     Contact, Endpoint, Engine, EngineConfig, Event, Instant, LinkId, LinkProperties, NodeId,
-    PayloadKind, Priority, Routes, Submission,
+    PayloadKind, Routes, Submission,
 };
 use ferry_sim::put_object;
 use ferry_store::{RocksStore, StoreConfig};
@@ -90,15 +90,12 @@ fn leaf_restarting_from_rocksdb_mid_transfer_completes_the_bundle_once() {
     let chunker = Chunker::new(ChunkerConfig::default()).unwrap();
     let manifest = put_object(base.store_mut(), &chunker, &data).unwrap();
     let mut now = Instant::from_millis(1_700_000_000_000);
-    let submission = Submission {
-        destination: Endpoint::Node(node(2)),
-        lifetime: Duration::from_secs(3600),
-        priority: Priority::Normal,
-        kind: PayloadKind::Blob,
+    let submission = Submission::new(
+        Endpoint::Node(node(2)),
+        PayloadKind::Blob,
         manifest,
-        release: Vec::new(),
-        signature: Vec::new(),
-    };
+        Duration::from_secs(3600),
+    );
     base.submit(now, submission).unwrap();
     base.handle_contact(now, LINK, Contact::Up(props()));
     leaf.handle_contact(now, LINK, Contact::Up(props()));

@@ -87,13 +87,8 @@ fn submit_with(
     let manifest = ingest(net.engine_mut(at).store_mut(), data);
     let now = net.now;
     let submission = Submission {
-        destination: to,
-        lifetime,
         priority,
-        kind: PayloadKind::Blob,
-        manifest,
-        release: Vec::new(),
-        signature: Vec::new(),
+        ..Submission::new(to, PayloadKind::Blob, manifest, lifetime)
     };
     (
         net.engine_mut(at).submit(now, submission).unwrap(),

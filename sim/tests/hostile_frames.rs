@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use ferry_chunk::{Chunker, ChunkerConfig, Reassembler};
 use ferry_core::{
-    Endpoint, EngineConfig, Event, LinkId, MemStore, NodeId, PayloadKind, Priority, Routes, Store,
-    Submission,
+    Endpoint, EngineConfig, Event, LinkId, MemStore, NodeId, PayloadKind, Routes, Store, Submission,
 };
 use ferry_proto::FrameCodec;
 use ferry_proto::v1::{self, frame::Body};
@@ -110,15 +109,7 @@ proptest! {
         let chunker = Chunker::new(ChunkerConfig::new(1024, 4096, 16384).unwrap()).unwrap();
         let manifest = put_object(net.engine_mut(b).store_mut(), &chunker, &data).unwrap();
         let now = net.now;
-        let submission = Submission {
-            destination: Endpoint::Node(node(2)),
-            lifetime: Duration::from_secs(3600),
-            priority: Priority::Normal,
-            kind: PayloadKind::Blob,
-            manifest,
-            release: Vec::new(),
-            signature: Vec::new(),
-        };
+        let submission = Submission::new(Endpoint::Node(node(2)), PayloadKind::Blob, manifest, Duration::from_secs(3600));
         net.engine_mut(b).submit(now, submission).unwrap();
         let codec = FrameCodec::default();
         for (delay, body) in hostile {

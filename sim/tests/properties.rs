@@ -12,8 +12,8 @@ use std::time::Duration;
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId, Reassembler};
 use ferry_core::pieces::RangeSet;
 use ferry_core::{
-    BundleId, Cf, Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Priority, Routes,
-    Store, Submission,
+    BundleId, Cf, Endpoint, EngineConfig, Event, MemStore, NodeId, PayloadKind, Routes, Store,
+    Submission,
 };
 use ferry_proto::v1::frame::Body;
 use ferry_proto::{FrameCodec, HARD_MAX_FRAME};
@@ -125,15 +125,12 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
         net.engine_mut(n[0])
             .submit(
                 now,
-                Submission {
-                    destination: Endpoint::Node(node(2)),
-                    lifetime: Duration::from_secs(30 * 24 * 3600),
-                    priority: Priority::Normal,
-                    kind: PayloadKind::Blob,
+                Submission::new(
+                    Endpoint::Node(node(2)),
+                    PayloadKind::Blob,
                     manifest,
-                    release: Vec::new(),
-                    signature: Vec::new(),
-                },
+                    Duration::from_secs(30 * 24 * 3600),
+                ),
             )
             .unwrap();
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_chunk::Chunker;
-use ferry_core::{Endpoint, EngineConfig, MemStore, NodeId, PayloadKind, Priority, Submission};
+use ferry_core::{Endpoint, EngineConfig, MemStore, NodeId, PayloadKind, Submission};
 use ferry_sim::run::{Options, Outcome, run};
 use ferry_sim::scenario::Scenario;
 use ferry_sim::{Entry, LinkModel, Loss, LossCause, Net, Observer, Record, put_object};
@@ -272,15 +272,12 @@ fn pair(
     net.engine_mut(a)
         .submit(
             now,
-            Submission {
-                destination: Endpoint::Node(node(2)),
-                lifetime: Duration::from_secs(86_400),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
+            Submission::new(
+                Endpoint::Node(node(2)),
+                PayloadKind::Blob,
                 manifest,
-                release: Vec::new(),
-                signature: Vec::new(),
-            },
+                Duration::from_secs(86_400),
+            ),
         )
         .unwrap();
     net.set_up(wire, true);

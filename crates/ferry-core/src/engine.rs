@@ -104,6 +104,27 @@ pub struct Submission {
     pub signature: Vec<u8>,
 }
 
+impl Submission {
+    /// A bundle of `manifest` for `destination`, at normal priority, with no
+    /// release name or signature (set those fields after, if wanted).
+    pub fn new(
+        destination: Endpoint,
+        kind: PayloadKind,
+        manifest: ManifestId,
+        lifetime: Duration,
+    ) -> Self {
+        Submission {
+            destination,
+            lifetime,
+            priority: Priority::Normal,
+            kind,
+            manifest,
+            release: Vec::new(),
+            signature: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("manifest {0} is not in the store; ingest the payload first")]
@@ -2330,15 +2351,12 @@ mod tests {
 
     /// A blob bundle of `manifest` for `destination`, valid for an hour.
     fn submission(destination: Endpoint, manifest: ManifestId) -> Submission {
-        Submission {
+        Submission::new(
             destination,
-            lifetime: Duration::from_secs(3600),
-            priority: Priority::Normal,
-            kind: PayloadKind::Blob,
+            PayloadKind::Blob,
             manifest,
-            release: Vec::new(),
-            signature: Vec::new(),
-        }
+            Duration::from_secs(3600),
+        )
     }
 
     /// Several submissions are taken all or none: one whose payload is

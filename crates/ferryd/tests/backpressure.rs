@@ -10,7 +10,7 @@ mod support;
 use std::future::Future;
 use std::time::Duration;
 
-use ferry_core::{Endpoint, PayloadKind, Priority, Submission};
+use ferry_core::{Endpoint, PayloadKind, Submission};
 use ferryd::admin::store_bytes;
 use ferryd::config::Config;
 use ferryd::daemon::Node;
@@ -63,15 +63,7 @@ fn a_leaf_engine_that_falls_behind_holds_the_sender_back() {
             to,
         });
         base.engine
-            .submit(Submission {
-                destination: Endpoint::Node(leaf.id),
-                lifetime: Duration::from_secs(3600),
-                priority: Priority::Normal,
-                kind: PayloadKind::Blob,
-                manifest,
-                release: Vec::new(),
-                signature: Vec::new(),
-            })
+            .submit(Submission::new(Endpoint::Node(leaf.id), PayloadKind::Blob, manifest, Duration::from_secs(3600)))
             .await
             .unwrap();
 
