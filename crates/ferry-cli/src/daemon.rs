@@ -43,12 +43,24 @@ pub struct SendArgs {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["manifest", "name", "all"])))]
 pub struct GetArgs {
     #[command(flatten)]
     common: Common,
     /// Manifest id of the object, as `ferry bundles` or `ferry send` print it.
-    manifest: String,
-    /// Where to write it.
+    manifest: Option<String>,
+    /// The newest file delivered here under this name (`ferry send DIR`
+    /// names each file by its path under DIR).
+    #[arg(long)]
+    name: Option<String>,
+    /// Every file delivered here, the newest of each name, written into the
+    /// directory --out by its name.
+    #[arg(long)]
+    all: bool,
+    /// With --all: only the names at or below this path.
+    #[arg(long, requires = "all")]
+    under: Option<String>,
+    /// Where to write it (with --all, a directory).
     #[arg(long)]
     out: PathBuf,
 }
@@ -77,8 +89,8 @@ pub fn status(common: Common) -> anyhow::Result<()> {
         return Ok(());
     }
     let bundles = s["bundles"].as_array().map_or(0, Vec::len);
-    let delivered = s["delivered"].as_array().map_or(0, Vec::len);
     let c = &s["counters"];
+    let delivered = &c["delivered"];
     println!("node      {}", s["node"].as_str().unwrap_or("?"));
     println!("links up  {}", s["links_up"].as_array().map_or(0, Vec::len));
     println!("bundles   {bundles} held, {delivered} delivered here");
@@ -111,18 +123,40 @@ pub fn bundles(common: Common) -> anyhow::Result<()> {
         let state = match (&b["received"], b["pending_hops"].as_array()) {
             (serde_json::Value::Array(r), _) => format!("receiving {}/{} B", r[0], r[1]),
             (_, Some(hops)) if !hops.is_empty() => format!("waiting for {} hop(s)", hops.len()),
+            _ if b["delivered_here"] == true => {
+                format!(
+                    "delivered, manifest {}",
+                    b["manifest"].as_str().unwrap_or("?")
+                )
+            }
             _ => "held".to_string(),
         };
+        let name = match (b["kind"].as_str(), b["release"].as_str()) {
+            (_, Some(name)) if !name.is_empty() => format!("  {}", name.escape_debug()),
+            (Some(kind), _) if !kind.is_empty() && kind != "file" => format!("  ({kind})"),
+            _ => String::new(),
+        };
         println!(
-            "{}  {} B  to {}  {state}",
+            "{}  {} B  to {}  {state}{name}",
             b["id"].as_str().unwrap_or("?"),
             b["payload_bytes"],
             b["destination"].as_str().unwrap_or("?")
         );
     }
+    // Delivered here and no longer held (expired, or released): the last
+    // ones the daemon remembers.
+    let held: std::collections::BTreeSet<&str> = s["bundles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
     for d in s["delivered"].as_array().into_iter().flatten() {
+        if held.contains(d["bundle"].as_str().unwrap_or_default()) {
+            continue;
+        }
         println!(
-            "{}  delivered, manifest {}",
+            "{}  delivered, manifest {}, no longer held",
             d["bundle"].as_str().unwrap_or("?"),
             d["manifest"].as_str().unwrap_or("?")
         );
@@ -175,17 +209,55 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("resolving {}", args.out.display()))?;
-    let answer = ask(
-        &args.common,
-        Request::Get {
-            manifest: args.manifest,
+    let request = match (args.manifest, args.name) {
+        _ if args.all => Request::Restore {
+            out: out.clone(),
+            under: args.under,
+        },
+        (_, Some(name)) => Request::GetNamed {
+            name,
             out: out.clone(),
         },
-    )?;
+        (Some(manifest), None) => Request::Get {
+            manifest,
+            out: out.clone(),
+        },
+        (None, None) => unreachable!("clap requires a manifest, --name or --all"),
+    };
+    let answer = ask(&args.common, request)?;
     if args.common.json {
         print_json(&answer);
+    } else if args.all {
+        for file in answer["written"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {}",
+                HumanBytes(file["bytes"].as_u64().unwrap_or(0)),
+                file["name"].as_str().unwrap_or("?")
+            );
+        }
+        println!(
+            "{} files, {} verified into {}",
+            answer["written"].as_array().map_or(0, Vec::len),
+            HumanBytes(answer["bytes"].as_u64().unwrap_or(0)),
+            out.display()
+        );
     } else {
         println!("{} B verified into {}", answer["bytes"], out.display());
+    }
+    let skipped = answer["skipped"].as_array().map_or(&[][..], Vec::as_slice);
+    for file in skipped {
+        eprintln!(
+            "not written: {} (bundle {}): {}",
+            file["name"].as_str().unwrap_or("?"),
+            file["bundle"].as_str().unwrap_or("?"),
+            file["reason"].as_str().unwrap_or("?")
+        );
+    }
+    if !skipped.is_empty() {
+        return Err(anyhow!(
+            "{} delivered files were not written",
+            skipped.len()
+        ));
     }
     Ok(())
 }

@@ -51,7 +51,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Hand a file or directory to the running daemon to send.
     Send(daemon::SendArgs),
-    /// Write an object the running daemon holds to a file, verified.
+    /// Write what the running daemon holds to files, verified: an object by
+    /// manifest id, a delivered file by name, or every delivered file.
     Get(daemon::GetArgs),
     /// The daemon's recent log lines; --follow keeps printing new ones.
     Logs(daemon::LogsArgs),

@@ -21,6 +21,7 @@ use crate::config::{Config, Peer, parse_node_id};
 use crate::driver::{EngineHandle, Status};
 use crate::links::Registry;
 use crate::logbuf::LogBuffer;
+use crate::restore;
 
 /// A request from the `ferry` command.
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,6 +65,20 @@ pub enum Request {
     Get {
         manifest: String,
         out: PathBuf,
+    },
+    /// Reassemble the newest file delivered here under `name` (the path
+    /// `ferry send` gave it) into `out`.
+    GetNamed {
+        name: String,
+        out: PathBuf,
+    },
+    /// Write every file delivered here, the newest of each name, into the
+    /// directory `out` by its name; with `under`, only names at or below
+    /// that path. Answers with the files written and those skipped.
+    Restore {
+        out: PathBuf,
+        #[serde(default)]
+        under: Option<String>,
     },
     /// The configured peers with their links' state and traffic.
     Peers,
@@ -423,10 +438,38 @@ impl Admin {
                 let id = ferry_chunk::ManifestId::from_hex(&manifest)
                     .ok_or_else(|| format!("{manifest:?} is not a manifest id (64 hex digits)"))?;
                 let store = self.store.clone();
-                let bytes = tokio::task::spawn_blocking(move || reassemble(&store, id, &out))
-                    .await
-                    .map_err(|e| e.to_string())??;
+                let bytes =
+                    tokio::task::spawn_blocking(move || restore::reassemble(&store, id, &out))
+                        .await
+                        .map_err(|e| e.to_string())??;
                 Ok(serde_json::json!({ "bytes": bytes }))
+            }
+            Request::GetNamed { name, out } => {
+                let files = self.delivered_files().await?;
+                let file = restore::newest_by_name(files)
+                    .remove(name.as_bytes())
+                    .ok_or_else(|| format!("no file delivered here is named {name:?}"))?;
+                let store = self.store.clone();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    restore::reassemble(&store, file.manifest, &out)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Ok(serde_json::json!({
+                    "bytes": bytes,
+                    "bundle": file.bundle.to_string(),
+                    "manifest": file.manifest.to_string(),
+                }))
+            }
+            Request::Restore { out, under } => {
+                let files = self.delivered_files().await?;
+                let store = self.store.clone();
+                let restored = tokio::task::spawn_blocking(move || {
+                    restore::restore(&store, files, under.as_deref(), &out)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                serde_json::to_value(restored).map_err(|e| e.to_string())
             }
             Request::Peers => {
                 let status = self.engine.status().await?;
@@ -501,6 +544,13 @@ impl Admin {
                 }
             })
             .collect()
+    }
+
+    /// The file bundles delivered here and still held.
+    async fn delivered_files(&self) -> Result<Vec<restore::Delivered>, String> {
+        self.engine
+            .with_engine(|engine, _| restore::delivered_files(engine))
+            .await
     }
 
     pub(crate) fn destination(&self, to: &str) -> Result<Endpoint, String> {
@@ -581,27 +631,6 @@ fn ingest(
     }
     ingest.finish().map_err(|e| e.to_string())?;
     Ok(files)
-}
-
-/// Writes the object `id` to `out` (through a temporary file renamed into
-/// place), every chunk and the native digest verified.
-fn reassemble(store: &RocksStore, id: ferry_chunk::ManifestId, out: &Path) -> Result<u64, String> {
-    let manifest = store
-        .get_manifest(id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("this node holds no object {id}"))?;
-    let partial = out.with_extension("ferry-partial");
-    let file = std::fs::File::create(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-    let result = store
-        .read_object(&manifest, std::io::BufWriter::new(file))
-        .map_err(|e| format!("object {id}: {e}"));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    std::fs::rename(&partial, out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    Ok(manifest.total_length())
 }
 
 /// Sends one request to the daemon at `socket` and returns its answer.

@@ -133,6 +133,8 @@ pub struct Status {
     pub links_up: Vec<u32>,
     pub links: Vec<LinkStatus>,
     pub bundles: Vec<BundleStatus>,
+    /// The last [`DELIVERIES_KEPT`] bundles delivered here since the daemon
+    /// started, oldest first; `counters.delivered` counts them all.
     pub delivered: Vec<Delivery>,
     pub counters: Counters,
     pub store_bytes: u64,
@@ -158,8 +160,14 @@ pub struct BundleStatus {
     pub pending_hops: Vec<String>,
     pub delivered_here: bool,
     pub received: Option<(u64, u64)>,
-    /// What the bundle carries, as its sender named it (a file's path for
-    /// `ferry send`); empty while only its progress is known.
+    /// The payload's manifest id (`ferry get` takes it); empty while only
+    /// its progress is known.
+    pub manifest: String,
+    /// What it carries: `file` (from `ferry send`), `git`, `oci` or
+    /// `admin`; empty while only its progress is known.
+    pub kind: &'static str,
+    /// A file's name as `ferry send` gave it (its path under the directory
+    /// sent); empty for other kinds, whose release descriptions are binary.
     pub release: String,
 }
 
@@ -177,6 +185,8 @@ pub struct Counters {
     pub frames_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Bundles delivered to this node since the daemon started.
+    pub delivered: u64,
     pub custody_accepted: u64,
     pub custody_released: u64,
     pub custody_refused: u64,
@@ -286,11 +296,25 @@ struct Driver {
     blocked: BTreeSet<LinkId>,
     traffic: BTreeMap<LinkId, LinkStatus>,
     progress: BTreeMap<BundleId, (u64, u64)>,
-    delivered: Vec<Delivery>,
+    delivered: std::collections::VecDeque<Delivery>,
     counters: Counters,
     watches: Vec<(PayloadKind, mpsc::UnboundedSender<(BundleId, ManifestId)>)>,
     report_watches: Vec<mpsc::UnboundedSender<Report>>,
     custody_watches: Vec<mpsc::UnboundedSender<BundleId>>,
+}
+
+/// How many of the latest deliveries [`Status`] lists: every status answer
+/// carries them, and a leaf may run for months.
+pub const DELIVERIES_KEPT: usize = 1000;
+
+/// How `ferry bundles` names a payload kind.
+fn kind_name(kind: PayloadKind) -> &'static str {
+    match kind {
+        PayloadKind::Blob => "file",
+        PayloadKind::Git => "git",
+        PayloadKind::Oci => "oci",
+        PayloadKind::Admin => "admin",
+    }
 }
 
 /// Starts the engine thread; it runs until [`Input::Shutdown`] or until
@@ -304,7 +328,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         blocked: BTreeSet::new(),
         traffic: BTreeMap::new(),
         progress: BTreeMap::new(),
-        delivered: Vec::new(),
+        delivered: std::collections::VecDeque::new(),
         counters: Counters::default(),
         watches: Vec::new(),
         report_watches: Vec::new(),
@@ -475,7 +499,11 @@ impl Driver {
                 Event::Delivered { bundle, manifest } => {
                     tracing::info!(%bundle, %manifest, "delivered");
                     self.progress.remove(bundle);
-                    self.delivered.push(Delivery {
+                    self.counters.delivered += 1;
+                    if self.delivered.len() == DELIVERIES_KEPT {
+                        self.delivered.pop_front();
+                    }
+                    self.delivered.push_back(Delivery {
                         bundle: bundle.to_string(),
                         manifest: manifest.to_string(),
                         at_ms: now().as_millis(),
@@ -580,7 +608,14 @@ impl Driver {
                     pending_hops: r.pending_hops.iter().map(hex).collect(),
                     delivered_here: r.delivered,
                     received: None,
-                    release: String::from_utf8_lossy(&r.header.release).into_owned(),
+                    manifest: r.header.manifest.to_string(),
+                    kind: kind_name(r.header.kind),
+                    release: match r.header.kind {
+                        PayloadKind::Blob => {
+                            String::from_utf8_lossy(&r.header.release).into_owned()
+                        }
+                        _ => String::new(),
+                    },
                 })
                 .chain(
                     self.progress
@@ -592,11 +627,13 @@ impl Driver {
                             pending_hops: Vec::new(),
                             delivered_here: false,
                             received: Some((got, total)),
+                            manifest: String::new(),
+                            kind: "",
                             release: String::new(),
                         }),
                 )
                 .collect(),
-            delivered: self.delivered.clone(),
+            delivered: self.delivered.iter().cloned().collect(),
             counters,
         }
     }

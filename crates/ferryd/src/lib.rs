@@ -5,6 +5,7 @@
 //! - [`links`]: QUIC connections to peers, one per peer, pumped to the engine.
 //! - [`serial_links`]: serial devices (acoustic, satellite modems), one per peer.
 //! - [`admin`]: the Unix-socket API the `ferry` command talks to.
+//! - [`restore`]: delivered files written back out, by manifest or by the name they were sent under.
 //! - [`logbuf`]: the recent log lines `ferry logs` reads.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`discovery`]: mDNS advertising and browsing, enrolment of new leaves, `learned.json`.
@@ -24,6 +25,7 @@ pub mod logbuf;
 pub mod media;
 pub mod metrics;
 pub mod oci;
+pub mod restore;
 pub mod serial_links;
 pub mod trust;
 pub mod units;

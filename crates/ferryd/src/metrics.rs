@@ -272,6 +272,8 @@ mod tests {
                 pending_hops: vec!["h".into()],
                 delivered_here: false,
                 received: None,
+                manifest: String::new(),
+                kind: "file",
                 release: String::new(),
             }],
             store_bytes: 1234,

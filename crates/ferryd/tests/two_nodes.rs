@@ -1,7 +1,7 @@
 //! Two real ferryd processes on loopback QUIC: a base sends a directory (an
 //! empty file in it) to a leaf through the admin API, the leaf delivers
-//! every file verified, and a node that is not pinned is refused at the
-//! handshake.
+//! every file verified and writes the directory back out by name, and a
+//! node that is not pinned is refused at the handshake.
 
 mod support;
 
@@ -94,6 +94,48 @@ fn base_sends_a_directory_to_a_leaf_over_quic_and_strangers_are_refused() {
         let expected = &files.iter().find(|(n, _)| *n == name).unwrap().1;
         assert!(std::fs::read(&out).unwrap() == *expected, "{name} differs");
     }
+    // The leaf writes the directory back out by the names the files were
+    // sent under (`ferry get --all`), and one file by its name.
+    let restored = root.path().join("restored");
+    let answer = leaf
+        .ask(
+            &rt,
+            &Request::Restore {
+                out: restored.clone(),
+                under: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        answer["written"].as_array().unwrap().len(),
+        files.len(),
+        "{answer}"
+    );
+    assert_eq!(answer["skipped"].as_array().unwrap().len(), 0, "{answer}");
+    for (name, data) in &files {
+        assert!(
+            std::fs::read(restored.join(name)).unwrap() == *data,
+            "{name} differs"
+        );
+    }
+    let one = root.path().join("deploy.yaml");
+    leaf.ask(
+        &rt,
+        &Request::GetNamed {
+            name: "manifests/deploy.yaml".into(),
+            out: one.clone(),
+        },
+    )
+    .unwrap();
+    assert!(std::fs::read(&one).unwrap() == files[0].1);
+    let unknown = leaf.ask(
+        &rt,
+        &Request::GetNamed {
+            name: "manifests/missing.yaml".into(),
+            out: one,
+        },
+    );
+    assert!(unknown.unwrap_err().contains("no file delivered here"));
     // Custody went back to the base, which released it.
     base.wait_for(&rt, "custody released", minute, |s| {
         s["counters"]["custody_released"].as_u64() == Some(files.len() as u64)
