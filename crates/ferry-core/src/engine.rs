@@ -18,6 +18,7 @@ use crate::bundle::{BundleHeader, BundleRecord, PayloadKind};
 use crate::config::EngineConfig;
 use crate::event::{Event, Reason};
 use crate::mtu::{self, MIN_MTU, Reassembly};
+use crate::peer_holds::PeerHolds;
 use crate::pieces::PieceBuf;
 use crate::store::{Batch, Cf, Store, StoreError};
 use crate::types::{BundleId, Endpoint, Instant, LinkId, NodeId, Priority, transmission_time};
@@ -254,6 +255,9 @@ pub struct Engine<S: Store> {
     stats: EngineStats,
     /// When a planned contact ends: bundles waiting for it are routed again.
     replan_at: Option<Instant>,
+    /// Manifests each peer is known to hold: their bundles are offered
+    /// without the manifest inline and without chunks sent ahead.
+    peer_holds: PeerHolds,
 }
 
 /// Status reports kept per neighbour while it is out of contact; older ones
@@ -305,6 +309,7 @@ impl<S: Store> Engine<S> {
             events: VecDeque::new(),
             reports: BTreeMap::new(),
             backoffs,
+            peer_holds: PeerHolds::default(),
             sequence,
             next_link: 0,
             stats: EngineStats::default(),
@@ -1420,6 +1425,7 @@ impl<S: Store> Engine<S> {
         let Some(record) = self.bundles.get_mut(&id) else {
             return;
         };
+        self.peer_holds.insert(peer, record.header.manifest);
         if !record.pending_hops.remove(&peer) {
             return;
         }
@@ -1478,6 +1484,9 @@ impl<S: Store> Engine<S> {
         let Some(record) = self.bundles.get(&id) else {
             return;
         };
+        // The peer most likely needs nothing for it: no manifest inline, no
+        // chunks ahead of its answer.
+        let held = peer.is_some_and(|p| self.peer_holds.contains(p, record.header.manifest));
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
@@ -1502,6 +1511,7 @@ impl<S: Store> Engine<S> {
                     checkpoints: 0,
                 };
                 if state.props.pipeline
+                    && !held
                     && let Ok(Some(manifest)) = self.store.get_manifest(record.header.manifest)
                 {
                     // An empty manifest travels in the offer, always.
@@ -1546,10 +1556,11 @@ impl<S: Store> Engine<S> {
             header: Some(header),
             manifest: Vec::new(),
         };
-        // A manifest travels inline when the offer still fits in one frame;
-        // one that cannot is not read for it (a re-offer on a small-MTU link
-        // would decode a large manifest each time only to leave it out).
-        let may_fit = (record.header.manifest_len as usize) < state.props.mtu as usize;
+        // A manifest travels inline when the offer still fits in one frame
+        // and the peer is not known to hold it; one that cannot fit is not
+        // read for it (a re-offer on a small-MTU link would decode a large
+        // manifest each time only to leave it out).
+        let may_fit = !held && (record.header.manifest_len as usize) < state.props.mtu as usize;
         let inline = match &out.manifest {
             _ if !may_fit => None,
             Some(manifest) => Some(manifest.encode()),
@@ -2686,6 +2697,66 @@ mod tests {
             .filter(|e| matches!(e, Event::Delivered { .. }))
             .count();
         assert_eq!(delivered, data.len(), "{events:?}");
+    }
+
+    /// A release sent again is mostly payloads the next hop already took
+    /// custody of. On a pipelined link such a bundle is offered without its
+    /// manifest inline and without chunks ahead of the answer, and still
+    /// delivered; if the peer has dropped the manifest since, it asks for
+    /// it and gets it.
+    #[test]
+    fn a_payload_the_peer_holds_is_offered_without_data_ahead() {
+        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(650),
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: true,
+        });
+        let data: Vec<u8> = (0..100_000u32).map(|n| (n % 241) as u8).collect();
+        let manifest = store_payload(&mut a, &data);
+        let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+        // Each round: the bundle sent, the chunk frames from A, whether an
+        // offer carried a manifest, what B delivered.
+        let round = |a: &mut Engine<MemStore>, b: &mut Engine<MemStore>| {
+            let id = a
+                .submit(now, submission(Endpoint::Node(B), manifest))
+                .unwrap();
+            let (mut chunks, mut inline) = (0, false);
+            let events = exchange_altering(a, b, now, |bytes| {
+                match codec.decode_exact(&bytes).map(|f| f.body) {
+                    Ok(Some(Body::Chunk(_))) => chunks += 1,
+                    Ok(Some(Body::Offer(offer))) => {
+                        inline |= offer.bundles.iter().any(|o| !o.manifest.is_empty());
+                    }
+                    _ => {}
+                }
+                bytes
+            });
+            let delivered = events
+                .iter()
+                .any(|e| matches!(e, Event::Delivered { bundle, .. } if *bundle == id));
+            assert!(delivered, "{events:?}");
+            assert!(a.bundle(&id).is_none_or(|r| r.pending_hops.is_empty()));
+            (chunks, inline)
+        };
+        let (chunks, inline) = round(&mut a, &mut b);
+        assert!(chunks > 0 && inline, "the first time, all of it travels");
+        let speculated = a.stats().speculative_bytes;
+        assert!(speculated > 0);
+
+        assert_eq!(
+            round(&mut a, &mut b),
+            (0, false),
+            "sent again: the offer alone"
+        );
+        assert_eq!(a.stats().speculative_bytes, speculated);
+
+        // B lost the manifest (a store restored from a backup, say): it asks.
+        b.store_mut().delete_manifest(manifest).unwrap();
+        let (chunks, _) = round(&mut a, &mut b);
+        assert!(chunks > 0, "the manifest travels when asked for");
+        assert!(b.store().get_manifest(manifest).unwrap().is_some());
     }
 
     /// On a link that buffers what it is handed (QUIC), a bundle whose data

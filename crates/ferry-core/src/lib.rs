@@ -17,6 +17,7 @@ pub mod engine;
 pub mod event;
 pub mod mem_store;
 pub mod mtu;
+mod peer_holds;
 pub mod pieces;
 pub mod store;
 pub mod types;
