@@ -187,6 +187,12 @@ struct Outbound {
     recent: VecDeque<(Instant, u32, u32, u32, u32)>,
     /// Checkpoints sent on this handle (the last one's `checkpoint_serial`).
     checkpoints: u32,
+    /// The checkpoint that ended the data handed over, and when that data
+    /// was reckoned to have left: the delay of its answer (a want-list that
+    /// has seen that checkpoint, or custody) is a sample for
+    /// [`LinkState::answer_delay`]. An answer to a re-offer alone is not:
+    /// the receiver counts checkpoints afresh from each offer.
+    awaiting: Option<(u32, Instant)>,
 }
 
 struct Inbound {
@@ -233,6 +239,14 @@ struct LinkState {
     /// the link's rate: a link that buffers (QUIC) may hold much of it long
     /// after the engine let go of it.
     drained_at: Instant,
+    /// How long answers to checkpoints take after their data was reckoned
+    /// to have left, smoothed, and the mean deviation (as RFC 6298 keeps a
+    /// round-trip time); None before the first. Re-offers wait at least
+    /// this long: a link that buffers and carries less than its nominal
+    /// rate (QUIC's own overhead and repairs) answers later than its round
+    /// trip says, and an early re-offer's answer asks for data that is
+    /// still on its way.
+    answer_delay: Option<(Duration, Duration)>,
 }
 
 /// The protocol engine of one node.
@@ -502,6 +516,7 @@ impl<S: Store> Engine<S> {
                 signals: BTreeMap::new(),
                 signal_due: None,
                 drained_at: Instant(0),
+                answer_delay: None,
             },
         );
         id
@@ -647,6 +662,8 @@ impl<S: Store> Engine<S> {
                 state.hello_backoff = props.rtt * 2 + retransmit;
                 state.props = props;
                 state.drained_at = now;
+                // A new contact may take another path: learn its delay afresh.
+                state.answer_delay = None;
             }
             Contact::Down => {
                 state.up = false;
@@ -778,7 +795,7 @@ impl<S: Store> Engine<S> {
             Body::Want(want) => self.on_want(now, link, peer.expect("session checked"), want),
             Body::Chunk(chunk) => self.on_chunk(now, link, chunk),
             Body::Custody(signal) => {
-                self.on_custody(peer.expect("session checked"), signal);
+                self.on_custody(now, peer.expect("session checked"), signal);
                 Ok(())
             }
             Body::Status(report) => {
@@ -1089,6 +1106,13 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         out.want_serial = want.report_serial;
+        if let Some((serial, left)) = out.awaiting
+            && want.checkpoint_seen >= serial
+        {
+            out.awaiting = None;
+            let sample = now.saturating_since(left);
+            state.answer_delay = Some(smooth(state.answer_delay, sample));
+        }
         if out.manifest.is_none() {
             let header = &self
                 .bundles
@@ -1390,7 +1414,7 @@ impl<S: Store> Engine<S> {
         state.signal_due.get_or_insert(now + delay);
     }
 
-    fn on_custody(&mut self, peer: NodeId, signal: v1::CustodySignal) {
+    fn on_custody(&mut self, now: Instant, peer: NodeId, signal: v1::CustodySignal) {
         let accepted = signal.accepted || signal.reason == v1::RefusalReason::Redundant as i32;
         let mut ids = Vec::new();
         for range in &signal.ranges {
@@ -1410,7 +1434,27 @@ impl<S: Store> Engine<S> {
         }
         for id in ids {
             if accepted {
+                self.custody_answered(now, id, peer);
                 self.hop_accepted(id, peer);
+            }
+        }
+    }
+
+    /// `peer` answered the data of `id` with custody: how long that took
+    /// after the data was reckoned to have left is a sample of its link's
+    /// answer delay.
+    fn custody_answered(&mut self, now: Instant, id: BundleId, peer: NodeId) {
+        for state in self.links.values_mut() {
+            if state.session.as_ref().is_some_and(|s| s.peer == peer) {
+                let answered = state
+                    .out
+                    .values()
+                    .find(|out| out.bundle == id)
+                    .and_then(|out| out.awaiting);
+                if let Some((_, left)) = answered {
+                    let sample = now.saturating_since(left);
+                    state.answer_delay = Some(smooth(state.answer_delay, sample));
+                }
             }
         }
     }
@@ -1508,6 +1552,7 @@ impl<S: Store> Engine<S> {
                     sending: None,
                     read_before: Vec::new(),
                     recent: VecDeque::new(),
+                    awaiting: None,
                     checkpoints: 0,
                 };
                 if state.props.pipeline
@@ -1530,7 +1575,6 @@ impl<S: Store> Engine<S> {
             }
         };
         let out = state.out.get_mut(&handle).expect("inserted above");
-        out.retry_at = Some(now + out.backoff);
         if let Some(peer) = peer {
             let mut batch = Batch::new();
             batch.put(
@@ -1587,17 +1631,28 @@ impl<S: Store> Engine<S> {
                 header.manifest_id.clear();
             }
         }
-        state.control.push_back(frame(Body::Offer(v1::Offer {
+        let offer = frame(Body::Offer(v1::Offer {
             bundles: vec![offered],
-        })));
+        }));
+        // No answer is due before the offer has left behind the control
+        // frames queued ahead of it (taken as that many of its size): the
+        // offers of a release sent at once take a while on a thin link.
+        let queued = FrameCodec::encoded_len(&offer) as u64 * (state.control.len() as u64 + 1);
+        let ahead = transmission_time(queued, state.props.rate_bps).unwrap_or_default();
+        let out = state.out.get_mut(&handle).expect("inserted above");
+        out.retry_at = Some(now + out.backoff + ahead);
+        state.control.push_back(offer);
     }
 
+    /// How long to wait for an answer on `link` before offering again
+    /// ([`answer_timeout`]).
     fn retransmit_timeout(&self, link: LinkId) -> Duration {
-        let rtt = self
-            .links
-            .get(&link)
-            .map_or(Duration::from_secs(1), |s| s.props.rtt);
-        rtt * self.config.retransmit_rtts + self.config.retransmit_slack
+        match self.links.get(&link) {
+            Some(state) => answer_timeout(state, &self.config),
+            None => {
+                Duration::from_secs(1) * self.config.retransmit_rtts + self.config.retransmit_slack
+            }
+        }
     }
 
     /// Timers: custody signal batches, repair reports, re-offers, expiry,
@@ -1655,8 +1710,18 @@ impl<S: Store> Engine<S> {
             if !state.up || state.session.is_none() {
                 continue;
             }
+            let timeout = answer_timeout(state, &self.config);
             for out in state.out.values_mut() {
                 if out.retry_at.is_some_and(|at| at <= now) {
+                    // The answer to data handed over is due by what this
+                    // link's answers take now, which may have been learnt
+                    // since the data went.
+                    if let Some((_, left)) = out.awaiting
+                        && left + timeout > now
+                    {
+                        out.retry_at = Some(left + timeout);
+                        continue;
+                    }
                     out.backoff = (out.backoff * 2).min(self.config.retransmit_max);
                     retries.push((*link, out.bundle));
                 }
@@ -2095,6 +2160,7 @@ impl<S: Store> Engine<S> {
             if done {
                 // No answer is due before the data handed over ahead of it has left.
                 out.retry_at = Some(state.drained_at + retransmit);
+                out.awaiting = Some((out.checkpoints, state.drained_at));
             }
             return Some(Transmit {
                 link,
@@ -2151,9 +2217,6 @@ impl<S: Store> Engine<S> {
     }
 }
 
-/// How long a sent piece may still be in flight, as far as a want-list
-/// arriving now could know: a round trip plus a full frame's serialisation
-/// each way and one waiting frame; without a known rate, a quarter RTT.
 /// Bytes a link may have in flight on speculation: one bandwidth-delay
 /// product (a piece may start below it and end above); unbounded on a link
 /// of unknown rate.
@@ -2165,6 +2228,35 @@ fn speculation_budget(props: &LinkProperties) -> u64 {
     u64::try_from(bdp).unwrap_or(u64::MAX).max(1)
 }
 
+/// How long to wait for an answer on a link before offering again:
+/// `retransmit_rtts` round trips, or the answers' measured delay and four
+/// deviations if that is longer (at most `retransmit_max`);
+/// `retransmit_slack` on top.
+fn answer_timeout(state: &LinkState, config: &EngineConfig) -> Duration {
+    let rtts = state.props.rtt * config.retransmit_rtts;
+    let measured = state
+        .answer_delay
+        .map_or(Duration::ZERO, |(delay, deviation)| {
+            (delay + deviation * 4).min(config.retransmit_max)
+        });
+    rtts.max(measured) + config.retransmit_slack
+}
+
+/// A smoothed delay and its mean deviation, after one more `sample`
+/// (RFC 6298's gains: 1/8 and 1/4).
+fn smooth(before: Option<(Duration, Duration)>, sample: Duration) -> (Duration, Duration) {
+    match before {
+        None => (sample, sample / 2),
+        Some((delay, deviation)) => {
+            let diff = delay.abs_diff(sample);
+            (delay * 7 / 8 + sample / 8, deviation * 3 / 4 + diff / 4)
+        }
+    }
+}
+
+/// How long a sent piece may still be in flight, as far as a want-list
+/// arriving now could know: a round trip plus a full frame's serialisation
+/// each way and one waiting frame; without a known rate, a quarter RTT.
 fn in_flight_window(props: &LinkProperties) -> Duration {
     match transmission_time(u64::from(props.mtu), props.rate_bps) {
         Some(frame) => props.rtt + frame * 3,
@@ -2757,6 +2849,101 @@ mod tests {
         let (chunks, _) = round(&mut a, &mut b);
         assert!(chunks > 0, "the manifest travels when asked for");
         assert!(b.store().get_manifest(manifest).unwrap().is_some());
+    }
+
+    /// The offers of a release sent at once take a while on a thin link:
+    /// none is offered again before it can have left and been answered.
+    #[test]
+    fn a_burst_of_offers_is_not_repeated_before_it_can_have_left() {
+        let rate_bps = 64_000;
+        let (mut a, _b, now) = a_routed_to_b(LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(650),
+            reliable: true,
+            rate_bps,
+            pipeline: false,
+        });
+        let count = 100u32;
+        for i in 0..count {
+            let manifest = store_payload(&mut a, &i.to_be_bytes().repeat(100));
+            a.submit(now, submission(Endpoint::Node(B), manifest))
+                .unwrap();
+        }
+        // All handed over at once; B never answers.
+        let mut bytes = 0;
+        while let Some(t) = a.poll_transmit(now) {
+            bytes += t.frame.len() as u64;
+        }
+        let burst = transmission_time(bytes, rate_bps).unwrap();
+        assert!(burst > Duration::from_secs(1), "{burst:?}");
+        let first = now + a.retransmit_timeout(LinkId(0));
+        a.handle_timeout(first + Duration::from_millis(50));
+        assert!(a.stats().reoffers <= 3, "{:?}", a.stats());
+        a.handle_timeout(first + burst + Duration::from_millis(100));
+        assert_eq!(a.stats().reoffers, u64::from(count));
+    }
+
+    /// A link that holds data longer than its round trip says (QUIC behind
+    /// a slower path) answers late. Once one answer has shown that, a
+    /// bundle whose data went before is not offered again at the earlier
+    /// deadline (its answer would ask for data still on its way), only
+    /// once the answer is overdue by the delay learnt.
+    #[test]
+    fn reoffers_wait_as_long_as_the_link_has_taken_to_answer() {
+        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
+            mtu: 1 << 20,
+            rtt: Duration::from_millis(650),
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: false,
+        });
+        for seed in [1u8, 2] {
+            let manifest = store_payload(&mut a, &[seed; 20_000]);
+            a.submit(now, submission(Endpoint::Node(B), manifest))
+                .unwrap();
+        }
+        // Offers and want-lists cross at once; the chunk data is held, by handle.
+        type Held = BTreeMap<u32, Vec<Vec<u8>>>;
+        fn trade(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, at: Instant, data: &mut Held) {
+            let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
+            loop {
+                let mut moved = false;
+                while let Some(t) = a.poll_transmit(at) {
+                    moved = true;
+                    match codec.decode_exact(&t.frame).map(|f| f.body) {
+                        Ok(Some(Body::Chunk(c))) => data.entry(c.handle).or_default().push(t.frame),
+                        _ => b.handle_frame(at, LinkId(0), &t.frame),
+                    }
+                }
+                while let Some(t) = b.poll_transmit(at) {
+                    moved = true;
+                    a.handle_frame(at, LinkId(0), &t.frame);
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+        let mut data = Held::new();
+        trade(&mut a, &mut b, now, &mut data);
+        // The first bundle's data arrives 2.5 s on, past the three round
+        // trips (and slack) that re-offers waited for: custody answers it.
+        let late = now + Duration::from_millis(2500);
+        let (&first, _) = data.iter().next().expect("data for two handles");
+        for frame in data.remove(&first).unwrap() {
+            b.handle_frame(late, LinkId(0), &frame);
+        }
+        let answered = late + Duration::from_millis(100);
+        b.handle_timeout(answered);
+        trade(&mut a, &mut b, answered, &mut data);
+        assert_eq!(a.bundles().filter(|r| r.pending_hops.is_empty()).count(), 1);
+        // The second's data went with the first's: its first deadline has
+        // passed, but not the one its link has shown.
+        a.handle_timeout(now + Duration::from_millis(3500));
+        assert_eq!(a.stats().reoffers, 0);
+        // Silence long past that: offered again.
+        a.handle_timeout(now + Duration::from_secs(60));
+        assert_eq!(a.stats().reoffers, 1);
     }
 
     /// On a link that buffers what it is handed (QUIC), a bundle whose data
