@@ -108,7 +108,14 @@ fn states(status: &Value, hop_name: &dyn Fn(&str) -> String) -> BTreeMap<String,
         } else {
             State::HandedOver { bytes }
         };
-        let release = b["release"].as_str().unwrap_or_default().to_string();
+        // A file's name; a Git, OCI or admin bundle by its id and kind.
+        let release = match (b["release"].as_str(), b["kind"].as_str()) {
+            (Some(name), _) if !name.is_empty() => name.to_string(),
+            (_, Some(kind)) if !kind.is_empty() && kind != "file" => {
+                format!("{} ({kind})", short_id(id))
+            }
+            _ => String::new(),
+        };
         // A held record says more than a progress report.
         if !matches!(state, State::Receiving { .. }) || !states.contains_key(id) {
             states.insert(id.to_string(), (state, release));
@@ -564,6 +571,8 @@ mod tests {
                  "delivered_here": false, "received": [5, 30], "release": ""},
                 {"id": "b4", "payload_bytes": 40, "pending_hops": [],
                  "delivered_here": true, "received": null, "release": "d"},
+                {"id": "c0ffee00aa/7@123", "payload_bytes": 50, "pending_hops": [],
+                 "delivered_here": true, "received": null, "release": "", "kind": "git"},
             ],
             "delivered": [{"bundle": "b4"}, {"bundle": "b5"}],
         });
@@ -580,6 +589,7 @@ mod tests {
         assert_eq!(s["b3"].0, State::Receiving { got: 5, total: 30 });
         assert_eq!(s["b4"].0, State::Delivered { bytes: 40 });
         assert_eq!(s["b5"].0, State::Delivered { bytes: 0 });
+        assert_eq!(s["c0ffee00aa/7@123"].1, "c0ffee00/7 (git)");
         assert!(s["b1"].0.in_flight() && s["b3"].0.in_flight());
         assert!(!s["b2"].0.in_flight() && !s["b4"].0.in_flight());
     }
