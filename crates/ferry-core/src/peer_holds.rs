@@ -24,7 +24,8 @@ pub(crate) struct PeerHolds {
 }
 
 impl PeerHolds {
-    /// At 64 bytes a pair, a few megabytes at most, whatever the fleet.
+    /// At 64 bytes a pair, kept twice (set and order), about 9 MB at most
+    /// whatever the fleet.
     pub const CAPACITY: usize = 1 << 16;
 
     /// `peer` holds `manifest` and every chunk it names.

@@ -604,17 +604,35 @@ fn ingest(
     if entries.is_empty() {
         return Err(format!("{} holds no files", path.display()));
     }
-    let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
-    let mut ingest = Ingest::new(store, chunker);
-    let mut files = Vec::new();
+    // Every name first: a bundle's name is UTF-8 (the leaf writes the file
+    // back out under it), and a directory is sent whole or not at all.
+    let mut named = Vec::with_capacity(entries.len());
+    let mut not_utf8 = Vec::new();
     for ferry_store::Source { path: file, .. } in entries {
         let name = file
             .strip_prefix(path)
             .ok()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| Path::new(file.file_name().unwrap_or_default()))
-            .to_string_lossy()
-            .into_owned();
+            .to_str()
+            .map(str::to_owned);
+        match name {
+            Some(name) => named.push((name, file)),
+            None => not_utf8.push(file.display().to_string()),
+        }
+    }
+    if !not_utf8.is_empty() {
+        return Err(format!(
+            "{} holds names that are not UTF-8, which a bundle's name must be: {} \
+             (rename them first)",
+            path.display(),
+            not_utf8.join(", ")
+        ));
+    }
+    let chunker = Chunker::new(ChunkerConfig::default()).map_err(|e| e.to_string())?;
+    let mut ingest = Ingest::new(store, chunker);
+    let mut files = Vec::new();
+    for (name, file) in named {
         let reader = std::fs::File::open(&file)
             .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
         let before = ingest.stats();
@@ -707,5 +725,26 @@ mod tests {
         let empty = store.get_manifest(files[1].1).unwrap().expect("stored");
         assert_eq!((empty.total_length(), empty.encoded_len()), (0, 0));
         assert_eq!((files[1].2, files[1].3), (0, 0));
+    }
+
+    /// A name that is not UTF-8 cannot name a bundle (the leaf writes the
+    /// file back out under it): the directory is refused, naming it, and
+    /// nothing of it is stored.
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused_and_nothing_stored() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path().join("store"), Default::default()).unwrap();
+        let send = dir.path().join("send");
+        std::fs::create_dir_all(&send).unwrap();
+        std::fs::write(send.join("a.txt"), b"first").unwrap();
+        let bad = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(send.join(bad), b"second").unwrap();
+        let error = ingest(&store, &send).unwrap_err();
+        assert!(
+            error.contains("not UTF-8") && error.contains("caf"),
+            "{error}"
+        );
+        assert!(!store.has_chunk(ferry_chunk::ChunkId::of(b"first")).unwrap());
     }
 }
