@@ -1087,7 +1087,7 @@ impl<S: Store> Engine<S> {
         let bundle = out.bundle;
         if want.refused != 0 {
             match v1::RefusalReason::try_from(want.refused) {
-                Ok(v1::RefusalReason::Redundant) => self.hop_accepted(bundle, peer),
+                Ok(v1::RefusalReason::Redundant) => self.hop_accepted(bundle, peer, None),
                 _ => {
                     // Refused for now (full, expired, no route): try again later.
                     out.wanted.clear();
@@ -1110,8 +1110,7 @@ impl<S: Store> Engine<S> {
             && want.checkpoint_seen >= serial
         {
             out.awaiting = None;
-            let sample = now.saturating_since(left);
-            state.answer_delay = Some(smooth(state.answer_delay, sample));
+            add_sample(&mut state.answer_delay, now.saturating_since(left));
         }
         if out.manifest.is_none() {
             let header = &self
@@ -1434,36 +1433,28 @@ impl<S: Store> Engine<S> {
         }
         for id in ids {
             if accepted {
-                self.custody_answered(now, id, peer);
-                self.hop_accepted(id, peer);
+                self.hop_accepted(id, peer, Some(now));
             }
         }
     }
 
-    /// `peer` answered the data of `id` with custody: how long that took
-    /// after the data was reckoned to have left is a sample of its link's
+    /// `peer` holds `id` now (it took custody, or already had it). Custody
+    /// `answered_at` a time answers the data handed over for it: how long
+    /// after that data was reckoned to have left is a sample of the link's
     /// answer delay.
-    fn custody_answered(&mut self, now: Instant, id: BundleId, peer: NodeId) {
+    fn hop_accepted(&mut self, id: BundleId, peer: NodeId, answered_at: Option<Instant>) {
         for state in self.links.values_mut() {
             if state.session.as_ref().is_some_and(|s| s.peer == peer) {
-                let answered = state
-                    .out
-                    .values()
-                    .find(|out| out.bundle == id)
-                    .and_then(|out| out.awaiting);
-                if let Some((_, left)) = answered {
-                    let sample = now.saturating_since(left);
-                    state.answer_delay = Some(smooth(state.answer_delay, sample));
-                }
-            }
-        }
-    }
-
-    /// `peer` holds `id` now (it took custody, or already had it).
-    fn hop_accepted(&mut self, id: BundleId, peer: NodeId) {
-        for state in self.links.values_mut() {
-            if state.session.as_ref().is_some_and(|s| s.peer == peer) {
-                state.out.retain(|_, out| out.bundle != id);
+                let delay = &mut state.answer_delay;
+                state.out.retain(|_, out| {
+                    if out.bundle != id {
+                        return true;
+                    }
+                    if let (Some(now), Some((_, left))) = (answered_at, out.awaiting) {
+                        add_sample(delay, now.saturating_since(left));
+                    }
+                    false
+                });
             }
         }
         let Some(record) = self.bundles.get_mut(&id) else {
@@ -1639,7 +1630,6 @@ impl<S: Store> Engine<S> {
         // offers of a release sent at once take a while on a thin link.
         let queued = FrameCodec::encoded_len(&offer) as u64 * (state.control.len() as u64 + 1);
         let ahead = transmission_time(queued, state.props.rate_bps).unwrap_or_default();
-        let out = state.out.get_mut(&handle).expect("inserted above");
         out.retry_at = Some(now + out.backoff + ahead);
         state.control.push_back(offer);
     }
@@ -2242,16 +2232,16 @@ fn answer_timeout(state: &LinkState, config: &EngineConfig) -> Duration {
     rtts.max(measured) + config.retransmit_slack
 }
 
-/// A smoothed delay and its mean deviation, after one more `sample`
+/// Takes one more `sample` into a smoothed delay and its mean deviation
 /// (RFC 6298's gains: 1/8 and 1/4).
-fn smooth(before: Option<(Duration, Duration)>, sample: Duration) -> (Duration, Duration) {
-    match before {
+fn add_sample(smoothed: &mut Option<(Duration, Duration)>, sample: Duration) {
+    *smoothed = Some(match *smoothed {
         None => (sample, sample / 2),
         Some((delay, deviation)) => {
             let diff = delay.abs_diff(sample);
             (delay * 7 / 8 + sample / 8, deviation * 3 / 4 + diff / 4)
         }
-    }
+    });
 }
 
 /// How long a sent piece may still be in flight, as far as a want-list

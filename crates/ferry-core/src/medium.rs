@@ -1433,7 +1433,7 @@ impl<S: Store> Engine<S> {
                 .get(&id)
                 .is_some_and(|r| r.pending_hops.contains(&site))
             {
-                self.hop_accepted(id, site);
+                self.hop_accepted(id, site, None);
                 report.released.push(id);
             }
         }
