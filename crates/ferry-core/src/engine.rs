@@ -2615,7 +2615,7 @@ mod tests {
     ) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..1000 {
-            let moved = move_frames(a, b, now, &mut alter);
+            let moved = move_frames(a, b, now, &mut |frame| Some(alter(frame)));
             // Custody signals wait a little to be batched.
             let later = now + Duration::from_secs(1);
             a.handle_timeout(later);
@@ -2628,17 +2628,20 @@ mod tests {
         panic!("the engines never went quiet");
     }
 
-    /// Hands every frame `a` has ready to `b` (through `alter`), then every
-    /// one `b` has ready to `a`; whether any moved.
+    /// Hands every frame `a` has ready to `b` (through `pass`, which may
+    /// alter it, or keep it back with None), then every one `b` has ready
+    /// to `a`; whether any moved.
     fn move_frames(
         a: &mut Engine<MemStore>,
         b: &mut Engine<MemStore>,
         now: Instant,
-        alter: &mut impl FnMut(Vec<u8>) -> Vec<u8>,
+        pass: &mut impl FnMut(Vec<u8>) -> Option<Vec<u8>>,
     ) -> bool {
         let mut moved = false;
         while let Some(t) = a.poll_transmit(now) {
-            b.handle_frame(now, LinkId(0), &alter(t.frame));
+            if let Some(frame) = pass(t.frame) {
+                b.handle_frame(now, LinkId(0), &frame);
+            }
             moved = true;
         }
         while let Some(t) = b.poll_transmit(now) {
@@ -2658,7 +2661,7 @@ mod tests {
     ) -> Vec<Event> {
         let mut events = Vec::new();
         for _ in 0..20 {
-            move_frames(a, b, now, &mut alter);
+            move_frames(a, b, now, &mut |frame| Some(alter(frame)));
             events.extend(std::iter::from_fn(|| b.poll_event()));
         }
         events
@@ -2896,23 +2899,14 @@ mod tests {
         type Held = BTreeMap<u32, Vec<Vec<u8>>>;
         fn trade(a: &mut Engine<MemStore>, b: &mut Engine<MemStore>, at: Instant, data: &mut Held) {
             let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
-            loop {
-                let mut moved = false;
-                while let Some(t) = a.poll_transmit(at) {
-                    moved = true;
-                    match codec.decode_exact(&t.frame).map(|f| f.body) {
-                        Ok(Some(Body::Chunk(c))) => data.entry(c.handle).or_default().push(t.frame),
-                        _ => b.handle_frame(at, LinkId(0), &t.frame),
-                    }
+            let mut hold_data = |frame: Vec<u8>| match codec.decode_exact(&frame).map(|f| f.body) {
+                Ok(Some(Body::Chunk(c))) => {
+                    data.entry(c.handle).or_default().push(frame);
+                    None
                 }
-                while let Some(t) = b.poll_transmit(at) {
-                    moved = true;
-                    a.handle_frame(at, LinkId(0), &t.frame);
-                }
-                if !moved {
-                    return;
-                }
-            }
+                _ => Some(frame),
+            };
+            while move_frames(a, b, at, &mut hold_data) {}
         }
         let mut data = Held::new();
         trade(&mut a, &mut b, now, &mut data);
