@@ -17,6 +17,8 @@ use ferry_core::{BundleId, Engine, PayloadKind, Store};
 use ferry_store::RocksStore;
 use serde::Serialize;
 
+use crate::media::write_atomic;
+
 /// A file bundle delivered to this node and still held.
 #[derive(Clone, Debug)]
 pub struct Delivered {
@@ -24,7 +26,6 @@ pub struct Delivered {
     pub name: Vec<u8>,
     pub bundle: BundleId,
     pub manifest: ManifestId,
-    pub bytes: u64,
 }
 
 /// The file bundles delivered here, from the engine's records.
@@ -36,7 +37,6 @@ pub fn delivered_files<S: Store>(engine: &Engine<S>) -> Vec<Delivered> {
             name: r.header.release.clone(),
             bundle: r.header.id,
             manifest: r.header.manifest,
-            bytes: r.header.payload_len,
         })
         .collect()
 }
@@ -72,8 +72,8 @@ pub fn safe_path(name: &[u8]) -> Result<&Path, &'static str> {
 }
 
 /// Whether `name` is `under` or lies below it, component by component.
-fn lies_under(name: &Path, under: &str) -> bool {
-    name.starts_with(under.trim_end_matches('/'))
+fn lies_under(name: &str, under: &str) -> bool {
+    Path::new(name).starts_with(under.trim_end_matches('/'))
 }
 
 /// One file written by [`restore`].
@@ -109,14 +109,10 @@ pub fn restore(
     under: Option<&str>,
     out: &Path,
 ) -> Result<Restored, String> {
+    // An unsafe name under the filter is reported below, not written.
     let chosen: Vec<Delivered> = newest_by_name(files)
         .into_values()
-        .filter(|f| match (under, safe_path(&f.name)) {
-            (Some(under), Ok(path)) => lies_under(path, under),
-            // An unsafe name is reported below, unless a filter leaves it out.
-            (Some(under), Err(_)) => f.name.starts_with(under.as_bytes()),
-            (None, _) => true,
-        })
+        .filter(|f| under.is_none_or(|under| lies_under(&String::from_utf8_lossy(&f.name), under)))
         .collect();
     if chosen.is_empty() {
         return Err(match under {
@@ -157,37 +153,18 @@ pub fn restore(
     Ok(restored)
 }
 
-/// Writes the object `id` to `out` (through a temporary file beside it,
-/// synced, then renamed into place), every chunk and the native digest
-/// verified. Returns its length.
+/// Writes the object `id` to `out` ([`write_atomic`]: a temporary file
+/// beside it, synced, then renamed into place), every chunk and the native
+/// digest verified. Returns its length.
 pub fn reassemble(store: &RocksStore, id: ManifestId, out: &Path) -> Result<u64, String> {
     let manifest = store
         .get_manifest(id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("this node holds no object {id}"))?;
-    let mut partial = out.as_os_str().to_owned();
-    partial.push(".ferry-partial");
-    let partial = std::path::PathBuf::from(partial);
-    let written = std::fs::File::create(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))
-        .and_then(|file| {
-            let mut writer = std::io::BufWriter::new(file);
-            store
-                .read_object(&manifest, &mut writer)
-                .map_err(|e| format!("object {id}: {e}"))?;
-            writer
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(|file| file.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", partial.display()))
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    std::fs::rename(&partial, out).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        format!("cannot write {}: {e}", out.display())
+    write_atomic(out, |writer| {
+        store
+            .read_object(&manifest, writer)
+            .map_err(|e| format!("object {id}: {e}"))
     })?;
     Ok(manifest.total_length())
 }
@@ -208,7 +185,6 @@ mod tests {
                 sequence: created_ms,
             },
             manifest,
-            bytes: 0,
         }
     }
 
