@@ -109,7 +109,12 @@ proptest! {
         let chunker = Chunker::new(ChunkerConfig::new(1024, 4096, 16384).unwrap()).unwrap();
         let manifest = put_object(net.engine_mut(b).store_mut(), &chunker, &data).unwrap();
         let now = net.now;
-        let submission = Submission::new(Endpoint::Node(node(2)), PayloadKind::Blob, manifest, Duration::from_secs(3600));
+        let submission = Submission::new(
+            Endpoint::Node(node(2)),
+            PayloadKind::Blob,
+            manifest,
+            Duration::from_secs(3600),
+        );
         net.engine_mut(b).submit(now, submission).unwrap();
         let codec = FrameCodec::default();
         for (delay, body) in hostile {

@@ -15,7 +15,7 @@
 //! transport's flow control holds the sender back, instead of the backlog
 //! growing in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -296,7 +296,7 @@ struct Driver {
     blocked: BTreeSet<LinkId>,
     traffic: BTreeMap<LinkId, LinkStatus>,
     progress: BTreeMap<BundleId, (u64, u64)>,
-    delivered: std::collections::VecDeque<Delivery>,
+    delivered: VecDeque<Delivery>,
     counters: Counters,
     watches: Vec<(PayloadKind, mpsc::UnboundedSender<(BundleId, ManifestId)>)>,
     report_watches: Vec<mpsc::UnboundedSender<Report>>,
@@ -328,7 +328,7 @@ pub fn spawn(engine: Engine<SharedStore>) -> (EngineHandle, std::thread::JoinHan
         blocked: BTreeSet::new(),
         traffic: BTreeMap::new(),
         progress: BTreeMap::new(),
-        delivered: std::collections::VecDeque::new(),
+        delivered: VecDeque::new(),
         counters: Counters::default(),
         watches: Vec::new(),
         report_watches: Vec::new(),

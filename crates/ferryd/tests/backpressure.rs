@@ -63,7 +63,12 @@ fn a_leaf_engine_that_falls_behind_holds_the_sender_back() {
             to,
         });
         base.engine
-            .submit(Submission::new(Endpoint::Node(leaf.id), PayloadKind::Blob, manifest, Duration::from_secs(3600)))
+            .submit(Submission::new(
+                Endpoint::Node(leaf.id),
+                PayloadKind::Blob,
+                manifest,
+                Duration::from_secs(3600),
+            ))
             .await
             .unwrap();
 
