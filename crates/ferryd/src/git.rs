@@ -280,7 +280,8 @@ impl GitService {
 
     /// Confirms a release once its bundle is carried: whenever a bundle in
     /// flight leaves this node's custody (every next hop took it, or its
-    /// lifetime ended), later packs leave out what it holds.
+    /// lifetime ended, which confirms nothing), later packs leave out what
+    /// a carried one holds.
     pub fn watch_carried(self: &Arc<Self>) {
         let (to, mut ended) = mpsc::unbounded_channel();
         self.engine.send(Input::WatchCustodyEnds { to });
@@ -301,19 +302,28 @@ impl GitService {
     }
 
     /// Confirms every in-flight release whose bundle every next hop took
-    /// custody of: later packs leave out what it holds.
+    /// custody of: later packs leave out what it holds. One whose bundle
+    /// expired here first is dropped unconfirmed: later packs keep leaving
+    /// out only what the last carried release holds.
     fn confirm_carried(&self) {
         let carried: Vec<(String, BundleId, u64)> = {
             let mut waiting = self.in_flight.lock().expect("git in-flight lock");
-            let (carried, still) = waiting.drain(..).partition(|(_, bundle, _)| {
-                self.store
-                    .get(Cf::Bundles, &bundle.to_key())
-                    .ok()
-                    .flatten()
-                    .and_then(|b| BundleRecord::decode(&b))
-                    .is_none_or(|r| r.pending_hops.is_empty())
-            });
-            *waiting = still;
+            let mut carried = Vec::new();
+            for (key, bundle, sequence) in std::mem::take(&mut *waiting) {
+                let fate = match self.store.get(Cf::Bundles, &bundle.to_key()) {
+                    Ok(record) => fate(record.and_then(|b| BundleRecord::decode(&b)).as_ref()),
+                    // Read again at the next custody end.
+                    Err(_) => Fate::Waiting,
+                };
+                match fate {
+                    Fate::Carried => carried.push((key, bundle, sequence)),
+                    Fate::Waiting => waiting.push((key, bundle, sequence)),
+                    Fate::Expired => tracing::warn!(
+                        %bundle, sequence, repository = %key,
+                        "git release expired before every next hop took it; later packs are thin only against the last release carried"
+                    ),
+                }
+            }
             carried
         };
         if carried.is_empty() {
@@ -448,6 +458,25 @@ impl GitService {
             tracing::info!(repository = %w.name, sequence = ?published.sequence, "watched repository changed; published");
         }
         Ok(())
+    }
+}
+
+/// What became of a release's bundle at this node, by its custody record.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// Every next hop took custody (or none was owed).
+    Carried,
+    /// Next hops still owe custody.
+    Waiting,
+    /// No record: the engine deletes one only when the bundle expires.
+    Expired,
+}
+
+fn fate(record: Option<&BundleRecord>) -> Fate {
+    match record {
+        Some(r) if r.pending_hops.is_empty() => Fate::Carried,
+        Some(_) => Fate::Waiting,
+        None => Fate::Expired,
     }
 }
 
@@ -646,4 +675,43 @@ fn run_upload_pack(
         ));
     }
     Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::{BundleHeader, NodeId};
+
+    /// A release whose bundle expired here was not carried: confirming it
+    /// would make later packs leave out objects the next hop never got.
+    #[test]
+    fn an_expired_release_is_not_carried() {
+        let node = NodeId([1; 32]);
+        let record = |pending_hops: &[NodeId]| BundleRecord {
+            header: BundleHeader {
+                id: BundleId {
+                    source: node,
+                    created_ms: 1,
+                    sequence: 1,
+                },
+                destination: Endpoint::Node(NodeId([2; 32])),
+                lifetime: Duration::from_secs(60),
+                priority: Priority::Normal,
+                kind: PayloadKind::Git,
+                manifest: ManifestId::of_encoding(&[]),
+                manifest_len: 0,
+                payload_len: 0,
+                report_to: None,
+                release: Vec::new(),
+                signature: Vec::new(),
+                hop_count: 0,
+            },
+            custody_from: None,
+            pending_hops: pending_hops.iter().copied().collect(),
+            delivered: false,
+        };
+        assert_eq!(fate(Some(&record(&[]))), Fate::Carried);
+        assert_eq!(fate(Some(&record(&[NodeId([3; 32])]))), Fate::Waiting);
+        assert_eq!(fate(None), Fate::Expired);
+    }
 }
