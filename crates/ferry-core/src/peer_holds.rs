@@ -10,7 +10,7 @@
 //! later. The set is bounded (the oldest entry goes first) and not kept
 //! across a restart.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use ferry_chunk::ManifestId;
 
@@ -19,7 +19,9 @@ use crate::types::NodeId;
 /// (peer, manifest) pairs, the latest [`PeerHolds::CAPACITY`] of them.
 #[derive(Debug, Default)]
 pub(crate) struct PeerHolds {
-    held: HashSet<(NodeId, ManifestId)>,
+    /// Ordered, like every set in the engine: a hashed one would draw its
+    /// keys from the OS's randomness.
+    held: BTreeSet<(NodeId, ManifestId)>,
     order: VecDeque<(NodeId, ManifestId)>,
 }
 
