@@ -131,11 +131,7 @@ pub fn bundles(common: Common) -> anyhow::Result<()> {
             }
             _ => "held".to_string(),
         };
-        let name = match (b["kind"].as_str(), b["release"].as_str()) {
-            (_, Some(name)) if !name.is_empty() => format!("  {}", name.escape_debug()),
-            (Some(kind), _) if !kind.is_empty() && kind != "file" => format!("  ({kind})"),
-            _ => String::new(),
-        };
+        let name = watch::carries(b).map_or(String::new(), |what| format!("  {what}"));
         println!(
             "{}  {} B  to {}  {state}{name}",
             b["id"].as_str().unwrap_or("?"),

@@ -109,12 +109,10 @@ fn states(status: &Value, hop_name: &dyn Fn(&str) -> String) -> BTreeMap<String,
             State::HandedOver { bytes }
         };
         // A file's name; a Git, OCI or admin bundle by its id and kind.
-        let release = match (b["release"].as_str(), b["kind"].as_str()) {
-            (Some(name), _) if !name.is_empty() => name.to_string(),
-            (_, Some(kind)) if !kind.is_empty() && kind != "file" => {
-                format!("{} ({kind})", short_id(id))
-            }
-            _ => String::new(),
+        let release = match (carries(b), b["release"].as_str()) {
+            (Some(name), Some(release)) if !release.is_empty() => name,
+            (Some(kind), _) => format!("{} {kind}", short_id(id)),
+            (None, _) => String::new(),
         };
         // A held record says more than a progress report.
         if !matches!(state, State::Receiving { .. }) || !states.contains_key(id) {
@@ -141,6 +139,17 @@ fn states(status: &Value, hop_name: &dyn Fn(&str) -> String) -> BTreeMap<String,
 }
 
 /// `source/sequence@created` shortened to `source[..8]/sequence`.
+/// What a status answer's bundle carries, for people: a file's name as
+/// sent (control characters escaped), or its kind in brackets (`(git)`);
+/// None while only its progress is known.
+pub(crate) fn carries(bundle: &Value) -> Option<String> {
+    match (bundle["release"].as_str(), bundle["kind"].as_str()) {
+        (Some(name), _) if !name.is_empty() => Some(name.escape_debug().to_string()),
+        (_, Some(kind)) if !kind.is_empty() && kind != "file" => Some(format!("({kind})")),
+        _ => None,
+    }
+}
+
 fn short_id(id: &str) -> String {
     let (source, rest) = id.split_once('/').unwrap_or((id, ""));
     let sequence = rest.split('@').next().unwrap_or_default();
