@@ -23,7 +23,7 @@ pub use git::{Git, GitError};
 pub use oid::Oid;
 pub use packcode::PackEncoding;
 pub use publish::{
-    DestinationState, Publication, PublishError, Publisher, restore_pack, strip_pack,
+    DestinationState, Lost, Publication, PublishError, Publisher, restore_pack, strip_pack,
 };
 pub use release::{GitRelease, RefUpdate, ReleaseError};
 pub use serve::{

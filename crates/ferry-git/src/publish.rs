@@ -40,6 +40,24 @@ pub struct DestinationState {
     pub confirmed_sequence: u64,
     /// Sent and not yet confirmed: sequence → the refs after it.
     pub in_flight: BTreeMap<u64, BTreeMap<String, Oid>>,
+    /// The newest whole release sent (one with no base): what came before
+    /// it no longer matters to the destination. 0 if none is known.
+    #[serde(default)]
+    pub whole_sequence: u64,
+}
+
+/// What [`DestinationState::lost`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lost {
+    /// The release no longer mattered: a whole release came after it, or it
+    /// was already given up with an earlier one.
+    Ignored,
+    /// The next release builds on release `to` (sent before the lost one
+    /// and still on its way, or confirmed).
+    RolledBack { to: u64 },
+    /// Nothing sent is known to reach the destination: the next release is
+    /// a whole one.
+    Reset,
 }
 
 impl DestinationState {
@@ -50,19 +68,66 @@ impl DestinationState {
         self.sent_head = publication.head.clone();
         self.in_flight
             .insert(publication.release.sequence, publication.refs.clone());
+        if publication.release.base.is_none() {
+            self.whole_sequence = publication.release.sequence;
+        }
     }
 
     /// Release `sequence` was taken into custody by the next hop (or
-    /// delivered): its refs, and everything before them, are confirmed.
+    /// delivered): its refs, and everything before them, are confirmed. A
+    /// release not in flight (given up as lost) confirms nothing.
     pub fn confirm(&mut self, sequence: u64) {
         if sequence <= self.confirmed_sequence {
             return;
         }
-        if let Some(refs) = self.in_flight.get(&sequence) {
-            self.confirmed_refs = refs.clone();
-            self.confirmed_sequence = sequence;
-        }
+        let Some(refs) = self.in_flight.get(&sequence) else {
+            return;
+        };
+        self.confirmed_refs = refs.clone();
+        self.confirmed_sequence = sequence;
         self.in_flight = self.in_flight.split_off(&(sequence + 1));
+    }
+
+    /// Release `sequence` will not reach the destination: its bundle's
+    /// lifetime ended in some node's custody, or a node deleted it (the
+    /// destination refusing it, say). `None`: which release is not known.
+    ///
+    /// Every release sent after it names it (or a later one) as its base, so
+    /// the destination would keep them pending for ever. Each is given up:
+    /// the next release builds on the newest one sent before the lost one
+    /// that is still on its way, or else on the confirmed one — unless the
+    /// lost release was itself confirmed (carried on by the next hop, then
+    /// lost further on), when nothing sent is known to arrive and the next
+    /// release is a whole one.
+    pub fn lost(&mut self, sequence: Option<u64>) -> Lost {
+        let Some(sequence) = sequence else {
+            *self = Self::default();
+            return Lost::Reset;
+        };
+        if sequence < self.whole_sequence {
+            return Lost::Ignored;
+        }
+        if sequence <= self.confirmed_sequence {
+            *self = Self::default();
+            return Lost::Reset;
+        }
+        if !self.in_flight.contains_key(&sequence) {
+            return Lost::Ignored;
+        }
+        self.in_flight.split_off(&sequence);
+        let (to, refs) = match self.in_flight.last_key_value() {
+            Some((&to, refs)) => (to, refs.clone()),
+            None => (self.confirmed_sequence, self.confirmed_refs.clone()),
+        };
+        if to == 0 {
+            *self = Self::default();
+            return Lost::Reset;
+        }
+        self.sent_sequence = to;
+        self.sent_refs = refs;
+        // Not recorded per release: publishing again sets it.
+        self.sent_head = None;
+        Lost::RolledBack { to }
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ferry_git::fixture::{self, Replay};
 use ferry_git::{
-    Applier, ApplyError, ApplyOutcome, DestinationState, Git, GitRelease, Oid, Publication,
+    Applier, ApplyError, ApplyOutcome, DestinationState, Git, GitRelease, Lost, Oid, Publication,
     Publisher,
 };
 
@@ -237,4 +237,131 @@ fn a_release_naming_objects_the_pack_lacks_moves_no_ref() {
         .unwrap_err();
     assert!(matches!(err, ApplyError::Incomplete { .. }), "{err}");
     assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[0].refs);
+}
+
+/// Publishes replay step `step` (the refs set first).
+fn publish_step(
+    replay: &Replay,
+    publisher: &Publisher,
+    state: &mut DestinationState,
+    step: usize,
+) -> Publication {
+    fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
+    publish(publisher, state, step as u64 + 1)
+}
+
+/// A release that never arrives (its bundle expired before the next hop
+/// took it) would hold every later one pending at the leaf for ever: once
+/// it is given up, the next release builds on the last one that arrives.
+#[test]
+fn a_lost_release_is_rebuilt_on_the_last_one_that_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay(tmp.path(), 20);
+    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let mut state = DestinationState::default();
+    let first = publish_step(&replay, &publisher, &mut state, 0);
+    assert!(matches!(
+        apply(&applier, &first),
+        ApplyOutcome::Applied { .. }
+    ));
+    state.confirm(first.release.sequence);
+    let lost = publish_step(&replay, &publisher, &mut state, 1);
+    let after_lost = publish_step(&replay, &publisher, &mut state, 2);
+    assert_eq!(after_lost.release.base, Some(lost.release.sequence));
+    assert_eq!(
+        apply(&applier, &after_lost),
+        ApplyOutcome::Pending {
+            waiting_for: lost.release.sequence
+        }
+    );
+
+    assert_eq!(
+        state.lost(Some(lost.release.sequence)),
+        Lost::RolledBack {
+            to: first.release.sequence
+        }
+    );
+    // Later news of releases already given up changes nothing.
+    let rolled_back = state.clone();
+    assert_eq!(state.lost(Some(after_lost.release.sequence)), Lost::Ignored);
+    state.confirm(after_lost.release.sequence);
+    assert_eq!(state, rolled_back);
+
+    let next = publish_step(&replay, &publisher, &mut state, 3);
+    assert_eq!(next.release.base, Some(first.release.sequence));
+    assert!(matches!(
+        apply(&applier, &next),
+        ApplyOutcome::Applied { .. }
+    ));
+    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[3].refs);
+    fsck(&applier, "fleet");
+    // The release held pending behind the lost one is gone with it.
+    assert_eq!(apply(&applier, &after_lost), ApplyOutcome::AlreadyApplied);
+}
+
+/// A release lost after the next hop took custody (its lifetime ended at a
+/// relay, or the leaf refused it) leaves nothing sent known to arrive: the
+/// next release is whole, and news of releases before it is ignored.
+#[test]
+fn a_release_lost_past_the_next_hop_makes_the_next_one_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay(tmp.path(), 20);
+    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let mut state = DestinationState::default();
+    let first = publish_step(&replay, &publisher, &mut state, 0);
+    apply(&applier, &first);
+    state.confirm(first.release.sequence);
+    let mut lost = Vec::new();
+    for step in 1..3 {
+        let p = publish_step(&replay, &publisher, &mut state, step);
+        state.confirm(p.release.sequence);
+        lost.push(p.release.sequence);
+    }
+    assert_eq!(state.lost(Some(lost[0])), Lost::Reset);
+    let whole = publish_step(&replay, &publisher, &mut state, 3);
+    assert_eq!(whole.release.base, None);
+    assert_eq!(state.lost(Some(lost[1])), Lost::Ignored);
+    assert!(matches!(
+        apply(&applier, &whole),
+        ApplyOutcome::Applied { .. }
+    ));
+    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[3].refs);
+    fsck(&applier, "fleet");
+}
+
+/// Releases lost one after another roll back to the newest one still on
+/// its way; a lost release with no sequence known resets.
+#[test]
+fn lost_releases_roll_back_to_the_newest_still_on_its_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay(tmp.path(), 20);
+    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let mut state = DestinationState::default();
+    let sequences: Vec<u64> = (0..4)
+        .map(|step| {
+            publish_step(&replay, &publisher, &mut state, step)
+                .release
+                .sequence
+        })
+        .collect();
+    state.confirm(sequences[0]);
+    assert_eq!(
+        state.lost(Some(sequences[3])),
+        Lost::RolledBack { to: sequences[2] }
+    );
+    assert_eq!(state.sent_refs, replay.steps[2].refs);
+    assert_eq!(
+        state.lost(Some(sequences[2])),
+        Lost::RolledBack { to: sequences[1] }
+    );
+    assert_eq!(
+        state.lost(Some(sequences[1])),
+        Lost::RolledBack { to: sequences[0] }
+    );
+    assert_eq!(state.sent_refs, replay.steps[0].refs);
+    assert!(state.in_flight.is_empty());
+    assert_eq!(state.lost(None), Lost::Reset);
+    assert_eq!(state, DestinationState::default());
 }
