@@ -31,6 +31,11 @@ pub struct PublishArgs {
     /// without `.git`); leaves serve it at /<name>.git.
     #[arg(long)]
     name: Option<String>,
+    /// Seconds the release may live before it is deleted undelivered
+    /// (default: 30 days). One deleted on its way is given up, with the
+    /// releases built on it: the next release builds on what arrives.
+    #[arg(long)]
+    lifetime: Option<u64>,
 }
 
 pub fn run(command: GitCommand) -> anyhow::Result<()> {
@@ -46,13 +51,18 @@ pub fn run(command: GitCommand) -> anyhow::Result<()> {
                     name: args.name,
                     refs: args.refs,
                     to: args.to,
+                    lifetime_s: args.lifetime,
                 },
             )?;
             if args.common.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else if let Some(bundle) = answer["bundle"].as_str() {
+                let builds_on = match answer["base"].as_u64() {
+                    Some(base) => format!("on release {base}"),
+                    None => "whole".to_owned(),
+                };
                 println!(
-                    "{}: release {} with {} ref change(s), {} object(s), {} B  bundle {bundle}",
+                    "{}: release {} ({builds_on}) with {} ref change(s), {} object(s), {} B  bundle {bundle}",
                     answer["repository"].as_str().unwrap_or("?"),
                     answer["sequence"],
                     answer["refs"],

@@ -575,7 +575,7 @@ fn receipts_back(root: &Path, site_sock: &str, base_sock: &str, bundle: &str) {
 }
 
 /// Waits until the base's Git publisher counts release `sequence` as
-/// carried on (in the background, it checks custody every 250 ms).
+/// carried on (it checks custody whenever a bundle leaves it).
 fn wait_for_confirmed(base_dir: &Path, sequence: u64) {
     let path = base_dir.join("git/.publish.json");
     let deadline = Instant::now() + Duration::from_secs(30);

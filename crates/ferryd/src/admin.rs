@@ -123,6 +123,8 @@ pub enum Request {
         #[serde(default)]
         refs: Vec<String>,
         to: String,
+        #[serde(default)]
+        lifetime_s: Option<u64>,
     },
 }
 
@@ -492,6 +494,7 @@ impl Admin {
                 name,
                 refs,
                 to,
+                lifetime_s,
             } => {
                 let git = self.git.as_ref().ok_or("this node has no Git adapter")?;
                 let destination = self.destination(&to)?;
@@ -505,7 +508,10 @@ impl Admin {
                         .filter(|n| !n.is_empty())
                         .ok_or_else(|| format!("{}: give the release a name", repo.display()))?,
                 };
-                let published = git.publish(repo, &name, &refs, destination, &to).await?;
+                let lifetime = lifetime_s.map(Duration::from_secs);
+                let published = git
+                    .publish(repo, &name, &refs, destination, &to, lifetime)
+                    .await?;
                 serde_json::to_value(published).map_err(|e| e.to_string())
             }
             Request::KeyPublish { statement, to } => {

@@ -208,7 +208,7 @@ impl Node {
         )
         .map_err(DaemonError::Git)?;
         git.watch_deliveries(held_git);
-        git.watch_refusals();
+        git.watch_deletions();
         git.watch_carried();
         let (git_http, git_addr) = match config.git.listen {
             Some(addr) => {

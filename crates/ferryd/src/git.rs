@@ -9,7 +9,10 @@
 //! released it), and the next thin pack leaves out what that release's refs
 //! reach. A publish first confirms whatever has been carried on since the
 //! last check, so a release published right after receipts are imported is
-//! thin. The applying side reads delivered bundles from the
+//! thin. A release that will not arrive (its bundle expired here before
+//! the next hop took it, or a deletion report names it) is given up with
+//! every release built on it ([`DestinationState::lost`]), so none waits at
+//! the leaf for it. The applying side reads delivered bundles from the
 //! store and hands them to [`Applier`], one at a time, including bundles
 //! delivered before a restart. This module never talks to the engine except
 //! through [`Input`].
@@ -26,7 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_chunk::{Chunker, ChunkerConfig, ManifestId};
 use ferry_core::{BundleId, BundleRecord, Cf, Endpoint, PayloadKind, Priority, Store, Submission};
-use ferry_git::{Applier, DestinationState, GitRelease, Publisher, Refusal, ServedRoot};
+use ferry_git::{Applier, DestinationState, GitRelease, Lost, Publisher, Refusal, ServedRoot};
 use ferry_store::{Ingest, RocksStore};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -43,10 +46,17 @@ pub struct Published {
     /// None: the destination already has these refs.
     pub bundle: Option<String>,
     pub sequence: Option<u64>,
+    /// The release this one builds on; None: a whole release.
+    pub base: Option<u64>,
     pub refs: usize,
     pub objects: u32,
     pub payload_bytes: u64,
 }
+
+/// A release sent: its state key, when it was sent (ms since the epoch)
+/// and its sequence (absent in entries written before it was kept).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+struct Sent(String, u64, #[serde(default)] Option<u64>);
 
 /// The daemon's Git adapter.
 pub struct GitService {
@@ -58,11 +68,11 @@ pub struct GitService {
     states: Mutex<BTreeMap<String, DestinationState>>,
     /// Sent and not yet confirmed: (state key, bundle, sequence).
     in_flight: Mutex<Vec<(String, BundleId, u64)>>,
-    /// Every release sent, by bundle id: its state key and when it was
-    /// sent, so a refusal reported later (even after a restart) resets the
-    /// right destination. Kept in `.sent.json`; entries go after 60 days.
+    /// Every release sent, by bundle id, so a loss reported later (even
+    /// after a restart) reaches the right destination's state. Kept in
+    /// `.sent.json`; entries go after 60 days.
     sent_path: PathBuf,
-    sent: Mutex<BTreeMap<String, (String, u64)>>,
+    sent: Mutex<BTreeMap<String, Sent>>,
     /// One publish at a time.
     publishing: tokio::sync::Mutex<()>,
     /// Signs what is published here; checks what is delivered here.
@@ -115,11 +125,33 @@ impl GitService {
         crate::media::write_json(&self.sent_path, &json, "the git releases sent");
     }
 
-    /// A leaf refused a release this node sent (its trust policy, say):
-    /// the destination does not hold what the state says, so the state is
-    /// forgotten and the next release to it is a whole one.
-    fn refused(&self, report: &crate::driver::Report) {
-        let Some((key, _)) = self
+    /// Release `sequence` of `key` will not reach its destination: the
+    /// state gives it up (see [`DestinationState::lost`]), and so does the
+    /// in-flight list, with every release sent after it, so none of them
+    /// confirms anything later. Answers what the state did.
+    fn give_up(&self, key: &str, sequence: Option<u64>) -> Lost {
+        let lost = self
+            .states
+            .lock()
+            .expect("git state lock")
+            .get_mut(key)
+            .map_or(Lost::Ignored, |state| state.lost(sequence));
+        if lost != Lost::Ignored {
+            let from = sequence.unwrap_or(0);
+            self.in_flight
+                .lock()
+                .expect("git in-flight lock")
+                .retain(|(k, _, s)| k != key || *s < from);
+            self.save_states();
+        }
+        lost
+    }
+
+    /// A node reported deleting a release this node sent: its lifetime
+    /// ended in that node's custody, or the destination refused it (its
+    /// trust policy, say). Whatever was built on it is given up.
+    fn deleted(&self, report: &crate::driver::Report) {
+        let Some(Sent(key, _, sequence)) = self
             .sent
             .lock()
             .expect("git sent lock")
@@ -128,36 +160,40 @@ impl GitService {
         else {
             return;
         };
-        self.in_flight
-            .lock()
-            .expect("git in-flight lock")
-            .retain(|(k, _, _)| *k != key);
-        self.states.lock().expect("git state lock").remove(&key);
-        self.save_states();
+        let lost = self.give_up(&key, sequence);
         let (repository, destination) = key.split_once('\0').unwrap_or((key.as_str(), ""));
+        let what = match report.reason {
+            ferry_core::Reason::Unauthorised => "git release refused at the destination",
+            _ => "git release deleted before it reached the destination",
+        };
+        let next = match lost {
+            Lost::Ignored => return,
+            Lost::Reset => "the next release to it is a whole one".to_owned(),
+            Lost::RolledBack { to } => format!("the next release to it builds on release {to}"),
+        };
         tracing::warn!(
             bundle = %report.bundle,
             repository,
             destination,
+            sequence,
             reporter = %report.reporter,
-            reason = %report.detail,
-            "git release refused at the destination; the next release to it is a whole one"
+            reason = ?report.reason,
+            detail = %report.detail,
+            "{what}; it and the releases built on it are given up; {next}"
         );
     }
 
     /// Listens for deletion reports about releases sent from here.
-    pub fn watch_refusals(self: &Arc<Self>) {
+    pub fn watch_deletions(self: &Arc<Self>) {
         let (to, mut reports) = mpsc::unbounded_channel();
         self.engine.send(Input::WatchReports { to });
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(report) = reports.recv().await {
-                if report.reason == ferry_core::Reason::Unauthorised {
-                    // A refusal can come back before the publish that sent
-                    // the bundle has noted it: wait for that publish.
-                    let _publish_done = me.publishing.lock().await;
-                    me.refused(&report);
-                }
+                // A report can come back before the publish that sent the
+                // bundle has noted it: wait for that publish.
+                let _publish_done = me.publishing.lock().await;
+                me.deleted(&report);
             }
         });
     }
@@ -172,6 +208,7 @@ impl GitService {
         refs: &[String],
         to: Endpoint,
         to_key: &str,
+        lifetime: Option<Duration>,
     ) -> Result<Published, String> {
         let _one = self.publishing.lock().await;
         self.confirm_carried();
@@ -212,6 +249,7 @@ impl GitService {
                 repository: name.to_owned(),
                 bundle: None,
                 sequence: None,
+                base: None,
                 refs: 0,
                 objects: 0,
                 payload_bytes: 0,
@@ -235,7 +273,7 @@ impl GitService {
             .engine
             .submit(Submission {
                 destination: to,
-                lifetime: Duration::from_secs(30 * 24 * 3600),
+                lifetime: lifetime.unwrap_or(RELEASE_LIFETIME),
                 priority: Priority::Normal,
                 kind: PayloadKind::Git,
                 manifest: prepared.manifest,
@@ -256,8 +294,11 @@ impl GitService {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             let mut sent = self.sent.lock().expect("git sent lock");
-            sent.retain(|_, (_, at)| now_ms.saturating_sub(*at) < SENT_KEPT_MS);
-            sent.insert(bundle.to_string(), (key.clone(), now_ms));
+            sent.retain(|_, Sent(_, at, _)| now_ms.saturating_sub(*at) < SENT_KEPT_MS);
+            sent.insert(
+                bundle.to_string(),
+                Sent(key.clone(), now_ms, Some(sequence)),
+            );
         }
         self.save_sent();
         self.in_flight
@@ -272,6 +313,7 @@ impl GitService {
             repository: name.to_owned(),
             bundle: Some(bundle.to_string()),
             sequence: Some(sequence),
+            base: publication.release.base,
             refs: publication.release.refs.len(),
             objects: publication.release.objects,
             payload_bytes: publication.payload.len() as u64,
@@ -295,6 +337,8 @@ impl GitService {
                     .iter()
                     .any(|(_, b, _)| *b == bundle);
                 if ours {
+                    // Not while a publish builds on the state.
+                    let _one = me.publishing.lock().await;
                     me.confirm_carried();
                 }
             }
@@ -303,12 +347,13 @@ impl GitService {
 
     /// Confirms every in-flight release whose bundle every next hop took
     /// custody of: later packs leave out what it holds. One whose bundle
-    /// expired here first is dropped unconfirmed: later packs keep leaving
-    /// out only what the last carried release holds.
+    /// expired here first is given up, with every release built on it.
+    /// Called with `publishing` held.
     fn confirm_carried(&self) {
-        let carried: Vec<(String, BundleId, u64)> = {
+        let mut carried = Vec::new();
+        let mut expired = Vec::new();
+        {
             let mut waiting = self.in_flight.lock().expect("git in-flight lock");
-            let mut carried = Vec::new();
             for (key, bundle, sequence) in std::mem::take(&mut *waiting) {
                 let fate = match self.store.get(Cf::Bundles, &bundle.to_key()) {
                     Ok(record) => fate(record.and_then(|b| BundleRecord::decode(&b)).as_ref()),
@@ -318,14 +363,18 @@ impl GitService {
                 match fate {
                     Fate::Carried => carried.push((key, bundle, sequence)),
                     Fate::Waiting => waiting.push((key, bundle, sequence)),
-                    Fate::Expired => tracing::warn!(
-                        %bundle, sequence, repository = %key,
-                        "git release expired before every next hop took it; later packs are thin only against the last release carried"
-                    ),
+                    Fate::Expired => expired.push((key, bundle, sequence)),
                 }
             }
-            carried
-        };
+        }
+        for (key, bundle, sequence) in expired {
+            let lost = self.give_up(&key, Some(sequence));
+            carried.retain(|(k, _, s)| *k != key || *s < sequence);
+            tracing::warn!(
+                %bundle, sequence, repository = %key, ?lost,
+                "git release expired before every next hop took it; it and the releases built on it are given up"
+            );
+        }
         if carried.is_empty() {
             return;
         }
@@ -453,7 +502,9 @@ impl GitService {
             }
         };
         let to = admin.destination(&w.to)?;
-        let published = self.publish(source, &w.name, &w.refs, to, &w.to).await?;
+        let published = self
+            .publish(source, &w.name, &w.refs, to, &w.to, None)
+            .await?;
         if published.bundle.is_some() {
             tracing::info!(repository = %w.name, sequence = ?published.sequence, "watched repository changed; published");
         }
@@ -517,8 +568,12 @@ fn git_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// How long a sent release is remembered for refusals: twice its lifetime.
-const SENT_KEPT_MS: u64 = 60 * 24 * 3600 * 1000;
+/// How long a sent release is remembered for deletion reports: twice the
+/// default lifetime.
+const SENT_KEPT_MS: u64 = 2 * RELEASE_LIFETIME.as_millis() as u64;
+
+/// A release's lifetime unless the publish gives one.
+const RELEASE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Git bundles delivered here before this start, to apply again in case a
 /// crash came before they were applied (applying twice changes nothing).
@@ -713,5 +768,19 @@ mod tests {
         assert_eq!(fate(Some(&record(&[]))), Fate::Carried);
         assert_eq!(fate(Some(&record(&[NodeId([3; 32])]))), Fate::Waiting);
         assert_eq!(fate(None), Fate::Expired);
+    }
+
+    /// `.sent.json` written before sequences were kept still loads (a loss
+    /// reported for such a release resets its destination); new entries
+    /// keep their sequence.
+    #[test]
+    fn sent_releases_load_with_or_without_their_sequence() {
+        let old: BTreeMap<String, Sent> =
+            serde_json::from_str(r#"{"b1": ["fleet\u0000leaf", 5]}"#).unwrap();
+        let Sent(key, at, sequence) = &old["b1"];
+        assert_eq!((key.as_str(), *at, *sequence), ("fleet\0leaf", 5, None));
+        let new = serde_json::to_string(&Sent("fleet\0leaf".into(), 5, Some(9))).unwrap();
+        let Sent(_, _, sequence) = serde_json::from_str(&new).unwrap();
+        assert_eq!(sequence, Some(9));
     }
 }

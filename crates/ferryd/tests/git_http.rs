@@ -124,6 +124,7 @@ fn a_published_repository_is_cloned_from_the_leaf_over_http() {
                 name: Some("fleet".into()),
                 refs: vec![],
                 to: "leaf".into(),
+                lifetime_s: None,
             },
         )
         .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
@@ -333,4 +334,84 @@ fn a_watched_repository_is_published_whenever_its_refs_change() {
         format!("{}{}", base.logs(), leaf.logs())
     });
     ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
+}
+
+/// A release whose bundle expires before the leaf is back would hold every
+/// later release pending there for ever (each builds on the one before):
+/// the base gives it up, and the next release builds on the last one
+/// carried, which the leaf applies as soon as it returns.
+#[test]
+fn a_release_that_expires_before_the_leaf_returns_is_given_up() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let seed = 13;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 40, seed).unwrap();
+    let mut base = init(work, "base", "base");
+    let mut leaf = init(work, "leaf", "leaf");
+    let (leaf_port, http) = (free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
+            peer("base", &base, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    base.start();
+    let rt = runtime();
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
+        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
+        base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
+        base.ask(
+            &rt,
+            &Request::GitPublish {
+                repo: replay.git.dir().to_owned(),
+                name: Some("fleet".into()),
+                refs: vec![],
+                to: "leaf".into(),
+                lifetime_s,
+            },
+        )
+        .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
+    };
+
+    let first = publish(&mut base, 5, None);
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[5].refs),
+        "the first release",
+        || leaf.logs(),
+    );
+    base.wait_for_log("the first release carried", &["git release carried on"]);
+
+    // The leaf goes away; the next release lives one second.
+    leaf.kill9();
+    let lost = publish(&mut base, 15, Some(1));
+    assert_eq!(lost["base"], first["sequence"], "{lost}");
+    base.wait_for_log("the release given up", &["git release", "given up"]);
+
+    let next = publish(&mut base, 30, None);
+    assert_eq!(next["base"], first["sequence"], "{next}");
+    leaf.start();
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[30].refs),
+        "the release after the lost one",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    Git::new(work.join("leaf/git/fleet.git"))
+        .run(["fsck", "--strict", "--no-dangling"], b"")
+        .unwrap();
 }

@@ -94,6 +94,7 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
                 name: Some(name.into()),
                 refs: vec![],
                 to: "leaf".into(),
+                lifetime_s: None,
             },
         )
         .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
