@@ -11,9 +11,28 @@ use ferry_git::{
 
 const SEED: u64 = 6;
 
-fn replay(dir: &std::path::Path, commits: usize) -> Replay {
+/// A generated upstream of `commits` commits, its publisher and a leaf's
+/// applier, all in `_dir`.
+struct Setup {
+    replay: Replay,
+    publisher: Publisher,
+    applier: Applier,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(commits: usize) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
     eprintln!("fixture seed {SEED}, {commits} commits");
-    fixture::generate(&dir.join("upstream.git"), commits, SEED).expect("generate repository")
+    let replay = fixture::generate(&dir.path().join("upstream.git"), commits, SEED)
+        .expect("generate repository");
+    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let applier = Applier::new(dir.path().join("served")).unwrap();
+    Setup {
+        replay,
+        publisher,
+        applier,
+        _dir: dir,
+    }
 }
 
 fn leaf_refs(applier: &Applier, name: &str) -> BTreeMap<String, Oid> {
@@ -42,13 +61,23 @@ fn apply(applier: &Applier, p: &Publication) -> ApplyOutcome {
     applier.apply(&release, &mut p.payload.as_slice()).unwrap()
 }
 
+/// Applies `p`, which must apply now and leave the leaf showing `refs`,
+/// with a repository `git fsck` finds clean.
+fn applies(applier: &Applier, p: &Publication, refs: &BTreeMap<String, Oid>) {
+    assert!(matches!(apply(applier, p), ApplyOutcome::Applied { .. }));
+    assert_eq!(&leaf_refs(applier, "fleet"), refs);
+    fsck(applier, "fleet");
+}
+
 #[test]
 fn a_generated_history_replays_step_by_step() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 300);
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(300);
     assert!(replay.steps.len() >= 300, "{} steps", replay.steps.len());
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
     let mut state = DestinationState::default();
     for (i, step) in replay.steps.iter().enumerate() {
         fixture::set_refs(&replay.git, &step.refs).unwrap();
@@ -74,10 +103,12 @@ fn a_generated_history_replays_step_by_step() {
 
 #[test]
 fn a_later_release_waits_for_its_predecessor() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 20);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(20);
     let mut state = DestinationState::default();
     let mut pubs = Vec::new();
     for (i, step) in replay.steps.iter().take(4).enumerate() {
@@ -114,10 +145,12 @@ fn a_later_release_waits_for_its_predecessor() {
 /// missing stays pending (its pack intact) until they arrive.
 #[test]
 fn a_pending_release_missing_objects_survives_a_drain() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 20);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(20);
     let mut state = DestinationState::default();
     let mut pubs = Vec::new();
     for (i, step) in replay.steps.iter().take(3).enumerate() {
@@ -157,10 +190,12 @@ fn a_pending_release_missing_objects_survives_a_drain() {
 
 #[test]
 fn applying_a_release_twice_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 5);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(5);
     let p = publish(&publisher, &mut DestinationState::default(), 1);
     assert!(matches!(apply(&applier, &p), ApplyOutcome::Applied { .. }));
     assert_eq!(apply(&applier, &p), ApplyOutcome::AlreadyApplied);
@@ -169,9 +204,9 @@ fn applying_a_release_twice_changes_nothing() {
 
 #[test]
 fn unchanged_refs_publish_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 5);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let Setup {
+        publisher, _dir, ..
+    } = setup(5);
     let mut state = DestinationState::default();
     publish(&publisher, &mut state, 1);
     assert!(publisher.publish(&state, 2).unwrap().is_none());
@@ -179,10 +214,12 @@ fn unchanged_refs_publish_nothing() {
 
 #[test]
 fn a_corrupt_pack_is_an_error_and_moves_no_ref() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 10);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(10);
     let mut state = DestinationState::default();
     let first = publish(&publisher, &mut state, 1);
     assert!(matches!(
@@ -208,20 +245,17 @@ fn a_corrupt_pack_is_an_error_and_moves_no_ref() {
         assert!(matches!(err, ApplyError::Incomplete { .. }), "{err}");
         assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[0].refs);
     }
-    assert!(matches!(
-        apply(&applier, &next),
-        ApplyOutcome::Applied { .. }
-    ));
-    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[1].refs);
-    fsck(&applier, "fleet");
+    applies(&applier, &next, &replay.steps[1].refs);
 }
 
 #[test]
 fn a_release_naming_objects_the_pack_lacks_moves_no_ref() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 10);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(10);
     let mut state = DestinationState::default();
     let first = publish(&publisher, &mut state, 1);
     apply(&applier, &first);
@@ -255,10 +289,12 @@ fn publish_step(
 /// it is given up, the next release builds on the last one that arrives.
 #[test]
 fn a_lost_release_is_rebuilt_on_the_last_one_that_arrives() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 20);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(20);
     let mut state = DestinationState::default();
     let first = publish_step(&replay, &publisher, &mut state, 0);
     assert!(matches!(
@@ -290,12 +326,7 @@ fn a_lost_release_is_rebuilt_on_the_last_one_that_arrives() {
 
     let next = publish_step(&replay, &publisher, &mut state, 3);
     assert_eq!(next.release.base, Some(first.release.sequence));
-    assert!(matches!(
-        apply(&applier, &next),
-        ApplyOutcome::Applied { .. }
-    ));
-    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[3].refs);
-    fsck(&applier, "fleet");
+    applies(&applier, &next, &replay.steps[3].refs);
     // The release held pending behind the lost one is gone with it.
     assert_eq!(apply(&applier, &after_lost), ApplyOutcome::AlreadyApplied);
 }
@@ -305,10 +336,12 @@ fn a_lost_release_is_rebuilt_on_the_last_one_that_arrives() {
 /// next release is whole, and news of releases before it is ignored.
 #[test]
 fn a_release_lost_past_the_next_hop_makes_the_next_one_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 20);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
-    let applier = Applier::new(tmp.path().join("served")).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        applier,
+        _dir,
+    } = setup(20);
     let mut state = DestinationState::default();
     let first = publish_step(&replay, &publisher, &mut state, 0);
     apply(&applier, &first);
@@ -323,21 +356,19 @@ fn a_release_lost_past_the_next_hop_makes_the_next_one_whole() {
     let whole = publish_step(&replay, &publisher, &mut state, 3);
     assert_eq!(whole.release.base, None);
     assert_eq!(state.lost(Some(lost[1])), Lost::Ignored);
-    assert!(matches!(
-        apply(&applier, &whole),
-        ApplyOutcome::Applied { .. }
-    ));
-    assert_eq!(leaf_refs(&applier, "fleet"), replay.steps[3].refs);
-    fsck(&applier, "fleet");
+    applies(&applier, &whole, &replay.steps[3].refs);
 }
 
 /// Releases lost one after another roll back to the newest one still on
 /// its way; a lost release with no sequence known resets.
 #[test]
 fn lost_releases_roll_back_to_the_newest_still_on_its_way() {
-    let tmp = tempfile::tempdir().unwrap();
-    let replay = replay(tmp.path(), 20);
-    let publisher = Publisher::new(replay.git.dir(), "fleet", &[]).unwrap();
+    let Setup {
+        replay,
+        publisher,
+        _dir,
+        ..
+    } = setup(20);
     let mut state = DestinationState::default();
     let sequences: Vec<u64> = (0..4)
         .map(|step| {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferry_git::{Git, fixture};
 use ferryd::admin::Request;
-use support::{configure, free_port, init, peer, runtime};
+use support::{base_and_leaf, free_port, runtime};
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")
@@ -70,6 +70,28 @@ fn wait_for_refs(dir: &Path, url: &str, want: &[String], what: &str, logs: impl 
     }
 }
 
+/// Publishes `repo`'s refs as `fleet` to the leaf, once the base's admin API
+/// answers; returns the answer.
+fn publish(
+    base: &mut support::Node,
+    rt: &tokio::runtime::Runtime,
+    repo: &Path,
+    lifetime_s: Option<u64>,
+) -> serde_json::Value {
+    base.wait_for(rt, "the admin API", Duration::from_secs(60), |_| true);
+    base.ask(
+        rt,
+        &Request::GitPublish {
+            repo: repo.to_owned(),
+            name: Some("fleet".into()),
+            refs: vec![],
+            to: "leaf".into(),
+            lifetime_s,
+        },
+    )
+    .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
+}
+
 /// The status line of a raw HTTP request.
 fn http_status(port: u16, method: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -87,26 +109,12 @@ fn http_status(port: u16, method: &str, path: &str) -> String {
 fn a_published_repository_is_cloned_from_the_leaf_over_http() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
-    let mut base = init(work, "base", "base");
-    let mut leaf = init(work, "leaf", "leaf");
-    let (leaf_port, http) = (free_port(), free_port());
-    configure(
-        &base,
-        "base",
-        free_port(),
-        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+    let http = free_port();
+    let (mut base, leaf) = base_and_leaf(
+        work,
+        "",
+        &format!("[git]\nlisten = \"127.0.0.1:{http}\"\nroot = \"served\"\n"),
     );
-    configure(
-        &leaf,
-        "leaf",
-        leaf_port,
-        &format!(
-            "{}[git]\nlisten = \"127.0.0.1:{http}\"\nroot = \"served\"\n",
-            peer("base", &base, None, "lte-bush")
-        ),
-    );
-    leaf.start();
-    base.start();
     let rt = runtime();
 
     let seed = 11;
@@ -115,20 +123,7 @@ fn a_published_repository_is_cloned_from_the_leaf_over_http() {
     let middle = &replay.steps[replay.steps.len() / 2];
     let last = replay.steps.last().unwrap();
     fixture::set_refs(&replay.git, &middle.refs).unwrap();
-    let publish = |base: &mut support::Node| {
-        base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
-        base.ask(
-            &rt,
-            &Request::GitPublish {
-                repo: replay.git.dir().to_owned(),
-                name: Some("fleet".into()),
-                refs: vec![],
-                to: "leaf".into(),
-                lifetime_s: None,
-            },
-        )
-        .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
-    };
+    let publish = |base: &mut support::Node| publish(base, &rt, replay.git.dir(), None);
     let first = publish(&mut base);
     assert!(first["bundle"].is_string(), "{first}");
 
@@ -270,30 +265,15 @@ fn a_watched_repository_is_published_whenever_its_refs_change() {
     eprintln!("fixture seed {seed}");
     let replay = fixture::generate(&work.join("upstream.git"), 30, seed).unwrap();
     fixture::set_refs(&replay.git, &replay.steps[10].refs).unwrap();
-    let mut base = init(work, "base", "base");
-    let mut leaf = init(work, "leaf", "leaf");
-    let (leaf_port, http) = (free_port(), free_port());
-    configure(
-        &base,
-        "base",
-        free_port(),
+    let http = free_port();
+    let (base, leaf) = base_and_leaf(
+        work,
         &format!(
-            "{}[[git.watch]]\nname = \"fleet\"\npath = \"{}\"\nrefs = [\"main\", \"refs/tags/*\"]\nto = \"leaf\"\ninterval = \"200ms\"\n",
-            peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+            "[[git.watch]]\nname = \"fleet\"\npath = \"{}\"\nrefs = [\"main\", \"refs/tags/*\"]\nto = \"leaf\"\ninterval = \"200ms\"\n",
             replay.git.dir().display()
         ),
+        &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n"),
     );
-    configure(
-        &leaf,
-        "leaf",
-        leaf_port,
-        &format!(
-            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
-            peer("base", &base, None, "lte-bush")
-        ),
-    );
-    leaf.start();
-    base.start();
     let url = format!("http://127.0.0.1:{http}/fleet.git");
     let published = |step: &fixture::Step| {
         let mut refs = step.refs.clone();
@@ -347,42 +327,14 @@ fn a_release_that_expires_before_the_leaf_returns_is_given_up() {
     let seed = 13;
     eprintln!("fixture seed {seed}");
     let replay = fixture::generate(&work.join("upstream.git"), 40, seed).unwrap();
-    let mut base = init(work, "base", "base");
-    let mut leaf = init(work, "leaf", "leaf");
-    let (leaf_port, http) = (free_port(), free_port());
-    configure(
-        &base,
-        "base",
-        free_port(),
-        &peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
-    );
-    configure(
-        &leaf,
-        "leaf",
-        leaf_port,
-        &format!(
-            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
-            peer("base", &base, None, "lte-bush")
-        ),
-    );
-    leaf.start();
-    base.start();
+    let http = free_port();
+    let (mut base, mut leaf) =
+        base_and_leaf(work, "", &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n"));
     let rt = runtime();
     let url = format!("http://127.0.0.1:{http}/fleet.git");
     let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
         fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
-        base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
-        base.ask(
-            &rt,
-            &Request::GitPublish {
-                repo: replay.git.dir().to_owned(),
-                name: Some("fleet".into()),
-                refs: vec![],
-                to: "leaf".into(),
-                lifetime_s,
-            },
-        )
-        .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
+        publish(base, &rt, replay.git.dir(), lifetime_s)
     };
 
     let first = publish(&mut base, 5, None);

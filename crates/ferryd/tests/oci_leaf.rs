@@ -8,37 +8,22 @@ mod support;
 use std::time::Duration;
 
 use ferryd::admin::Request;
-use support::{configure, free_port, init, peer, runtime, skopeo_pull};
+use support::{base_and_leaf, free_port, runtime, skopeo_pull};
 
 #[test]
 fn a_base_publishes_images_and_skopeo_pulls_them_from_the_leaf() {
     let root = tempfile::tempdir().unwrap();
     let upstream = root.path().join("upstream");
     let images = ferry_oci::fixture::test_layout(&upstream, 512, 128).unwrap();
-    let mut base = init(root.path(), "base", "base");
-    let mut leaf = init(root.path(), "leaf", "leaf");
-    let (leaf_port, registry_port) = (free_port(), free_port());
-    configure(
-        &base,
-        "base",
-        free_port(),
+    let registry_port = free_port();
+    let (mut base, mut leaf) = base_and_leaf(
+        root.path(),
         &format!(
-            "{}[[oci.watch]]\nsource = \"oci:{}\"\nrepository = \"team/app\"\ntags = [\"v2\"]\nto = \"leaf\"\ninterval = \"1s\"\n",
-            peer("leaf", &leaf, Some(leaf_port), "lte-bush"),
+            "[[oci.watch]]\nsource = \"oci:{}\"\nrepository = \"team/app\"\ntags = [\"v2\"]\nto = \"leaf\"\ninterval = \"1s\"\n",
             upstream.display()
         ),
+        &format!("[oci]\nlisten = \"127.0.0.1:{registry_port}\"\n"),
     );
-    configure(
-        &leaf,
-        "leaf",
-        leaf_port,
-        &format!(
-            "{}[oci]\nlisten = \"127.0.0.1:{registry_port}\"\n",
-            peer("base", &base, None, "lte-bush")
-        ),
-    );
-    leaf.start();
-    base.start();
     let rt = runtime();
     base.wait_for(&rt, "the admin API", Duration::from_secs(60), |_| true);
     let answer = base

@@ -83,6 +83,33 @@ pub fn serial_peer(name: &str, node: &Node, profile: &str, serial: &str) -> Stri
     )
 }
 
+/// A base that dials a leaf over QUIC (both peers on the `lte-bush`
+/// profile), each config followed by its `*_rest` verbatim; both started,
+/// the leaf first.
+pub fn base_and_leaf(root: &Path, base_rest: &str, leaf_rest: &str) -> (Node, Node) {
+    let mut base = init(root, "base", "base");
+    let mut leaf = init(root, "leaf", "leaf");
+    let leaf_port = free_port();
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!(
+            "{}{base_rest}",
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush")
+        ),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!("{}{leaf_rest}", peer("base", &base, None, "lte-bush")),
+    );
+    leaf.start();
+    base.start();
+    (base, leaf)
+}
+
 /// Writes the node's ferryd.toml: QUIC on `port`, then `rest` verbatim.
 pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
     configure_member(node, role, &[], port, rest);
