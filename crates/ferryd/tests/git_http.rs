@@ -3,7 +3,9 @@
 //! smart HTTP, and real clients clone it — git over protocol v2 and v0, full
 //! and `--depth 1`, and dulwich (a v1 client like Flux's go-git) shallow.
 //! A second release travels as a thin pack and a fetch sees it; pushes and
-//! paths outside the served repositories are refused.
+//! paths outside the served repositories are refused. A release whose
+//! bundle expires on its way (at the base, or at a relay: a third process)
+//! is given up, and the leaf still catches up.
 
 mod support;
 
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ferry_git::{Git, fixture};
 use ferryd::admin::Request;
-use support::{base_and_leaf, free_port, runtime};
+use support::{base_and_leaf, configure, free_port, init, peer, runtime};
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")
@@ -70,12 +72,23 @@ fn wait_for_refs(dir: &Path, url: &str, want: &[String], what: &str, logs: impl 
     }
 }
 
-/// Publishes `repo`'s refs as `fleet` to the leaf, once the base's admin API
-/// answers; returns the answer.
+/// Publishes `repo`'s refs as `fleet` to the peer named `leaf`, once the
+/// base's admin API answers; returns the answer.
 fn publish(
     base: &mut support::Node,
     rt: &tokio::runtime::Runtime,
     repo: &Path,
+    lifetime_s: Option<u64>,
+) -> serde_json::Value {
+    publish_to(base, rt, repo, "leaf", lifetime_s)
+}
+
+/// [`publish`] to `to`: a peer name or a node id.
+fn publish_to(
+    base: &mut support::Node,
+    rt: &tokio::runtime::Runtime,
+    repo: &Path,
+    to: &str,
     lifetime_s: Option<u64>,
 ) -> serde_json::Value {
     base.wait_for(rt, "the admin API", Duration::from_secs(60), |_| true);
@@ -85,7 +98,7 @@ fn publish(
             repo: repo.to_owned(),
             name: Some("fleet".into()),
             refs: vec![],
-            to: "leaf".into(),
+            to: to.into(),
             lifetime_s,
         },
     )
@@ -361,6 +374,96 @@ fn a_release_that_expires_before_the_leaf_returns_is_given_up() {
         &url,
         &expected(&replay.steps[30].refs),
         "the release after the lost one",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    Git::new(work.join("leaf/git/fleet.git"))
+        .run(["fsck", "--strict", "--no-dangling"], b"")
+        .unwrap();
+}
+
+/// base → relay → leaf. A release the relay took custody of, whose
+/// lifetime ends there while the leaf is away, comes back as a deletion
+/// report: the base gives it up and, since it had counted it carried, makes
+/// the next release whole, which the leaf applies when it returns.
+#[test]
+fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let seed = 14;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 40, seed).unwrap();
+    let mut base = init(work, "base", "base");
+    let mut relay = init(work, "relay", "relay");
+    let mut leaf = init(work, "leaf", "leaf");
+    let (relay_port, leaf_port, http) = (free_port(), free_port(), free_port());
+    configure(
+        &base,
+        "base",
+        free_port(),
+        &format!(
+            "{}[routes]\ndefault = \"relay\"\n",
+            peer("relay", &relay, Some(relay_port), "lte-bush")
+        ),
+    );
+    configure(
+        &relay,
+        "relay",
+        relay_port,
+        &format!(
+            "{}{}",
+            peer("base", &base, None, "lte-bush"),
+            peer("leaf", &leaf, Some(leaf_port), "lte-bush")
+        ),
+    );
+    configure(
+        &leaf,
+        "leaf",
+        leaf_port,
+        &format!(
+            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
+            peer("relay", &relay, None, "lte-bush")
+        ),
+    );
+    leaf.start();
+    relay.start();
+    base.start();
+    let rt = runtime();
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    let to = leaf.id.clone();
+    let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
+        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
+        publish_to(base, &rt, replay.git.dir(), &to, lifetime_s)
+    };
+
+    publish(&mut base, 5, None);
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[5].refs),
+        "the first release",
+        || leaf.logs(),
+    );
+    base.wait_for_log("the first release carried", &["git release carried on"]);
+
+    // The leaf goes away; the relay takes the next release, which lives
+    // three seconds.
+    leaf.kill9();
+    let lost = publish(&mut base, 15, Some(3));
+    assert!(lost["base"].is_u64(), "{lost}");
+    base.wait_for_log_lines("the relay's custody", &["git release carried on"], 2);
+    base.wait_for_log(
+        "the relay's report",
+        &["deleted before it reached the destination", "a whole one"],
+    );
+
+    let next = publish(&mut base, 30, None);
+    assert!(next["base"].is_null(), "a whole release: {next}");
+    leaf.start();
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[30].refs),
+        "the whole release",
         || format!("{}{}", base.logs(), leaf.logs()),
     );
     Git::new(work.join("leaf/git/fleet.git"))
