@@ -36,6 +36,10 @@ pub struct PublishArgs {
     /// releases built on it: the next release builds on what arrives.
     #[arg(long)]
     lifetime: Option<u64>,
+    /// Send a whole release (every object the refs reach), forgetting what
+    /// this destination was sent: for a leaf that lost its repository.
+    #[arg(long)]
+    whole: bool,
 }
 
 pub fn run(command: GitCommand) -> anyhow::Result<()> {
@@ -52,6 +56,7 @@ pub fn run(command: GitCommand) -> anyhow::Result<()> {
                     refs: args.refs,
                     to: args.to,
                     lifetime_s: args.lifetime,
+                    whole: args.whole,
                 },
             )?;
             if args.common.json {

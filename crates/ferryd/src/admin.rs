@@ -125,6 +125,9 @@ pub enum Request {
         to: String,
         #[serde(default)]
         lifetime_s: Option<u64>,
+        /// Send a whole release, forgetting what the destination was sent.
+        #[serde(default)]
+        whole: bool,
     },
 }
 
@@ -495,6 +498,7 @@ impl Admin {
                 refs,
                 to,
                 lifetime_s,
+                whole,
             } => {
                 let git = self.git.as_ref().ok_or("this node has no Git adapter")?;
                 let destination = self.destination(&to)?;
@@ -508,9 +512,12 @@ impl Admin {
                         .filter(|n| !n.is_empty())
                         .ok_or_else(|| format!("{}: give the release a name", repo.display()))?,
                 };
-                let lifetime = lifetime_s.map(Duration::from_secs);
+                let options = crate::git::PublishOptions {
+                    lifetime: lifetime_s.map(Duration::from_secs),
+                    whole,
+                };
                 let published = git
-                    .publish(repo, &name, &refs, destination, &to, lifetime)
+                    .publish(repo, &name, &refs, destination, &to, options)
                     .await?;
                 serde_json::to_value(published).map_err(|e| e.to_string())
             }

@@ -53,6 +53,16 @@ pub struct Published {
     pub payload_bytes: u64,
 }
 
+/// How a release is published.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishOptions {
+    /// How long the bundle may live undelivered; default 30 days.
+    pub lifetime: Option<Duration>,
+    /// Forget what the destination was sent and confirmed: the release is a
+    /// whole one (for a leaf that lost its repository, say).
+    pub whole: bool,
+}
+
 /// A release sent: its state key, when it was sent (ms since the epoch)
 /// and its sequence (absent in entries written before it was kept).
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -208,18 +218,21 @@ impl GitService {
         refs: &[String],
         to: Endpoint,
         to_key: &str,
-        lifetime: Option<Duration>,
+        options: PublishOptions,
     ) -> Result<Published, String> {
         let _one = self.publishing.lock().await;
         self.confirm_carried();
         let key = format!("{name}\0{to_key}");
-        let state = self
-            .states
-            .lock()
-            .expect("git state lock")
-            .get(&key)
-            .cloned()
-            .unwrap_or_default();
+        let state = match options.whole {
+            true => DestinationState::default(),
+            false => self
+                .states
+                .lock()
+                .expect("git state lock")
+                .get(&key)
+                .cloned()
+                .unwrap_or_default(),
+        };
         let publisher = Publisher::new(git_dir(&source), name, refs).map_err(|e| e.to_string())?;
         let store = self.store.clone();
         let repo = name.to_owned();
@@ -273,7 +286,7 @@ impl GitService {
             .engine
             .submit(Submission {
                 destination: to,
-                lifetime: lifetime.unwrap_or(RELEASE_LIFETIME),
+                lifetime: options.lifetime.unwrap_or(RELEASE_LIFETIME),
                 priority: Priority::Normal,
                 kind: PayloadKind::Git,
                 manifest: prepared.manifest,
@@ -282,12 +295,14 @@ impl GitService {
             })
             .await?;
         let sequence = publication.release.sequence;
-        self.states
-            .lock()
-            .expect("git state lock")
-            .entry(key.clone())
-            .or_default()
-            .record_sent(&publication);
+        {
+            let mut states = self.states.lock().expect("git state lock");
+            let state = states.entry(key.clone()).or_default();
+            if options.whole {
+                *state = DestinationState::default();
+            }
+            state.record_sent(&publication);
+        }
         self.save_states();
         {
             let now_ms = std::time::SystemTime::now()
@@ -503,7 +518,14 @@ impl GitService {
         };
         let to = admin.destination(&w.to)?;
         let published = self
-            .publish(source, &w.name, &w.refs, to, &w.to, None)
+            .publish(
+                source,
+                &w.name,
+                &w.refs,
+                to,
+                &w.to,
+                PublishOptions::default(),
+            )
             .await?;
         if published.bundle.is_some() {
             tracing::info!(repository = %w.name, sequence = ?published.sequence, "watched repository changed; published");

@@ -80,16 +80,17 @@ fn publish(
     repo: &Path,
     lifetime_s: Option<u64>,
 ) -> serde_json::Value {
-    publish_to(base, rt, repo, "leaf", lifetime_s)
+    publish_to(base, rt, repo, "leaf", lifetime_s, false)
 }
 
-/// [`publish`] to `to`: a peer name or a node id.
+/// [`publish`] to `to` (a peer name or a node id); `whole`: a whole release.
 fn publish_to(
     base: &mut support::Node,
     rt: &tokio::runtime::Runtime,
     repo: &Path,
     to: &str,
     lifetime_s: Option<u64>,
+    whole: bool,
 ) -> serde_json::Value {
     base.wait_for(rt, "the admin API", Duration::from_secs(60), |_| true);
     base.ask(
@@ -100,6 +101,7 @@ fn publish_to(
             refs: vec![],
             to: to.into(),
             lifetime_s,
+            whole,
         },
     )
     .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
@@ -432,7 +434,7 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
     let to = leaf.id.clone();
     let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
         fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
-        publish_to(base, &rt, replay.git.dir(), &to, lifetime_s)
+        publish_to(base, &rt, replay.git.dir(), &to, lifetime_s, false)
     };
 
     publish(&mut base, 5, None);
@@ -463,6 +465,63 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
         work,
         &url,
         &expected(&replay.steps[30].refs),
+        "the whole release",
+        || format!("{}{}", base.logs(), leaf.logs()),
+    );
+    Git::new(work.join("leaf/git/fleet.git"))
+        .run(["fsck", "--strict", "--no-dangling"], b"")
+        .unwrap();
+}
+
+/// A leaf that lost its repository and its store (re-imaged, its key kept)
+/// keeps a thin release pending for the release it no longer has; `ferry
+/// git publish --whole` sends everything again and the leaf serves it.
+#[test]
+fn a_leaf_that_lost_its_repository_catches_up_with_a_whole_release() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path();
+    let seed = 15;
+    eprintln!("fixture seed {seed}");
+    let replay = fixture::generate(&work.join("upstream.git"), 30, seed).unwrap();
+    let http = free_port();
+    let (mut base, mut leaf) =
+        base_and_leaf(work, "", &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n"));
+    let rt = runtime();
+    let url = format!("http://127.0.0.1:{http}/fleet.git");
+    let publish = |base: &mut support::Node, step: usize, whole: bool| {
+        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
+        publish_to(base, &rt, replay.git.dir(), "leaf", None, whole)
+    };
+
+    let first = publish(&mut base, 5, false);
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[5].refs),
+        "the first release",
+        || leaf.logs(),
+    );
+    base.wait_for_log("the first release carried", &["git release carried on"]);
+
+    leaf.kill9();
+    for gone in ["leaf/git", "leaf/store"] {
+        std::fs::remove_dir_all(work.join(gone)).unwrap();
+    }
+    leaf.start();
+    let thin = publish(&mut base, 15, false);
+    assert_eq!(thin["base"], first["sequence"], "{thin}");
+    leaf.wait_for_log("the thin release pending", &["git release", "Pending"]);
+
+    let whole = publish(&mut base, 15, true);
+    assert!(whole["base"].is_null(), "{whole}");
+    assert!(
+        whole["objects"].as_u64() > thin["objects"].as_u64(),
+        "{whole} {thin}"
+    );
+    wait_for_refs(
+        work,
+        &url,
+        &expected(&replay.steps[15].refs),
         "the whole release",
         || format!("{}{}", base.logs(), leaf.logs()),
     );

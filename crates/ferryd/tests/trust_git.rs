@@ -95,6 +95,7 @@ fn the_leaf_applies_only_releases_its_policy_trusts() {
                 refs: vec![],
                 to: "leaf".into(),
                 lifetime_s: None,
+                whole: false,
             },
         )
         .unwrap_or_else(|e| panic!("publish failed: {e}{}", base.logs()))
