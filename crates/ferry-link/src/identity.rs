@@ -213,6 +213,21 @@ impl NodeKey {
         )))
     }
 
+    /// The keys behind this node's QUIC connection ids and stateless
+    /// resets, derived from its secret. They stay the same across restarts:
+    /// a packet for a connection of the node's previous run is recognised
+    /// as one of its own ids and answered with a reset the peer believes, so
+    /// the peer drops that connection at once and dials again, instead of
+    /// waiting out its idle timeout.
+    pub(crate) fn restart_keys(&self) -> RestartKeys {
+        let derive = |context| blake3::derive_key(context, &self.signing.to_bytes());
+        let id = derive("ferry 2026-11-29 QUIC connection id key");
+        RestartKeys {
+            stateless_reset: derive("ferry 2026-11-29 QUIC stateless reset key"),
+            connection_id: u64::from_le_bytes(id[..8].try_into().expect("8 bytes")),
+        }
+    }
+
     /// PKCS#8 v1 DER (no public key field): the form ring, rustls, rcgen and
     /// OpenSSL all read.
     pub(crate) fn pkcs8_der(&self) -> Result<Vec<u8>, IdentityError> {
@@ -224,6 +239,12 @@ impl NodeKey {
         .map_err(|e| IdentityError::Encode(e.to_string()))?;
         Ok(doc.as_bytes().to_vec())
     }
+}
+
+/// See [`NodeKey::restart_keys`].
+pub(crate) struct RestartKeys {
+    pub stateless_reset: [u8; 32],
+    pub connection_id: u64,
 }
 
 impl fmt::Debug for NodeKey {

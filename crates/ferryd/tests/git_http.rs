@@ -511,6 +511,13 @@ fn a_leaf_that_lost_its_repository_catches_up_with_a_whole_release() {
     let thin = publish(&mut base, 15, false);
     assert_eq!(thin["base"], first["sequence"], "{thin}");
     leaf.wait_for_log("the thin release pending", &["git release", "Pending"]);
+    // The base learnt at once that the leaf had restarted: the new run
+    // answered a packet of the old connection with a stateless reset the
+    // base believed (rather than the base waiting out its idle timeout).
+    base.wait_for_log(
+        "the old connection reset by the restarted leaf",
+        &["link failed", "reset by peer"],
+    );
 
     let whole = publish(&mut base, 15, true);
     assert!(whole["base"].is_null(), "{whole}");

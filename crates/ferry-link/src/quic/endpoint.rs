@@ -98,13 +98,17 @@ impl QuicEndpoint {
         let socket = bind_udp(addr).map_err(|source| LinkError::Bind { addr, source })?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| LinkError::Config("a QUIC endpoint needs a tokio runtime".into()))?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(tls.server_config(None)?),
-            socket,
-            runtime,
-        )
-        .map_err(|source| LinkError::Bind { addr, source })?;
+        let keys = key.restart_keys();
+        let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &keys.stateless_reset);
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(
+                keys.connection_id,
+            ))
+        });
+        let endpoint =
+            quinn::Endpoint::new(config, Some(tls.server_config(None)?), socket, runtime)
+                .map_err(|source| LinkError::Bind { addr, source })?;
         let node = key.node_id();
         tracing::debug!(node = %node, %addr, "QUIC endpoint bound");
         Ok(QuicEndpoint {
