@@ -331,6 +331,70 @@ fn a_watched_repository_is_published_whenever_its_refs_change() {
     ok(work, &["clone", "-q", "--depth", "1", &url, "shallow"]);
 }
 
+/// A generated upstream published step by step to a leaf that serves it
+/// at `url`, for the tests below.
+struct Releases {
+    replay: fixture::Replay,
+    rt: tokio::runtime::Runtime,
+    work: std::path::PathBuf,
+    url: String,
+    /// Where releases go: a peer name or a node id.
+    to: String,
+}
+
+impl Releases {
+    /// A history of `commits` commits from `seed` under `work`, for the leaf
+    /// serving Git on `http`.
+    fn new(work: &Path, seed: u64, commits: usize, http: u16, to: &str) -> Releases {
+        eprintln!("fixture seed {seed}");
+        Releases {
+            replay: fixture::generate(&work.join("upstream.git"), commits, seed).unwrap(),
+            rt: runtime(),
+            work: work.to_owned(),
+            url: format!("http://127.0.0.1:{http}/fleet.git"),
+            to: to.to_owned(),
+        }
+    }
+
+    /// Publishes the refs of replay step `step`; returns the answer.
+    fn publish(
+        &self,
+        base: &mut support::Node,
+        step: usize,
+        lifetime_s: Option<u64>,
+        whole: bool,
+    ) -> serde_json::Value {
+        fixture::set_refs(&self.replay.git, &self.replay.steps[step].refs).unwrap();
+        publish_to(
+            base,
+            &self.rt,
+            self.replay.git.dir(),
+            &self.to,
+            lifetime_s,
+            whole,
+        )
+    }
+
+    /// Waits until the leaf serves step `step`'s refs, then checks its
+    /// repository with `git fsck`.
+    fn served(&self, step: usize, what: &str, logs: impl Fn() -> String) {
+        let want = expected(&self.replay.steps[step].refs);
+        wait_for_refs(&self.work, &self.url, &want, what, logs);
+        Git::new(self.work.join("leaf/git/fleet.git"))
+            .run(["fsck", "--strict", "--no-dangling"], b"")
+            .unwrap();
+    }
+
+    /// Publishes step 5, waits until the leaf serves it and the base counts
+    /// it carried; returns the publish answer.
+    fn first(&self, base: &mut support::Node, leaf: &support::Node) -> serde_json::Value {
+        let first = self.publish(base, 5, None, false);
+        self.served(5, "the first release", || leaf.logs());
+        base.wait_for_log("the first release carried", &["git release carried on"]);
+        first
+    }
+}
+
 /// A release whose bundle expires before the leaf is back would hold every
 /// later release pending there for ever (each builds on the one before):
 /// the base gives it up, and the next release builds on the last one
@@ -339,48 +403,24 @@ fn a_watched_repository_is_published_whenever_its_refs_change() {
 fn a_release_that_expires_before_the_leaf_returns_is_given_up() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
-    let seed = 13;
-    eprintln!("fixture seed {seed}");
-    let replay = fixture::generate(&work.join("upstream.git"), 40, seed).unwrap();
     let http = free_port();
     let (mut base, mut leaf) =
         base_and_leaf(work, "", &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n"));
-    let rt = runtime();
-    let url = format!("http://127.0.0.1:{http}/fleet.git");
-    let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
-        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
-        publish(base, &rt, replay.git.dir(), lifetime_s)
-    };
-
-    let first = publish(&mut base, 5, None);
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[5].refs),
-        "the first release",
-        || leaf.logs(),
-    );
-    base.wait_for_log("the first release carried", &["git release carried on"]);
+    let releases = Releases::new(work, 13, 40, http, "leaf");
+    let first = releases.first(&mut base, &leaf);
 
     // The leaf goes away; the next release lives one second.
     leaf.kill9();
-    let lost = publish(&mut base, 15, Some(1));
+    let lost = releases.publish(&mut base, 15, Some(1), false);
     assert_eq!(lost["base"], first["sequence"], "{lost}");
     base.wait_for_log("the release given up", &["git release", "given up"]);
 
-    let next = publish(&mut base, 30, None);
+    let next = releases.publish(&mut base, 30, None, false);
     assert_eq!(next["base"], first["sequence"], "{next}");
     leaf.start();
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[30].refs),
-        "the release after the lost one",
-        || format!("{}{}", base.logs(), leaf.logs()),
-    );
-    Git::new(work.join("leaf/git/fleet.git"))
-        .run(["fsck", "--strict", "--no-dangling"], b"")
-        .unwrap();
+    releases.served(30, "the release after the lost one", || {
+        format!("{}{}", base.logs(), leaf.logs())
+    });
 }
 
 /// base → relay → leaf. A release the relay took custody of, whose
@@ -391,9 +431,6 @@ fn a_release_that_expires_before_the_leaf_returns_is_given_up() {
 fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
-    let seed = 14;
-    eprintln!("fixture seed {seed}");
-    let replay = fixture::generate(&work.join("upstream.git"), 40, seed).unwrap();
     let mut base = init(work, "base", "base");
     let mut relay = init(work, "relay", "relay");
     let mut leaf = init(work, "leaf", "leaf");
@@ -429,28 +466,13 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
     leaf.start();
     relay.start();
     base.start();
-    let rt = runtime();
-    let url = format!("http://127.0.0.1:{http}/fleet.git");
-    let to = leaf.id.clone();
-    let publish = |base: &mut support::Node, step: usize, lifetime_s: Option<u64>| {
-        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
-        publish_to(base, &rt, replay.git.dir(), &to, lifetime_s, false)
-    };
-
-    publish(&mut base, 5, None);
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[5].refs),
-        "the first release",
-        || leaf.logs(),
-    );
-    base.wait_for_log("the first release carried", &["git release carried on"]);
+    let releases = Releases::new(work, 14, 40, http, &leaf.id.clone());
+    releases.first(&mut base, &leaf);
 
     // The leaf goes away; the relay takes the next release, which lives
     // three seconds.
     leaf.kill9();
-    let lost = publish(&mut base, 15, Some(3));
+    let lost = releases.publish(&mut base, 15, Some(3), false);
     assert!(lost["base"].is_u64(), "{lost}");
     base.wait_for_log_lines("the relay's custody", &["git release carried on"], 2);
     base.wait_for_log(
@@ -458,19 +480,12 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
         &["deleted before it reached the destination", "a whole one"],
     );
 
-    let next = publish(&mut base, 30, None);
+    let next = releases.publish(&mut base, 30, None, false);
     assert!(next["base"].is_null(), "a whole release: {next}");
     leaf.start();
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[30].refs),
-        "the whole release",
-        || format!("{}{}", base.logs(), leaf.logs()),
-    );
-    Git::new(work.join("leaf/git/fleet.git"))
-        .run(["fsck", "--strict", "--no-dangling"], b"")
-        .unwrap();
+    releases.served(30, "the whole release", || {
+        format!("{}{}", base.logs(), leaf.logs())
+    });
 }
 
 /// A leaf that lost its repository and its store (re-imaged, its key kept)
@@ -480,35 +495,18 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
 fn a_leaf_that_lost_its_repository_catches_up_with_a_whole_release() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path();
-    let seed = 15;
-    eprintln!("fixture seed {seed}");
-    let replay = fixture::generate(&work.join("upstream.git"), 30, seed).unwrap();
     let http = free_port();
     let (mut base, mut leaf) =
         base_and_leaf(work, "", &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n"));
-    let rt = runtime();
-    let url = format!("http://127.0.0.1:{http}/fleet.git");
-    let publish = |base: &mut support::Node, step: usize, whole: bool| {
-        fixture::set_refs(&replay.git, &replay.steps[step].refs).unwrap();
-        publish_to(base, &rt, replay.git.dir(), "leaf", None, whole)
-    };
-
-    let first = publish(&mut base, 5, false);
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[5].refs),
-        "the first release",
-        || leaf.logs(),
-    );
-    base.wait_for_log("the first release carried", &["git release carried on"]);
+    let releases = Releases::new(work, 15, 30, http, "leaf");
+    let first = releases.first(&mut base, &leaf);
 
     leaf.kill9();
     for gone in ["leaf/git", "leaf/store"] {
         std::fs::remove_dir_all(work.join(gone)).unwrap();
     }
     leaf.start();
-    let thin = publish(&mut base, 15, false);
+    let thin = releases.publish(&mut base, 15, None, false);
     assert_eq!(thin["base"], first["sequence"], "{thin}");
     leaf.wait_for_log("the thin release pending", &["git release", "Pending"]);
     // The base learnt at once that the leaf had restarted: the new run
@@ -519,20 +517,13 @@ fn a_leaf_that_lost_its_repository_catches_up_with_a_whole_release() {
         &["link failed", "reset by peer"],
     );
 
-    let whole = publish(&mut base, 15, true);
+    let whole = releases.publish(&mut base, 15, None, true);
     assert!(whole["base"].is_null(), "{whole}");
     assert!(
         whole["objects"].as_u64() > thin["objects"].as_u64(),
         "{whole} {thin}"
     );
-    wait_for_refs(
-        work,
-        &url,
-        &expected(&replay.steps[15].refs),
-        "the whole release",
-        || format!("{}{}", base.logs(), leaf.logs()),
-    );
-    Git::new(work.join("leaf/git/fleet.git"))
-        .run(["fsck", "--strict", "--no-dangling"], b"")
-        .unwrap();
+    releases.served(15, "the whole release", || {
+        format!("{}{}", base.logs(), leaf.logs())
+    });
 }
