@@ -138,7 +138,6 @@ fn states(status: &Value, hop_name: &dyn Fn(&str) -> String) -> BTreeMap<String,
     states
 }
 
-/// `source/sequence@created` shortened to `source[..8]/sequence`.
 /// What a status answer's bundle carries, for people: a file's name as
 /// sent (control characters escaped), or its kind in brackets (`(git)`);
 /// None while only its progress is known.
@@ -150,6 +149,7 @@ pub(crate) fn carries(bundle: &Value) -> Option<String> {
     }
 }
 
+/// `source/sequence@created` shortened to `source[..8]/sequence`.
 fn short_id(id: &str) -> String {
     let (source, rest) = id.split_once('/').unwrap_or((id, ""));
     let sequence = rest.split('@').next().unwrap_or_default();
