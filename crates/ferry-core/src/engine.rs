@@ -1637,12 +1637,14 @@ impl<S: Store> Engine<S> {
     /// How long to wait for an answer on `link` before offering again
     /// ([`answer_timeout`]).
     fn retransmit_timeout(&self, link: LinkId) -> Duration {
-        match self.links.get(&link) {
-            Some(state) => answer_timeout(state, &self.config),
-            None => {
-                Duration::from_secs(1) * self.config.retransmit_rtts + self.config.retransmit_slack
-            }
-        }
+        // An unknown link: a round trip of one second, no answers measured.
+        let (rtt, delay) = self
+            .links
+            .get(&link)
+            .map_or((Duration::from_secs(1), None), |s| {
+                (s.props.rtt, s.answer_delay)
+            });
+        answer_timeout(rtt, delay, &self.config)
     }
 
     /// Timers: custody signal batches, repair reports, re-offers, expiry,
@@ -1700,7 +1702,7 @@ impl<S: Store> Engine<S> {
             if !state.up || state.session.is_none() {
                 continue;
             }
-            let timeout = answer_timeout(state, &self.config);
+            let timeout = answer_timeout(state.props.rtt, state.answer_delay, &self.config);
             for out in state.out.values_mut() {
                 if out.retry_at.is_some_and(|at| at <= now) {
                     // The answer to data handed over is due by what this
@@ -2218,17 +2220,19 @@ fn speculation_budget(props: &LinkProperties) -> u64 {
     u64::try_from(bdp).unwrap_or(u64::MAX).max(1)
 }
 
-/// How long to wait for an answer on a link before offering again:
-/// `retransmit_rtts` round trips, or the answers' measured delay and four
-/// deviations if that is longer (at most `retransmit_max`);
-/// `retransmit_slack` on top.
-fn answer_timeout(state: &LinkState, config: &EngineConfig) -> Duration {
-    let rtts = state.props.rtt * config.retransmit_rtts;
-    let measured = state
-        .answer_delay
-        .map_or(Duration::ZERO, |(delay, deviation)| {
-            (delay + deviation * 4).min(config.retransmit_max)
-        });
+/// How long to wait for an answer on a link of round trip `rtt` before
+/// offering again: `retransmit_rtts` round trips, or the answers' measured
+/// delay and four deviations (`answer_delay`) if that is longer (at most
+/// `retransmit_max`); `retransmit_slack` on top.
+fn answer_timeout(
+    rtt: Duration,
+    answer_delay: Option<(Duration, Duration)>,
+    config: &EngineConfig,
+) -> Duration {
+    let rtts = rtt * config.retransmit_rtts;
+    let measured = answer_delay.map_or(Duration::ZERO, |(delay, deviation)| {
+        (delay + deviation * 4).min(config.retransmit_max)
+    });
     rtts.max(measured) + config.retransmit_slack
 }
 
