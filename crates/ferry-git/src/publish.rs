@@ -74,18 +74,20 @@ impl DestinationState {
     }
 
     /// Release `sequence` was taken into custody by the next hop (or
-    /// delivered): its refs, and everything before them, are confirmed. A
-    /// release not in flight (given up as lost) confirms nothing.
-    pub fn confirm(&mut self, sequence: u64) {
+    /// delivered): its refs, and everything before them, are confirmed.
+    /// Whether it confirmed anything: a release not in flight (given up as
+    /// lost, or confirmed already) does not.
+    pub fn confirm(&mut self, sequence: u64) -> bool {
         if sequence <= self.confirmed_sequence {
-            return;
+            return false;
         }
         let Some(refs) = self.in_flight.get(&sequence) else {
-            return;
+            return false;
         };
         self.confirmed_refs = refs.clone();
         self.confirmed_sequence = sequence;
         self.in_flight = self.in_flight.split_off(&(sequence + 1));
+        true
     }
 
     /// Release `sequence` will not reach the destination: its bundle's

@@ -136,9 +136,9 @@ impl GitService {
     }
 
     /// Release `sequence` of `key` will not reach its destination: the
-    /// state gives it up (see [`DestinationState::lost`]), and so does the
-    /// in-flight list, with every release sent after it, so none of them
-    /// confirms anything later. Answers what the state did.
+    /// state gives it up, with every release sent after it (see
+    /// [`DestinationState::lost`]); those still in flight here confirm
+    /// nothing when their bundles leave. Answers what the state did.
     fn give_up(&self, key: &str, sequence: Option<u64>) -> Lost {
         let lost = self
             .states
@@ -147,11 +147,6 @@ impl GitService {
             .get_mut(key)
             .map_or(Lost::Ignored, |state| state.lost(sequence));
         if lost != Lost::Ignored {
-            let from = sequence.unwrap_or(0);
-            self.in_flight
-                .lock()
-                .expect("git in-flight lock")
-                .retain(|(k, _, s)| k != key || *s < from);
             self.save_states();
         }
         lost
@@ -382,27 +377,34 @@ impl GitService {
                 }
             }
         }
+        // Before the carried ones: a release built on one lost here
+        // confirms nothing.
         for (key, bundle, sequence) in expired {
             let lost = self.give_up(&key, Some(sequence));
-            carried.retain(|(k, _, s)| *k != key || *s < sequence);
-            tracing::warn!(
-                %bundle, sequence, repository = %key, ?lost,
-                "git release expired before every next hop took it; it and the releases built on it are given up"
-            );
-        }
-        if carried.is_empty() {
-            return;
-        }
-        {
-            let mut states = self.states.lock().expect("git state lock");
-            for (key, _, sequence) in &carried {
-                if let Some(state) = states.get_mut(key) {
-                    state.confirm(*sequence);
-                }
+            if lost != Lost::Ignored {
+                tracing::warn!(
+                    %bundle, sequence, repository = %key, ?lost,
+                    "git release expired before every next hop took it; it and the releases built on it are given up"
+                );
             }
         }
+        let confirmed: Vec<(BundleId, u64)> = {
+            let mut states = self.states.lock().expect("git state lock");
+            carried
+                .into_iter()
+                .filter(|(key, _, sequence)| {
+                    states
+                        .get_mut(key)
+                        .is_some_and(|state| state.confirm(*sequence))
+                })
+                .map(|(_, bundle, sequence)| (bundle, sequence))
+                .collect()
+        };
+        if confirmed.is_empty() {
+            return;
+        }
         self.save_states();
-        for (_, bundle, sequence) in carried {
+        for (bundle, sequence) in confirmed {
             tracing::info!(%bundle, sequence, "git release carried on; later packs leave out what it holds");
         }
     }
