@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ferry_git::{Git, fixture};
 use ferryd::admin::Request;
-use support::{base_and_leaf, configure, free_port, init, peer, runtime};
+use support::{base_and_leaf, configure_chain, free_port, init, runtime};
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")
@@ -434,34 +434,11 @@ fn a_release_that_expires_at_a_relay_is_given_up_and_the_next_is_whole() {
     let mut base = init(work, "base", "base");
     let mut relay = init(work, "relay", "relay");
     let mut leaf = init(work, "leaf", "leaf");
-    let (relay_port, leaf_port, http) = (free_port(), free_port(), free_port());
-    configure(
-        &base,
-        "base",
-        free_port(),
-        &format!(
-            "{}[routes]\ndefault = \"relay\"\n",
-            peer("relay", &relay, Some(relay_port), "lte-bush")
-        ),
-    );
-    configure(
-        &relay,
-        "relay",
-        relay_port,
-        &format!(
-            "{}{}",
-            peer("base", &base, None, "lte-bush"),
-            peer("leaf", &leaf, Some(leaf_port), "lte-bush")
-        ),
-    );
-    configure(
-        &leaf,
-        "leaf",
-        leaf_port,
-        &format!(
-            "{}[git]\nlisten = \"127.0.0.1:{http}\"\n",
-            peer("relay", &relay, None, "lte-bush")
-        ),
+    let http = free_port();
+    configure_chain(
+        [&base, &relay, &leaf],
+        &[],
+        ["", "", &format!("[git]\nlisten = \"127.0.0.1:{http}\"\n")],
     );
     leaf.start();
     relay.start();

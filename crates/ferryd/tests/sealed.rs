@@ -17,7 +17,7 @@ use ferry_oci::fixture::{Compressor, family_layout};
 use ferry_trust::PublisherKey;
 use ferry_trust::envelope::is_sealed;
 use ferryd::admin::Request;
-use support::{Node, configure, configure_member, free_port, init, peer, runtime, skopeo_pull};
+use support::{Node, configure_chain, free_port, init, runtime, skopeo_pull};
 
 /// Frame bytes the node has received from all its peers.
 fn bytes_in(node: &Node, rt: &tokio::runtime::Runtime) -> u64 {
@@ -42,39 +42,23 @@ fn a_sealed_release_crosses_a_keyless_relay_and_is_served_at_the_leaf() {
     let leaf_public = ferry_trust::PublicKey(leaf_key.public_key());
     let publisher = PublisherKey::from_seed([61; 32]);
     publisher.save(base.dir.join("publisher.pem")).unwrap();
-    let (relay_port, leaf_port, registry) = (free_port(), free_port(), free_port());
+    let registry = free_port();
     let groups = format!("[groups]\nplain = [\"{0}\"]\nsealed = [\"{0}\"]\n", leaf.id);
-    configure(
-        &base,
-        "base",
-        free_port(),
-        &format!(
-            "{}[routes]\ndefault = \"relay\"\n{groups}[trust]\npublisher_key = \"publisher.pem\"\n\
-             [[trust.seal]]\ngroup = \"sealed\"\nmembers = [\"{leaf_public}\"]\n",
-            peer("relay", &relay, Some(relay_port), "lte-bush")
-        ),
-    );
-    configure(
-        &relay,
-        "relay",
-        relay_port,
-        &format!(
-            "{}{}{groups}",
-            peer("base", &base, None, "lte-bush"),
-            peer("leaf", &leaf, Some(leaf_port), "lte-bush")
-        ),
-    );
-    configure_member(
-        &leaf,
-        "leaf",
+    configure_chain(
+        [&base, &relay, &leaf],
         &["plain", "sealed"],
-        leaf_port,
-        &format!(
-            "{}[oci]\nlisten = \"127.0.0.1:{registry}\"\n\
-             [[trust.publisher]]\nkey = \"{}\"\noci = [\"team/*\"]\n",
-            peer("relay", &relay, None, "lte-bush"),
-            publisher.public()
-        ),
+        [
+            &format!(
+                "{groups}[trust]\npublisher_key = \"publisher.pem\"\n\
+                 [[trust.seal]]\ngroup = \"sealed\"\nmembers = [\"{leaf_public}\"]\n"
+            ),
+            &groups,
+            &format!(
+                "[oci]\nlisten = \"127.0.0.1:{registry}\"\n\
+                 [[trust.publisher]]\nkey = \"{}\"\noci = [\"team/*\"]\n",
+                publisher.public()
+            ),
+        ],
     );
     leaf.start();
     relay.start();

@@ -110,6 +110,43 @@ pub fn base_and_leaf(root: &Path, base_rest: &str, leaf_rest: &str) -> (Node, No
     (base, leaf)
 }
 
+/// Configures base → relay → leaf (all peers on the `lte-bush` profile):
+/// the base dials the relay and routes everything through it, the relay
+/// dials the leaf, and the leaf is a member of `leaf_groups`. Each config
+/// ends with its entry of `rests`: base, relay, leaf.
+pub fn configure_chain(nodes: [&Node; 3], leaf_groups: &[&str], rests: [&str; 3]) {
+    let [base, relay, leaf] = nodes;
+    let (relay_port, leaf_port) = (free_port(), free_port());
+    configure(
+        base,
+        "base",
+        free_port(),
+        &format!(
+            "{}[routes]\ndefault = \"relay\"\n{}",
+            peer("relay", relay, Some(relay_port), "lte-bush"),
+            rests[0]
+        ),
+    );
+    configure(
+        relay,
+        "relay",
+        relay_port,
+        &format!(
+            "{}{}{}",
+            peer("base", base, None, "lte-bush"),
+            peer("leaf", leaf, Some(leaf_port), "lte-bush"),
+            rests[1]
+        ),
+    );
+    configure_member(
+        leaf,
+        "leaf",
+        leaf_groups,
+        leaf_port,
+        &format!("{}{}", peer("relay", relay, None, "lte-bush"), rests[2]),
+    );
+}
+
 /// Writes the node's ferryd.toml: QUIC on `port`, then `rest` verbatim.
 pub fn configure(node: &Node, role: &str, port: u16, rest: &str) {
     configure_member(node, role, &[], port, rest);
