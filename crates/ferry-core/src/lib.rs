@@ -15,6 +15,7 @@ pub mod config;
 pub mod contact_plan;
 pub mod engine;
 pub mod event;
+mod in_flight;
 pub mod mem_store;
 pub mod mtu;
 mod peer_holds;
