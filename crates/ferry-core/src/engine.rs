@@ -2695,8 +2695,6 @@ mod tests {
         }
     }
 
-    /// A and B joined by a link with `props`, their sessions up, and A
-    /// routing to B directly.
     /// A reliable 1400-byte-MTU link with a 10 ms round trip.
     fn small_mtu() -> LinkProperties {
         LinkProperties {
@@ -2708,6 +2706,20 @@ mod tests {
         }
     }
 
+    /// A reliable 512 kbit/s link that keeps what it is handed in its own
+    /// buffers (QUIC), with round trip `rtt`.
+    fn buffering(rtt: Duration) -> LinkProperties {
+        LinkProperties {
+            mtu: 1 << 20,
+            rtt,
+            reliable: true,
+            rate_bps: 512_000,
+            pipeline: false,
+        }
+    }
+
+    /// A and B joined by a link with `props`, their sessions up, and A
+    /// routing to B directly.
     fn a_routed_to_b(props: LinkProperties) -> (Engine<MemStore>, Engine<MemStore>, Instant) {
         let (mut a, mut b) = (engine(A), engine(B));
         let now = Instant(2_000_000);
@@ -2869,13 +2881,7 @@ mod tests {
     /// once the answer is overdue by the delay learnt.
     #[test]
     fn reoffers_wait_as_long_as_the_link_has_taken_to_answer() {
-        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
-            mtu: 1 << 20,
-            rtt: Duration::from_millis(650),
-            reliable: true,
-            rate_bps: 512_000,
-            pipeline: false,
-        });
+        let (mut a, mut b, now) = a_routed_to_b(buffering(Duration::from_millis(650)));
         for seed in [1u8, 2] {
             let manifest = store_payload(&mut a, &[seed; 20_000]);
             a.submit(now, submission(Endpoint::Node(B), manifest))
@@ -2922,13 +2928,7 @@ mod tests {
     /// ask for what is still on its way.
     #[test]
     fn no_reoffer_before_the_data_handed_over_can_have_left() {
-        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
-            mtu: 1 << 20,
-            rtt: Duration::from_millis(100),
-            reliable: true,
-            rate_bps: 512_000,
-            pipeline: false,
-        });
+        let (mut a, mut b, now) = a_routed_to_b(buffering(Duration::from_millis(100)));
         let data: Vec<u8> = (0..640_000u32).map(|n| (n % 253) as u8).collect();
         submit(&mut a, Endpoint::Node(B), &data);
         // Offer and want-list, then A hands over all 640 kB at once.
@@ -2959,13 +2959,7 @@ mod tests {
     /// what the receiver still lacks (here a chunk altered in flight) goes.
     #[test]
     fn a_reoffer_overtaking_data_on_a_reliable_link_does_not_send_it_again() {
-        let (mut a, mut b, now) = a_routed_to_b(LinkProperties {
-            mtu: 1 << 20,
-            rtt: Duration::from_millis(100),
-            reliable: true,
-            rate_bps: 512_000,
-            pipeline: false,
-        });
+        let (mut a, mut b, now) = a_routed_to_b(buffering(Duration::from_millis(100)));
         let data: Vec<u8> = (0..640_000u32).map(|n| (n * 7 % 253) as u8).collect();
         let id = submit(&mut a, Endpoint::Node(B), &data);
         let codec = FrameCodec::new(ferry_proto::HARD_MAX_FRAME);
