@@ -1078,7 +1078,6 @@ impl<S: Store> Engine<S> {
     ) -> Result<(), String> {
         let retransmit = self.retransmit_timeout(link);
         let state = self.links.get_mut(&link).expect("link checked by caller");
-        let window = in_flight_window(&state.props);
         let Some(out) = state.out.get_mut(&want.handle) else {
             return Ok(());
         };
@@ -1151,8 +1150,7 @@ impl<S: Store> Engine<S> {
         };
         // Pieces up to a checkpoint the receiver has seen had their chance;
         // the others are still on their way, not lost.
-        let expiry = (!state.props.reliable).then_some((now, window));
-        out.in_flight.forget(want.checkpoint_seen, expiry);
+        out.in_flight.forget(want.checkpoint_seen, now);
         let in_flight = out.in_flight.index();
         let mut add = |index: u32, start: u32, end: u32| -> Result<(), String> {
             let len =
@@ -1534,7 +1532,7 @@ impl<S: Store> Engine<S> {
                     want_serial: 0,
                     sending: None,
                     read_before: Vec::new(),
-                    in_flight: InFlight::default(),
+                    in_flight: InFlight::new(state.props.reliable, in_flight_window(&state.props)),
                     awaiting: None,
                     checkpoints: 0,
                 };
@@ -2118,16 +2116,10 @@ impl<S: Store> Engine<S> {
             } else {
                 self.stats.asked_bytes += u64::from(take);
             }
-            let reliable = state.props.reliable;
             let whole_chunk = start == 0 && take >= chunk_length;
             let round = out.checkpoints + 1;
-            let bytes = (start, start + take);
             out.in_flight
-                .push(now, index, bytes, whole_chunk, round, reliable);
-            if !reliable {
-                let window = in_flight_window(&state.props);
-                out.in_flight.forget(0, Some((now, window)));
-            }
+                .push(now, index, (start, start + take), whole_chunk, round);
             if start + take >= end {
                 ranges.remove(0);
                 if ranges.is_empty() {

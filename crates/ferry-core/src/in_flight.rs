@@ -39,15 +39,28 @@ struct Sent {
 
 /// What one outbound handle has in flight, oldest first. Rounds and times
 /// only grow along it, so forgetting takes from the front.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InFlight {
     sent: VecDeque<Sent>,
+    /// How long a piece may take to arrive on an unreliable link; None on a
+    /// reliable one, where only its round's answer ends it.
+    window: Option<Duration>,
 }
 
 impl InFlight {
+    /// Nothing in flight yet on a link that is reliable, or else whose
+    /// pieces arrive within `window` if at all.
+    pub(crate) fn new(reliable: bool, window: Duration) -> Self {
+        Self {
+            sent: VecDeque::new(),
+            window: (!reliable).then_some(window),
+        }
+    }
+
     /// Notes bytes `start..end` of chunk `index` handed over at `at` in
-    /// `round`; `whole` if they are the whole chunk. With `merge`, a whole
-    /// chunk following a run of whole chunks of the same round joins it.
+    /// `round`; `whole` if they are the whole chunk. On a reliable link a
+    /// whole chunk following a run of whole chunks of the same round joins
+    /// it; on an unreliable one, pieces past their window are forgotten.
     pub(crate) fn push(
         &mut self,
         at: Instant,
@@ -55,10 +68,10 @@ impl InFlight {
         (start, end): (u32, u32),
         whole: bool,
         round: u32,
-        merge: bool,
     ) {
+        self.forget(0, at);
         let bytes = if whole { WHOLE } else { (start, end) };
-        if merge
+        if self.window.is_none()
             && whole
             && let Some(last) = self.sent.back_mut()
             && last.bytes == WHOLE
@@ -78,12 +91,12 @@ impl InFlight {
     }
 
     /// Forgets pieces of rounds up to `answered` (the receiver saw their
-    /// checkpoint: what it still lacks of them did not arrive) and, with an
-    /// expiry `(now, window)`, those handed over `window` or more before
-    /// `now` (any want-list arriving now has seen them).
-    pub(crate) fn forget(&mut self, answered: u32, expiry: Option<(Instant, Duration)>) {
+    /// checkpoint: what it still lacks of them did not arrive; rounds count
+    /// from 1) and, on an unreliable link, those handed over a window or
+    /// more before `now` (any want-list arriving now has seen them).
+    pub(crate) fn forget(&mut self, answered: u32, now: Instant) {
         while self.sent.front().is_some_and(|sent| {
-            sent.round <= answered || expiry.is_some_and(|(now, window)| sent.at + window <= now)
+            sent.round <= answered || self.window.is_some_and(|window| sent.at + window <= now)
         }) {
             self.sent.pop_front();
         }
@@ -161,9 +174,9 @@ mod tests {
 
     #[test]
     fn whole_chunks_of_one_round_are_one_entry_on_a_reliable_link() {
-        let mut in_flight = InFlight::default();
+        let mut in_flight = InFlight::new(true, Duration::ZERO);
         for index in 0..10_000 {
-            in_flight.push(later(u64::from(index)), index, (0, 100), true, 1, true);
+            in_flight.push(later(u64::from(index)), index, (0, 100), true, 1);
         }
         assert_eq!(in_flight.entries(), 1);
         let index = in_flight.index();
@@ -171,23 +184,23 @@ mod tests {
         assert!(index.subtract(9_999, vec![(0, 100)]).is_empty());
         assert_eq!(index.subtract(10_000, vec![(0, 100)]), vec![(0, 100)]);
         // A new round starts a new entry; so does a gap in the indexes.
-        in_flight.push(later(1), 10_000, (0, 100), true, 2, true);
-        in_flight.push(later(2), 10_002, (0, 100), true, 2, true);
+        in_flight.push(later(1), 10_000, (0, 100), true, 2);
+        in_flight.push(later(2), 10_002, (0, 100), true, 2);
         assert_eq!(in_flight.entries(), 3);
         // Unmerged on an unreliable link.
-        let mut each = InFlight::default();
-        each.push(T0, 0, (0, 100), true, 1, false);
-        each.push(T0, 1, (0, 100), true, 1, false);
+        let mut each = InFlight::new(false, Duration::from_secs(1));
+        each.push(T0, 0, (0, 100), true, 1);
+        each.push(T0, 1, (0, 100), true, 1);
         assert_eq!(each.entries(), 2);
     }
 
     #[test]
     fn pieces_are_left_out_of_what_is_wanted_until_their_round_is_answered() {
-        let mut in_flight = InFlight::default();
-        in_flight.push(T0, 3, (0, 500), false, 1, true);
-        in_flight.push(T0, 3, (1000, 1500), false, 1, true);
-        in_flight.push(T0, 4, (0, 2000), true, 1, true);
-        in_flight.push(T0, 5, (0, 10), true, 2, true);
+        let mut in_flight = InFlight::new(true, Duration::ZERO);
+        in_flight.push(T0, 3, (0, 500), false, 1);
+        in_flight.push(T0, 3, (1000, 1500), false, 1);
+        in_flight.push(T0, 4, (0, 2000), true, 1);
+        in_flight.push(T0, 5, (0, 10), true, 2);
         let index = in_flight.index();
         assert_eq!(
             index.subtract(3, vec![(0, 2000)]),
@@ -196,24 +209,23 @@ mod tests {
         assert!(index.subtract(4, vec![(0, 2000)]).is_empty());
         assert_eq!(index.subtract(2, vec![(0, 2000)]), vec![(0, 2000)]);
         // The receiver saw checkpoint 1: what it lacks of round 1 was lost.
-        in_flight.forget(1, None);
+        in_flight.forget(1, T0);
         let index = in_flight.index();
         assert_eq!(index.subtract(3, vec![(0, 2000)]), vec![(0, 2000)]);
         assert!(index.subtract(5, vec![(0, 10)]).is_empty());
-        // Without an expiry, time alone forgets nothing.
-        in_flight.forget(0, None);
+        // On a reliable link, time alone forgets nothing.
+        in_flight.forget(0, later(3_600_000));
         assert_eq!(in_flight.entries(), 1);
     }
 
     #[test]
     fn on_an_unreliable_link_pieces_past_the_window_are_forgotten() {
-        let mut in_flight = InFlight::default();
-        in_flight.push(T0, 0, (0, 100), false, 1, false);
-        in_flight.push(later(50), 1, (0, 100), false, 1, false);
-        let window = Duration::from_millis(100);
-        in_flight.forget(0, Some((later(99), window)));
+        let mut in_flight = InFlight::new(false, Duration::from_millis(100));
+        in_flight.push(T0, 0, (0, 100), false, 1);
+        in_flight.push(later(50), 1, (0, 100), false, 1);
+        in_flight.forget(0, later(99));
         assert_eq!(in_flight.entries(), 2);
-        in_flight.forget(0, Some((later(100), window)));
+        in_flight.forget(0, later(100));
         assert_eq!(in_flight.entries(), 1);
         let index = in_flight.index();
         assert_eq!(index.subtract(0, vec![(0, 100)]), vec![(0, 100)]);
@@ -222,14 +234,14 @@ mod tests {
 
     #[test]
     fn overlapping_runs_from_several_rounds_cover_their_union() {
-        let mut in_flight = InFlight::default();
+        let mut in_flight = InFlight::new(true, Duration::ZERO);
         for index in 10..20 {
-            in_flight.push(T0, index, (0, 1), true, 1, true);
+            in_flight.push(T0, index, (0, 1), true, 1);
         }
         for index in 5..12 {
-            in_flight.push(T0, index, (0, 1), true, 2, true);
+            in_flight.push(T0, index, (0, 1), true, 2);
         }
-        in_flight.push(T0, u32::MAX, (0, 1), true, 2, true);
+        in_flight.push(T0, u32::MAX, (0, 1), true, 2);
         let index = in_flight.index();
         for chunk in (5..20).chain([u32::MAX]) {
             assert!(index.subtract(chunk, vec![(0, 1)]).is_empty(), "{chunk}");
